@@ -1,0 +1,7 @@
+"""Allow `python -m botkit`."""
+
+from __future__ import annotations
+
+from botkit.cli import main
+
+raise SystemExit(main())

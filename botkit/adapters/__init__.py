@@ -1,0 +1,1 @@
+"""Platform adapters: each turns platform events into Incoming and delivers replies."""

@@ -1,0 +1,156 @@
+"""The console adapter: chat with the bot in a terminal, or pipe lines through it.
+
+Interactive (stdin is a terminal): a prompt, replies streamed as they are generated, Ctrl-C
+stops the reply being generated (it is stored marked interrupted), Ctrl-C at the prompt or
+Ctrl-D quits. Piped: one line per message, each reply printed, exit at end of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from botkit.core.events import ChatKey, Incoming, User
+from botkit.core.router import Router
+
+__all__ = ["ConsoleAdapter", "ConsoleTarget"]
+
+
+class ConsoleTarget:
+    """Writes replies to a text stream; an edit prints only what was appended."""
+
+    max_length = 1_000_000_000
+    min_edit_interval = 0.0
+
+    def __init__(self, out: TextIO, prefix: str = "") -> None:
+        self.out = out
+        self.prefix = prefix
+        self.line_open = False
+
+    async def send(self, text: str) -> list[int]:
+        """Print a new message; the handle remembers how much of it is on screen."""
+        self.end_line()
+        self.out.write(self.prefix + text)
+        self.out.flush()
+        self.line_open = True
+        return [len(text)]
+
+    async def edit(self, handle: list[int], text: str) -> None:
+        """Print the part of text not yet shown (replies only grow on a console)."""
+        shown = handle[0]
+        self.out.write(text[shown:] if text.startswith(text[:shown]) else "\n" + text)
+        self.out.flush()
+        handle[0] = len(text)
+
+    def end_line(self) -> None:
+        """Finish the current reply's line."""
+        if self.line_open:
+            self.out.write("\n")
+            self.out.flush()
+            self.line_open = False
+
+
+class ConsoleAdapter:
+    """Reads messages from stdin, one per line, for one named chat."""
+
+    name = "console"
+
+    def __init__(
+        self,
+        chat: str = "console",
+        user_name: str = "you",
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.chat = ChatKey("console", chat)
+        self.user = User(id="console", name=user_name)
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.interactive = self.stdin.isatty()
+        self.target = ConsoleTarget(self.stdout, prefix="bot> " if self.interactive else "")
+        self._current: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        mode = os.fstat(self.stdin.fileno()).st_mode
+        if stat.S_ISREG(mode):  # a redirected file never blocks
+            for line in self.stdin:
+                yield line
+            return
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), self.stdin
+        )
+        try:
+            while not self._stopping.is_set():
+                stop = asyncio.ensure_future(self._stopping.wait())
+                read = asyncio.ensure_future(reader.readline())
+                await asyncio.wait({stop, read}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                if not read.done():
+                    read.cancel()
+                    return
+                data = read.result()
+                if not data:
+                    return
+                yield data.decode("utf-8", errors="replace")
+        finally:
+            transport.close()
+
+    def _on_interrupt(self) -> None:
+        if self._current is not None and not self._current.done():
+            self._current.cancel()
+        else:
+            self._stopping.set()
+
+    async def start(self, router: Router) -> None:
+        """Run until end of input (or Ctrl-C at the prompt)."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+        try:
+            await self._loop(router)
+        finally:
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    async def _loop(self, router: Router) -> None:
+        self._prompt()
+        async for line in self._lines():
+            text = line.rstrip("\r\n")
+            if text.strip():
+                incoming = Incoming(chat=self.chat, user=self.user, text=text, is_dm=True)
+                self._current = asyncio.create_task(router.handle(incoming, self.target))
+                try:
+                    await self._current
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # we are being cancelled, not just the reply
+                    self.target.out.write(" [interrupted]")
+                    self.target.line_open = True
+                finally:
+                    self._current = None
+                self.target.end_line()
+            self._prompt()
+        if self.interactive:
+            self.stdout.write("\n")
+
+    def _prompt(self) -> None:
+        if self.interactive:
+            self.stdout.write(f"{self.user.name}> ")
+            self.stdout.flush()
+
+    async def stop(self) -> None:
+        """Stop after the current message."""
+        self._stopping.set()

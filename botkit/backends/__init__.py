@@ -1,0 +1,1 @@
+"""Model backends: llama.cpp in-process, and the protocol every backend implements."""

@@ -1,0 +1,136 @@
+"""The Backend protocol: what the core needs from a model, and the typed errors it may raise."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypedDict
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendInfo",
+    "BackendUnavailable",
+    "Chunk",
+    "ContextOverflow",
+    "GenerationParams",
+    "Message",
+    "ModelNotFound",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(TypedDict):
+    """One chat message in the role/content shape every chat template understands."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Sampling settings for one reply. seed is the concrete seed (never -1 here)."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    max_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one generation, and why it stopped."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    stop_reason: Literal["stop", "length", "cancelled"]
+    cached_prompt_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of streamed reply text; the last chunk of a stream carries usage."""
+
+    text: str
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInfo:
+    """What /model shows about the loaded model."""
+
+    backend: str
+    kind: str
+    model_name: str
+    parameters: int | None
+    quantization: str | None
+    context_length: int
+    trained_context_length: int | None
+    file_size: int | None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A backend could not produce a reply; the message is fit to show to the user."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend is down, unreachable or failed to load."""
+
+
+class ModelNotFound(BackendError):
+    """The configured model does not exist on the backend."""
+
+
+class ContextOverflow(BackendError):
+    """The prompt plus the reply reserve does not fit the context window."""
+
+
+class Backend(Protocol):
+    """A model that streams chat replies and counts tokens with its own tokenizer."""
+
+    name: str
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the model sees at once: prompt plus reply."""
+        ...
+
+    @property
+    def tokenizer_id(self) -> str:
+        """Identifies the tokenizer, so stored token counts from another one are recounted."""
+        ...
+
+    @property
+    def max_parallel(self) -> int:
+        """How many generations may run at once on this backend."""
+        ...
+
+    async def start(self) -> None:
+        """Load the model or connect; raises BackendUnavailable or ModelNotFound."""
+
+    async def close(self) -> None:
+        """Release the model or connection."""
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Exact prompt length of these messages, chat template and generation prompt included."""
+        ...
+
+    async def message_tokens(self, message: Message) -> int:
+        """Tokens one message adds to a prompt (its content plus the template's framing)."""
+        ...
+
+    def stream(
+        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+    ) -> AsyncIterator[Chunk]:
+        """Stream a reply. cache_key names the conversation, for backends that cache state."""
+        ...
+
+    async def info(self) -> BackendInfo:
+        """Model name, size, quantization and context length."""
+        ...

@@ -1,0 +1,64 @@
+"""A per-conversation cache of llama.cpp context states, bounded in bytes (least recent goes).
+
+One llama.cpp context serves every chat in turn. When chat A's turn follows chat B's, the
+context holds B's tokens; restoring A's saved state lets llama.cpp reuse A's evaluated prefix
+instead of paying a cold prefill of A's whole history.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CachedState", "StateCache"]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedState:
+    """A saved context: the tokens it holds and the opaque llama.cpp state blob."""
+
+    tokens: tuple[int, ...]
+    state: Any
+    size: int
+
+
+class StateCache:
+    """Maps a conversation key to its last context state, within a byte budget."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._entries: OrderedDict[str, CachedState] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes held by all cached states."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> CachedState | None:
+        """The state saved for key, marking it recently used."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: CachedState) -> None:
+        """Save key's state, evicting the least recently used ones past the budget."""
+        self.discard(key)
+        if entry.size > self.capacity_bytes:
+            return
+        self._entries[key] = entry
+        self._bytes += entry.size
+        while self._bytes > self.capacity_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.size
+
+    def discard(self, key: str) -> None:
+        """Forget key's state (its conversation was reset)."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size

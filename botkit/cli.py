@@ -1,0 +1,148 @@
+"""The command line: botkit init | chat | run | db upgrade | check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from botkit.adapters.console import ConsoleAdapter
+from botkit.backends.base import BackendError
+from botkit.config import Config, ConfigError, load_config
+from botkit.core.app import Bot
+from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
+
+__all__ = ["example_config_text", "main"]
+
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def example_config_text() -> str:
+    """The commented example config (shipped in the wheel, or the repository's copy)."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_config.example.toml", package.parent / "config.example.toml"):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    raise FileNotFoundError("config.example.toml is missing from this installation")
+
+
+def _config_path(arg: Path | None) -> Path | None:
+    if arg is not None:
+        return arg
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, Path]:
+    path = _config_path(args.config)
+    config = load_config(path)
+    logging.basicConfig(
+        level=config.logging.level,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return config, (path.resolve().parent if path else Path.cwd())
+
+
+async def _chat(config: Config, base_dir: Path, chat: str) -> int:
+    bot = Bot(config, base_dir=base_dir)
+    try:
+        await bot.start()
+        for error in bot.plugin_errors:
+            print(f"warning: {error}", file=sys.stderr)
+        adapter = ConsoleAdapter(chat=chat, user_name=config.console.user_name)
+        if adapter.interactive:
+            info = await bot.backends[config.defaults.backend].info()
+            print(f"botkit: chat {chat!r} with {info.model_name} ({info.backend}). "
+                  "/help lists commands; Ctrl-C stops a reply; Ctrl-D quits.")  # fmt: skip
+        await adapter.start(bot.router)
+    finally:
+        await bot.close()
+    return 0
+
+
+async def _db_upgrade(config: Config) -> int:
+    engine = create_engine(config.storage.url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    print(f"database {redact_url(config.storage.url)} is up to date")
+    return 0
+
+
+async def _check(config: Config, base_dir: Path) -> int:
+    problems: list[str] = []
+    engine = create_engine(config.storage.url)
+    try:
+        await ensure_migrated(engine, auto_migrate_new=False)
+        print(f"storage: {redact_url(config.storage.url)} OK")
+    except NotMigrated as exc:
+        problems.append(f"storage: {exc}")
+    finally:
+        await engine.dispose()
+    bot = Bot(config, base_dir=base_dir)
+    for name, backend in bot.backends.items():
+        try:
+            await backend.start()
+            info = await backend.info()
+            print(f"backend {name}: {info.model_name}, {info.context_length}-token window OK")
+        except BackendError as exc:
+            problems.append(f"backend {name}: {exc}")
+        finally:
+            await backend.close()
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help="config file (default: ./config.toml if present)")
+        return p
+
+    init = sub.add_parser("init", help="write a commented config.toml")
+    init.add_argument("--path", type=Path, default=DEFAULT_CONFIG)
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    chat = with_config(sub.add_parser("chat", help="chat in this terminal"))
+    chat.add_argument("--chat", default="console", help="conversation name (default: console)")
+    with_config(sub.add_parser("run", help="run every enabled adapter"))
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    with_config(db_sub.add_parser("upgrade", help="apply Alembic migrations"))
+    with_config(sub.add_parser("check", help="validate the config and probe storage and backends"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `botkit` command."""
+    args = _parser().parse_args(argv)
+    if args.command == "init":
+        if args.path.exists() and not args.force:
+            print(f"{args.path} exists; use --force to overwrite it", file=sys.stderr)
+            return 1
+        args.path.write_text(example_config_text(), encoding="utf-8")
+        print(f"wrote {args.path}")
+        return 0
+    try:
+        config, base_dir = _load(args)
+        if args.command == "chat":
+            return asyncio.run(_chat(config, base_dir, args.chat))
+        if args.command == "run":
+            if not config.console.enabled:
+                print("no adapter is enabled ([console] enabled = false)", file=sys.stderr)
+                return 1
+            return asyncio.run(_chat(config, base_dir, "console"))
+        if args.command == "db":
+            return asyncio.run(_db_upgrade(config))
+        return asyncio.run(_check(config, base_dir))
+    except (ConfigError, NotMigrated, BackendError) as exc:
+        print(f"botkit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

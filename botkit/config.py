@@ -1,0 +1,189 @@
+"""The configuration file (TOML) as pydantic models, with environment overrides.
+
+Every key is validated here, once, at start-up. Secrets never live in this file: later adapters
+read their tokens from the environment or from systemd credentials.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from botkit.core.settings import (
+    ChatSettings,
+    MaxTokens,
+    MinP,
+    Persona,
+    RepeatPenalty,
+    Seed,
+    Temperature,
+    TopK,
+    TopP,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConsoleConfig",
+    "DefaultsConfig",
+    "HistoryConfig",
+    "LlamaCppConfig",
+    "PluginsConfig",
+    "StorageConfig",
+    "load_config",
+]
+
+DEFAULT_DB_URL = "sqlite+aiosqlite:///botkit.db"
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid; the message says which key and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Section):
+    """Where chats and messages are kept."""
+
+    url: str = DEFAULT_DB_URL
+    auto_migrate_new: bool = True
+
+
+class LlamaCppConfig(_Section):
+    """An in-process llama.cpp model (a GGUF file)."""
+
+    kind: Literal["llamacpp"] = "llamacpp"
+    model_path: Path | None = None
+    n_ctx: int = Field(default=2048, ge=256, le=131072)
+    n_threads: int | None = Field(default=None, ge=1, le=512)
+    n_batch: int = Field(default=512, ge=16, le=8192)
+    state_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+
+
+BackendConfig = LlamaCppConfig
+
+
+class DefaultsConfig(_Section):
+    """Settings every chat starts with; each chat may override them with commands."""
+
+    backend: str = "local"
+    persona: Persona = "You are a helpful assistant."
+    temperature: Temperature = 0.7
+    top_k: TopK = 40
+    top_p: TopP = 0.95
+    min_p: MinP = 0.05
+    repeat_penalty: RepeatPenalty = 1.1
+    max_tokens: MaxTokens = 256
+    seed: Seed = -1
+
+    def to_settings(self) -> ChatSettings:
+        """These defaults as a ChatSettings value."""
+        return ChatSettings(**self.model_dump())
+
+
+class HistoryConfig(_Section):
+    """How a conversation is fitted into the context window."""
+
+    trim_to: float = Field(default=0.6, gt=0.0, le=1.0)
+    safety_margin_tokens: int = Field(default=8, ge=0, le=1024)
+
+
+class PluginsConfig(_Section):
+    """Which plugins to load, and the folders to look for them in."""
+
+    paths: list[Path] = Field(default_factory=lambda: [Path("plugins")])
+    enabled: list[str] = Field(default_factory=list)
+
+
+class ConsoleConfig(_Section):
+    """The local console adapter."""
+
+    enabled: bool = True
+    user_name: str = Field(default="you", min_length=1, max_length=64)
+
+
+class LoggingConfig(_Section):
+    """Log output (always to stderr)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+class Config(BaseSettings):
+    """The whole configuration. Environment variables override the file: BOTKIT_STORAGE__URL=…"""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOTKIT_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    storage: StorageConfig = StorageConfig()
+    backends: dict[str, BackendConfig] = Field(
+        default_factory=lambda: {"local": LlamaCppConfig()}
+    )
+    defaults: DefaultsConfig = DefaultsConfig()
+    history: HistoryConfig = HistoryConfig()
+    plugins: PluginsConfig = PluginsConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, so a systemd unit can adjust one key.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check_cross_references(self) -> Config:
+        if not self.backends:
+            raise ValueError("[backends] must define at least one backend")
+        if self.defaults.backend not in self.backends:
+            names = ", ".join(sorted(self.backends))
+            raise ValueError(
+                f"defaults.backend = {self.defaults.backend!r} is not a configured backend "
+                f"(configured: {names})"
+            )
+        for name, backend in self.backends.items():
+            if self.defaults.max_tokens >= backend.n_ctx // 2:
+                raise ValueError(
+                    f"defaults.max_tokens = {self.defaults.max_tokens} leaves too little of "
+                    f"backends.{name}.n_ctx = {backend.n_ctx} for the conversation "
+                    f"(keep it below {backend.n_ctx // 2})"
+                )
+        return self
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source} is not valid:"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate a config file; None means built-in defaults (plus the environment)."""
+    data: dict[str, Any] = {}
+    source = "the built-in configuration"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist (create one: botkit init)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None

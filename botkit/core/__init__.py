@@ -1,0 +1,1 @@
+"""The platform- and model-neutral core: events, routing, conversations, scheduling, streaming."""

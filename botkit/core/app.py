@@ -1,0 +1,94 @@
+"""The Bot: wires config, store, backends, scheduler, plugins and router together."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from botkit.backends.base import Backend, BackendError
+from botkit.backends.llamacpp import LlamaCppBackend
+from botkit.config import Config
+from botkit.core.conversation import Conversation
+from botkit.core.router import Router
+from botkit.core.scheduler import FairScheduler
+from botkit.core.settings import ChatSettings
+from botkit.plugins.api import CommandRegistry
+from botkit.plugins.loader import load_plugins
+from botkit.store.db import create_engine, ensure_migrated
+from botkit.store.repository import ChatRecord, Repository
+
+__all__ = ["Bot", "build_backends"]
+
+log = logging.getLogger(__name__)
+
+
+def build_backends(config: Config) -> dict[str, Backend]:
+    """One backend object per [backends.NAME] section."""
+    return {name: LlamaCppBackend(name, cfg) for name, cfg in config.backends.items()}
+
+
+class Bot:
+    """A running botkit: start() it, hand messages to .router, close() it."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backends: dict[str, Backend] | None = None,
+        base_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.base_dir = base_dir or Path.cwd()
+        self.defaults = config.defaults.to_settings()
+        self.backends: dict[str, Backend] = backends if backends is not None else build_backends(config)
+        self.scheduler = FairScheduler()
+        self.registry = CommandRegistry()
+        self.conversation = Conversation(self)
+        self.router = Router(self)
+        self.plugin_errors: list[str] = []
+        self._engine: AsyncEngine | None = None
+        self._repo: Repository | None = None
+
+    @property
+    def repo(self) -> Repository:
+        """The store (available once started)."""
+        if self._repo is None:
+            raise RuntimeError("Bot.start() has not been called")
+        return self._repo
+
+    async def start(self) -> None:
+        """Open the store (checking migrations), load plugins and backends."""
+        engine = create_engine(self.config.storage.url)
+        self._engine = engine
+        if await ensure_migrated(engine, auto_migrate_new=self.config.storage.auto_migrate_new):
+            log.info("created a new database at %s", engine.url.render_as_string())
+        self._repo = Repository(engine)
+        from botkit.plugins.builtin import plugin as builtin
+
+        self.registry.add_plugin(builtin)
+        folders = [p if p.is_absolute() else self.base_dir / p for p in self.config.plugins.paths]
+        self.plugin_errors = load_plugins(self.registry, self.config.plugins.enabled, folders)
+        for name, backend in self.backends.items():
+            try:
+                await backend.start()
+            except BackendError as exc:
+                raise BackendError(f"backend {name!r} did not start: {exc}") from exc
+
+    async def close(self) -> None:
+        """Release backends and the database."""
+        for backend in self.backends.values():
+            try:
+                await backend.close()
+            except Exception:
+                log.exception("closing backend %s failed", backend.name)
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    def settings_for(self, chat: ChatRecord) -> ChatSettings:
+        """A chat's effective settings: its overrides over the config defaults."""
+        settings = self.defaults.with_overrides(chat.overrides)
+        if settings.backend not in self.backends:  # a backend removed from the config
+            settings = self.defaults.with_overrides({**chat.overrides, "backend": None})
+        return settings

@@ -1,0 +1,38 @@
+"""The Context a command handler receives: the message, the chat, its settings, a way to reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botkit.core.events import Incoming
+from botkit.core.settings import ChatSettings
+from botkit.core.streaming import ReplyStream, ReplyTarget
+from botkit.store.repository import ChatRecord
+
+if TYPE_CHECKING:
+    from botkit.backends.base import Backend
+    from botkit.core.app import Bot
+
+__all__ = ["Context"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a handler may use; the one argument every command gets first."""
+
+    bot: Bot
+    incoming: Incoming
+    chat: ChatRecord
+    settings: ChatSettings
+    target: ReplyTarget
+
+    @property
+    def backend(self) -> Backend:
+        """The backend this chat uses."""
+        return self.bot.backends[self.settings.backend]
+
+    async def reply(self, text: str) -> None:
+        """Send text to the chat (split at the platform's limit)."""
+        stream = ReplyStream(self.target)
+        await stream.finish(text)

@@ -1,0 +1,44 @@
+"""Platform-neutral events: what an adapter hands to the router."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ChatKey", "Incoming", "User"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatKey:
+    """Identifies one conversation: a platform and that platform's id for the chat or thread."""
+
+    platform: str
+    chat_id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.chat_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """The author of a message, as the platform names them."""
+
+    id: str
+    name: str
+    can_change_settings: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message from a user, already stripped of platform details."""
+
+    chat: ChatKey
+    user: User
+    text: str
+    is_dm: bool = True
+    mentioned: bool = False
+    reply_to_bot: bool = False
+
+    @property
+    def addressed_to_bot(self) -> bool:
+        """Whether plain text in this message should get a reply (DM, mention or reply)."""
+        return self.is_dm or self.mentioned or self.reply_to_bot

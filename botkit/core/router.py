@@ -1,0 +1,78 @@
+"""The router: a command goes to its handler, text addressed to the bot to the conversation.
+
+Every failure ends as a clear reply in the chat; nothing a user sends can stop the bot.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from typing import TYPE_CHECKING
+
+from botkit.backends.base import BackendError
+from botkit.core.context import Context
+from botkit.core.events import Incoming
+from botkit.core.streaming import ReplyTarget
+from botkit.plugins.api import CommandError
+
+if TYPE_CHECKING:
+    from botkit.core.app import Bot
+
+__all__ = ["Router"]
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 16000
+
+
+class Router:
+    """Dispatches Incoming messages."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def context(self, incoming: Incoming, target: ReplyTarget) -> Context:
+        """Build the handler context for a message (loads the chat and its settings)."""
+        chat = await self.bot.repo.chat(incoming.chat)
+        settings = self.bot.settings_for(chat)
+        return Context(self.bot, incoming, chat, settings, target)
+
+    async def handle(self, incoming: Incoming, target: ReplyTarget) -> None:
+        """Handle one message; replies go to target."""
+        text = incoming.text.strip()
+        if not text:
+            return
+        ctx = await self.context(incoming, target)
+        try:
+            if text.startswith("/"):
+                await self._command(ctx, text)
+            elif incoming.addressed_to_bot:
+                await self.chat(ctx, text)
+        except (CommandError, BackendError) as exc:
+            await ctx.reply(f"⚠ {exc}")
+        except Exception:
+            log.exception("unexpected error handling a message in %s", incoming.chat)
+            await ctx.reply("⚠ Something went wrong on our side; the error is in the bot's log.")
+
+    async def chat(self, ctx: Context, text: str) -> None:
+        """Plain chat: validate the length, then let the conversation answer."""
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise CommandError(
+                f"your message is {len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}"
+            )
+        await self.bot.conversation.respond(ctx, text)
+
+    async def _command(self, ctx: Context, text: str) -> None:
+        head, _, args = text[1:].partition(" ")
+        name = head.split("@", 1)[0].lower()
+        command = self.bot.registry.get(name)
+        if command is None:
+            close = difflib.get_close_matches(name, self.bot.registry.names(), n=1)
+            hint = f" Did you mean /{close[0]}?" if close else ""
+            raise CommandError(f"unknown command /{name}.{hint} /help lists the commands.")
+        if command.changes_settings and not ctx.incoming.user.can_change_settings:
+            raise CommandError(f"only people allowed to change this chat's settings can use /{name}")
+        values = command.parse(args)
+        result = await command.handler(ctx, **values)
+        if result:
+            await ctx.reply(result)

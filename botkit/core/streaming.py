@@ -1,0 +1,128 @@
+"""Delivering a streamed reply: paced edits, and splitting at the platform's length limit.
+
+The splitter never truncates, prefers line and word boundaries, and keeps code fences
+balanced in every piece (closing a fence at the end of a piece and reopening it, with its
+language, at the start of the next).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["ReplyStream", "ReplyTarget", "split_message"]
+
+_FENCE = "```"
+_CLOSE = "\n```"
+_MIN_LIMIT = 32
+
+
+class ReplyTarget(Protocol):
+    """Where a reply goes: a platform message that can be sent and then edited."""
+
+    @property
+    def max_length(self) -> int:
+        """The platform's longest message, in characters."""
+        ...
+
+    @property
+    def min_edit_interval(self) -> float:
+        """Seconds to leave between two edits of this chat's messages."""
+        ...
+
+    async def send(self, text: str) -> Any:
+        """Send a new message; returns a handle for edits."""
+        ...
+
+    async def edit(self, handle: Any, text: str) -> None:
+        """Replace the text of a message sent earlier."""
+        ...
+
+
+def _open_fence(text: str) -> str | None:
+    """The info string of a code fence still open at the end of text, or None."""
+    info: str | None = None
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        if stripped.startswith(_FENCE):
+            info = None if info is not None else stripped[3:].strip()[:20]
+    return info
+
+
+def _cut_point(text: str, room: int) -> int:
+    """Where to cut text so the head fits room: a line end, else a space, else hard."""
+    floor = room // 2
+    newline = text.rfind("\n", floor, room)
+    if newline != -1:
+        return newline + 1
+    space = text.rfind(" ", floor, room)
+    if space != -1:
+        return space + 1
+    return room
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Split text into pieces of at most limit characters, without losing any text."""
+    if limit < _MIN_LIMIT:
+        raise ValueError(f"limit must be at least {_MIN_LIMIT} characters")
+    pieces: list[str] = []
+    reopen = ""
+    rest = text
+    while len(reopen) + len(rest) > limit:
+        room = limit - len(reopen) - len(_CLOSE) - 1
+        cut = _cut_point(rest, room)
+        piece = reopen + rest[:cut]
+        rest = rest[cut:]
+        info = _open_fence(piece)
+        if info is not None:
+            piece += _CLOSE[1:] if piece.endswith("\n") else _CLOSE
+            reopen = f"{_FENCE}{info}\n"
+        else:
+            reopen = ""
+        pieces.append(piece)
+    pieces.append(reopen + rest)
+    return pieces
+
+
+class ReplyStream:
+    """Grows a reply on a target: edits no more often than the target allows, splits as needed."""
+
+    def __init__(self, target: ReplyTarget, clock: Callable[[], float] = time.monotonic) -> None:
+        self.target = target
+        self._clock = clock
+        self._text = ""
+        self._handles: list[Any] = []
+        self._shown: list[str] = []
+        self._last_flush = float("-inf")
+
+    @property
+    def text(self) -> str:
+        """Everything appended so far."""
+        return self._text
+
+    async def append(self, text: str) -> None:
+        """Add streamed text; shows it now if the pacing interval has passed."""
+        self._text += text
+        if self._clock() - self._last_flush >= self.target.min_edit_interval:
+            await self._flush()
+
+    async def finish(self, suffix: str = "") -> None:
+        """Show the whole reply (plus an optional note, e.g. "[interrupted]")."""
+        self._text += suffix
+        if not self._text.strip():
+            self._text = "(the model returned an empty reply)"
+        await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._text.strip():
+            return
+        self._last_flush = self._clock()
+        for index, piece in enumerate(split_message(self._text, self.target.max_length)):
+            if index < len(self._handles):
+                if self._shown[index] != piece:
+                    await self.target.edit(self._handles[index], piece)
+                    self._shown[index] = piece
+            else:
+                self._handles.append(await self.target.send(piece))
+                self._shown.append(piece)

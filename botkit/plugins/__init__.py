@@ -1,0 +1,1 @@
+"""The plugin API, the plugin loader and the built-in commands (themselves a plugin)."""

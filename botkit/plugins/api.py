@@ -1,0 +1,252 @@
+"""The public plugin API: declare commands once, get validated arguments on every platform.
+
+    plugin = Plugin("dice", help="Dice rolls")
+
+    @plugin.command("roll", help="Roll dice like 2d6")
+    async def roll(ctx: Context, spec: Annotated[str, Field(pattern=r"^\\d+d\\d+$")] = "1d6"):
+        ...
+
+Arguments are parsed from the text after the command and validated by pydantic before the
+handler runs. The last parameter, when it is a plain string, takes the rest of the line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import annotated_types
+from pydantic import TypeAdapter, ValidationError
+
+__all__ = ["Command", "CommandError", "CommandRegistry", "Param", "Plugin"]
+
+Handler = Callable[..., Awaitable[str | None]]
+
+
+class CommandError(Exception):
+    """A command cannot run as asked; the message tells the user what is wrong and what works."""
+
+
+def _strip_optional(annotation: Any) -> tuple[Any, bool]:
+    """(annotation without None, whether None was allowed)."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) != len(get_args(annotation)):
+            inner = args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+            return inner, True
+    return annotation, False
+
+
+def describe(annotation: Any) -> str:
+    """What values an annotation accepts, in words (from its type and Field constraints)."""
+    base, _ = _strip_optional(annotation)
+    if get_origin(base) in (typing.Union, types.UnionType):
+        return " or ".join(describe(a) for a in get_args(base))
+    metadata: list[Any] = []
+    if get_origin(base) is Annotated:
+        base, *metadata = get_args(base)
+    bounds: list[str] = []
+    note = ""
+    for item in metadata:
+        for constraint in getattr(item, "metadata", [item]):
+            if isinstance(constraint, annotated_types.Ge):
+                bounds.append(f"from {constraint.ge}")
+            elif isinstance(constraint, annotated_types.Gt):
+                bounds.append(f"above {constraint.gt}")
+            elif isinstance(constraint, annotated_types.Le):
+                bounds.append(f"up to {constraint.le}")
+            elif isinstance(constraint, annotated_types.Lt):
+                bounds.append(f"below {constraint.lt}")
+            elif isinstance(constraint, annotated_types.MaxLen):
+                bounds.append(f"at most {constraint.max_length} characters")
+            elif isinstance(constraint, annotated_types.MinLen) and constraint.min_length > 0:
+                bounds.append(f"at least {constraint.min_length} character(s)")
+        description = getattr(item, "description", None)
+        if description:
+            note = f" ({description})"
+        pattern = getattr(item, "pattern", None)
+        if pattern:
+            bounds.append(f"matching {pattern}")
+    if get_origin(base) is Literal:
+        kind = "one of " + ", ".join(str(v) for v in get_args(base))
+    else:
+        kind = {int: "a whole number", float: "a number", str: "text", bool: "on or off"}.get(
+            base, getattr(base, "__name__", str(base))
+        )
+    return " ".join([kind, *bounds]) + note
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One command argument: its name, type (with constraints) and default."""
+
+    name: str
+    annotation: Any
+    default: Any = inspect.Parameter.empty
+    rest_of_line: bool = False
+
+    @property
+    def required(self) -> bool:
+        """Whether the user must give this argument."""
+        return self.default is inspect.Parameter.empty
+
+    @property
+    def allowed(self) -> str:
+        """The accepted values, in words."""
+        return describe(self.annotation)
+
+    def validate(self, raw: str) -> Any:
+        """The raw text converted and checked; ValueError with pydantic's reason if not."""
+        base, _ = _strip_optional(self.annotation)
+        try:
+            return TypeAdapter(base).validate_python(raw)
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"]) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A chat command: name, help, handler and its parameters."""
+
+    name: str
+    help: str
+    handler: Handler
+    params: tuple[Param, ...] = ()
+    changes_settings: bool = False
+    plugin: str = ""
+
+    @property
+    def usage(self) -> str:
+        """e.g. "/temp [value]"."""
+        parts = [f"/{self.name}"]
+        for p in self.params:
+            label = f"{p.name}…" if p.rest_of_line else p.name
+            parts.append(f"<{label}>" if p.required else f"[{label}]")
+        return " ".join(parts)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        """Split and validate the text after the command name."""
+        values: dict[str, Any] = {}
+        remaining = text.strip()
+        for param in self.params:
+            raw: str | None
+            if param.rest_of_line:
+                raw, remaining = remaining or None, ""
+            else:
+                parts = remaining.split(None, 1)
+                raw = parts[0] if parts else None
+                remaining = parts[1] if len(parts) > 1 else ""
+            if raw is None:
+                if param.required:
+                    raise CommandError(
+                        f"/{self.name} needs {param.name} ({param.allowed}). Usage: {self.usage}"
+                    )
+                continue
+            try:
+                values[param.name] = param.validate(raw)
+            except ValueError as exc:
+                shown = raw if len(raw) <= 40 else f"{raw[:40]}… ({len(raw)} characters)"
+                raise CommandError(
+                    f"/{self.name}: {shown!r} is not a valid {param.name}: {exc}. "
+                    f"Allowed: {param.allowed}. Usage: {self.usage}"
+                ) from None
+        if remaining:
+            raise CommandError(
+                f"/{self.name} takes {len(self.params)} argument(s); unexpected: {remaining!r}. "
+                f"Usage: {self.usage}"
+            )
+        return values
+
+
+def params_from_signature(handler: Handler) -> tuple[Param, ...]:
+    """Parameters after ctx, read from the handler's annotations."""
+    hints = typing.get_type_hints(handler, include_extras=True)
+    signature = inspect.signature(handler)
+    names = list(signature.parameters)[1:]  # the first is the Context
+    params: list[Param] = []
+    for position, name in enumerate(names):
+        annotation = hints.get(name, str)
+        base, _ = _strip_optional(annotation)
+        plain = base.__origin__ if get_origin(base) is Annotated else base
+        params.append(
+            Param(
+                name=name,
+                annotation=annotation,
+                default=signature.parameters[name].default,
+                rest_of_line=position == len(names) - 1 and plain is str,
+            )
+        )
+    return tuple(params)
+
+
+@dataclass
+class Plugin:
+    """A named group of commands. Built-ins and user plugins are declared the same way."""
+
+    name: str
+    help: str = ""
+    commands: list[Command] = field(default_factory=list)
+
+    def command(
+        self, name: str | None = None, *, help: str | None = None, changes_settings: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated coroutine as a command; its docstring is the default help."""
+
+        def register(handler: Handler) -> Handler:
+            self.add(
+                Command(
+                    name=(name or handler.__name__).lower(),
+                    help=help or inspect.getdoc(handler) or "",
+                    handler=handler,
+                    params=params_from_signature(handler),
+                    changes_settings=changes_settings,
+                    plugin=self.name,
+                )
+            )
+            return handler
+
+        return register
+
+    def add(self, command: Command) -> None:
+        """Register a command built by hand (for generated commands)."""
+        if any(c.name == command.name for c in self.commands):
+            raise ValueError(f"plugin {self.name!r} declares /{command.name} twice")
+        if not command.plugin:
+            object.__setattr__(command, "plugin", self.name)
+        self.commands.append(command)
+
+
+class CommandRegistry:
+    """Every registered command, by name, from every loaded plugin."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self.plugins: list[Plugin] = []
+
+    def add_plugin(self, plugin: Plugin) -> None:
+        """Register all of a plugin's commands; a name clash rejects the whole plugin."""
+        clashes = [c.name for c in plugin.commands if c.name in self._commands]
+        if clashes:
+            owners = ", ".join(f"/{n} (from {self._commands[n].plugin})" for n in clashes)
+            raise ValueError(f"plugin {plugin.name!r} redefines {owners}")
+        for command in plugin.commands:
+            self._commands[command.name] = command
+        self.plugins.append(plugin)
+
+    def get(self, name: str) -> Command | None:
+        """The command called name, if any."""
+        return self._commands.get(name.lower())
+
+    def all(self) -> list[Command]:
+        """All commands in registration order."""
+        return list(self._commands.values())
+
+    def names(self) -> list[str]:
+        """All command names."""
+        return list(self._commands)
+

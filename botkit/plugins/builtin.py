@@ -1,0 +1,224 @@
+"""The built-in commands, written with the public plugin API like any other plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from botkit.core.context import Context
+from botkit.core.router import MAX_MESSAGE_CHARS
+from botkit.core.settings import (
+    RANDOM_SEED,
+    SEED_MAX,
+    MaxTokens,
+    MinP,
+    Persona,
+    RepeatPenalty,
+    Temperature,
+    TopK,
+    TopP,
+)
+from botkit.plugins.api import Command, CommandError, Param, Plugin
+
+__all__ = ["plugin"]
+
+plugin = Plugin("builtin", help="The commands every botkit has")
+
+Question = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+
+
+@plugin.command("ask")
+async def ask(ctx: Context, question: Question) -> None:
+    """Ask the model a question (in group chats: without mentioning the bot)."""
+    await ctx.bot.router.chat(ctx, question)
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _setting_command(
+    name: str,
+    setting: str,
+    label: str,
+    annotation: Any,
+    help: str,
+    check: Callable[[Context, Any], None] | None = None,
+) -> Command:
+    """A command that shows a setting (no argument) or sets it for this chat."""
+
+    async def handler(ctx: Context, value: Any = None) -> str:
+        current = getattr(ctx.settings, setting)
+        default = getattr(ctx.bot.defaults, setting)
+        if value is None:
+            return f"{label} is {_show(current)} (default {_show(default)})"
+        if check is not None:
+            check(ctx, value)
+        await ctx.bot.repo.set_setting(ctx.chat.id, setting, value)
+        return f"{label} set to {_show(value)} (was {_show(current)})"
+
+    return Command(
+        name=name,
+        help=help,
+        handler=handler,
+        params=(Param("value", annotation | None, None),),
+        changes_settings=True,
+    )
+
+
+def _check_max_tokens(ctx: Context, value: int) -> None:
+    window = ctx.backend.context_window
+    if value >= window // 2:
+        raise CommandError(
+            f"/maxtokens {value} would leave too little of the {window}-token context window for "
+            f"the conversation. Allowed: 1 to {window // 2 - 1} on backend {ctx.backend.name!r}"
+        )
+
+
+for _command in (
+    _setting_command(
+        "temp", "temperature", "temperature", Temperature,
+        "Show or set the temperature: 0 always picks the likeliest token, higher is more random",
+    ),
+    _setting_command(
+        "topk", "top_k", "top_k", TopK,
+        "Show or set top-k: sample only from the k likeliest tokens (0 = off)",
+    ),
+    _setting_command(
+        "topp", "top_p", "top_p", TopP,
+        "Show or set top-p: sample from the smallest set of tokens whose probabilities reach p",
+    ),
+    _setting_command(
+        "minp", "min_p", "min_p", MinP,
+        "Show or set min-p: drop tokens less likely than min_p × the top token's probability",
+    ),
+    _setting_command(
+        "repeatpenalty", "repeat_penalty", "repeat_penalty", RepeatPenalty,
+        "Show or set the repeat penalty (1 = off; above 1 discourages repeating tokens)",
+    ),
+    _setting_command(
+        "maxtokens", "max_tokens", "max_tokens", MaxTokens,
+        "Show or set the longest reply, in tokens (reserved from the context window)",
+        _check_max_tokens,  # type: ignore[arg-type]
+    ),
+):  # fmt: skip
+    plugin.add(_command)
+
+SeedValue = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
+
+
+@plugin.command("seed", changes_settings=True)
+async def seed(ctx: Context, value: SeedValue | None = None) -> str:
+    """Show or set the random seed: a number makes replies repeatable, `random` does not."""
+    last = await ctx.bot.repo.last_reply(ctx.chat.id)
+    used = f" The last reply used seed {last.seed}." if last and last.seed is not None else ""
+    if value is None:
+        current = "random" if ctx.settings.seed == RANDOM_SEED else str(ctx.settings.seed)
+        return f"seed is {current}.{used}"
+    new = RANDOM_SEED if value == "random" else int(value)
+    await ctx.bot.repo.set_setting(ctx.chat.id, "seed", new)
+    shown = "random (a new seed for every reply)" if new == RANDOM_SEED else str(new)
+    return f"seed set to {shown}.{used}"
+
+
+@plugin.command("persona", changes_settings=True)
+async def persona(ctx: Context, text: Persona | None = None) -> str:
+    """Show or set the persona (the system prompt); `/persona reset` restores the default."""
+    if text is None:
+        source = "default" if ctx.chat.overrides.get("persona") is None else "set for this chat"
+        return f"persona ({source}): {ctx.settings.persona}"
+    if text.strip().lower() == "reset":
+        await ctx.bot.repo.set_setting(ctx.chat.id, "persona", None)
+        return f"persona reset to the default: {ctx.bot.defaults.persona}"
+    budget = ctx.bot.conversation.budget(ctx.backend, ctx.settings)
+    tokens = await ctx.backend.message_tokens({"role": "system", "content": text})
+    if tokens > budget // 2:
+        raise CommandError(
+            f"that persona is {tokens} tokens; at most {budget // 2} (half of what the "
+            f"{ctx.backend.context_window}-token window leaves after the reply reserve) so the "
+            "conversation still fits"
+        )
+    await ctx.bot.repo.set_setting(ctx.chat.id, "persona", text)
+    return f"persona set ({tokens} tokens)."
+
+
+@plugin.command("settings")
+async def settings(ctx: Context) -> str:
+    """Show every setting of this chat with its default."""
+    lines = ["Settings for this chat (* = changed here):"]
+    for name in ctx.settings.names():
+        value = getattr(ctx.settings, name)
+        default = getattr(ctx.bot.defaults, name)
+        mark = "*" if ctx.chat.overrides.get(name) is not None else " "
+        if name == "seed":
+            value, default = ("random" if v == RANDOM_SEED else v for v in (value, default))
+        if name == "persona":
+            value = value if len(value) <= 60 else value[:57] + "..."
+            default = default if len(default) <= 60 else default[:57] + "..."
+        lines.append(f"{mark} {name}: {_show(value)}  (default {_show(default)})")
+    return "\n".join(lines)
+
+
+@plugin.command("reset")
+async def reset(ctx: Context) -> str:
+    """Forget this chat's history (settings stay)."""
+    removed = await ctx.bot.repo.clear_history(ctx.chat.id)
+    return f"History cleared ({removed} messages forgotten); settings are unchanged."
+
+
+@plugin.command("context")
+async def context(ctx: Context) -> str:
+    """How the context window is spent: persona, kept history, reply reserve, free."""
+    report = await ctx.bot.conversation.report(ctx.chat, ctx.settings)
+    p = report.plan
+    return "\n".join(
+        [
+            f"Context window: {p.window} tokens ({ctx.backend.name})",
+            f"  persona:        {p.persona_tokens}",
+            f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
+            f"  reply reserve:  {p.reserve}",
+            f"  free:           {report.free}",
+            f"Older messages no longer seen by the model: {p.dropped_messages}",
+        ]
+    )
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    return f"{n / 1_000_000:.1f} MB"
+
+
+@plugin.command("model")
+async def model(ctx: Context) -> str:
+    """Which model answers in this chat: size, quantization, context length, file size."""
+    info = await ctx.backend.info()
+    params = f"{info.parameters / 1e6:.1f}M" if info.parameters else "unknown"
+    bits = ""
+    if info.parameters and info.file_size:
+        bits = f" ({info.file_size * 8 / info.parameters:.2f} bits per weight)"
+    trained = f" (trained for {info.trained_context_length})" if info.trained_context_length else ""
+    lines = [
+        f"backend: {info.backend} ({info.kind})",
+        f"model: {info.model_name}",
+        f"parameters: {params}",
+        f"quantization: {info.quantization or 'unknown'}{bits}",
+        f"context length: {info.context_length} tokens{trained}",
+        f"file size: {_size(info.file_size)}",
+    ]
+    lines += [f"{k}: {v}" for k, v in info.extra.items()]
+    return "\n".join(lines)
+
+
+@plugin.command("help")
+async def help_(ctx: Context) -> str:
+    """List the commands."""
+    lines = ["Commands:"]
+    for command in ctx.bot.registry.all():
+        first = command.help.splitlines()[0] if command.help else ""
+        origin = "" if command.plugin == plugin.name else f"  [{command.plugin}]"
+        lines.append(f"  {command.usage} — {first}{origin}")
+    lines.append("Anything else you type is a chat message.")
+    return "\n".join(lines)

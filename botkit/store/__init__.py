@@ -1,0 +1,1 @@
+"""Persistent storage of chats and messages (SQLAlchemy async; schema owned by Alembic)."""

@@ -1,0 +1,79 @@
+"""The database tables: chats (with their setting overrides) and messages (with token counts)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "ChatRow", "MessageRow", "MessageStatus"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MessageStatus:
+    """Values of messages.status."""
+
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+
+
+class Base(DeclarativeBase):
+    """Declarative base for botkit's tables."""
+
+
+class ChatRow(Base):
+    """One conversation. A NULL setting means "use the config default"."""
+
+    __tablename__ = "chats"
+    __table_args__ = (UniqueConstraint("platform", "chat_key", name="uq_chats_platform_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    chat_key: Mapped[str] = mapped_column(String(255))
+    backend: Mapped[str | None] = mapped_column(String(64))
+    persona: Mapped[str | None] = mapped_column(Text)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    top_k: Mapped[int | None] = mapped_column(Integer)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    min_p: Mapped[float | None] = mapped_column(Float)
+    repeat_penalty: Mapped[float | None] = mapped_column(Float)
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    # Messages with a smaller id are no longer sent to the model (trimmed with hysteresis).
+    window_start_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=_now, onupdate=_now
+    )
+
+
+class MessageRow(Base):
+    """One stored message, with its token count and the tokenizer that counted it."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_chat_id_id", "chat_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str | None] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(Text)
+    token_count: Mapped[int] = mapped_column(Integer)
+    token_model: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
