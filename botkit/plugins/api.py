@@ -66,12 +66,11 @@ def describe(annotation: Any) -> str:
                 bounds.append(f"at most {constraint.max_length} characters")
             elif isinstance(constraint, annotated_types.MinLen) and constraint.min_length > 0:
                 bounds.append(f"at least {constraint.min_length} character(s)")
+            elif getattr(constraint, "pattern", None):
+                bounds.append(f"matching {constraint.pattern}")
         description = getattr(item, "description", None)
         if description:
             note = f" ({description})"
-        pattern = getattr(item, "pattern", None)
-        if pattern:
-            bounds.append(f"matching {pattern}")
     if get_origin(base) is Literal:
         kind = "one of " + ", ".join(str(v) for v in get_args(base))
     else:

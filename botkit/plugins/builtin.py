@@ -178,6 +178,7 @@ async def context(ctx: Context) -> str:
             f"Context window: {p.window} tokens ({ctx.backend.name})",
             f"  persona:        {p.persona_tokens}",
             f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
+            f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
             f"  reply reserve:  {p.reserve}",
             f"  free:           {report.free}",
             f"Older messages no longer seen by the model: {p.dropped_messages}",

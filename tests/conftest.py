@@ -1,0 +1,51 @@
+"""Shared fixtures: a config on a temporary database, and a started Bot on the bundled model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botkit.adapters.memory import MemoryTarget
+from botkit.config import Config
+from botkit.core.app import Bot
+from botkit.core.events import ChatKey, Incoming, User
+
+REPO = Path(__file__).resolve().parent.parent
+
+MakeConfig = Callable[..., Config]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> MakeConfig:
+    """Build a Config whose database lives in tmp_path; keyword sections override defaults."""
+
+    def make(**sections: Any) -> Config:
+        data: dict[str, Any] = {"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"}}
+        data.update(sections)
+        return Config(**data)
+
+    return make
+
+
+@pytest.fixture
+async def bot(make_config: MakeConfig) -> AsyncIterator[Bot]:
+    """A started Bot with the real bundled model and default settings."""
+    instance = Bot(make_config(), base_dir=REPO)
+    await instance.start()
+    yield instance
+    await instance.close()
+
+
+def incoming(text: str, chat: str = "a", *, user: str = "alice", is_dm: bool = True) -> Incoming:
+    """A console-platform message."""
+    return Incoming(chat=ChatKey("test", chat), user=User(id=user, name=user), text=text, is_dm=is_dm)
+
+
+async def say(bot: Bot, text: str, chat: str = "a") -> MemoryTarget:
+    """Send text to the bot in chat and return what it answered."""
+    target = MemoryTarget()
+    await bot.router.handle(incoming(text, chat), target)
+    return target

@@ -1,0 +1,93 @@
+"""The botkit command as a user runs it: piped chat, restarts, init, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from botkit.config import load_config
+from tests.conftest import REPO
+
+
+def botkit(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "botkit", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_config(tmp_path: Path) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n'
+        f'[plugins]\npaths = ["{REPO / "plugins"}"]\nenabled = ["dice"]\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_piped_chat_answers_each_line_and_restarts_keep_history(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    first = botkit("chat", "--config", str(config), "--chat", "demo",
+                   stdin="/temp 0.2\nHello\n", cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == "temperature set to 0.2 (was 0.7)"
+    assert len(lines) >= 2 and lines[1].strip()  # the model's reply
+    second = botkit("chat", "--config", str(config), "--chat", "demo",
+                    stdin="/temp\n/context\n", cwd=tmp_path)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "temperature is 0.2 (default 0.7)" in second.stdout
+    assert "(2 messages)" in second.stdout
+    other = botkit("chat", "--config", str(config), "--chat", "other", stdin="/temp\n", cwd=tmp_path)
+    assert "temperature is 0.7" in other.stdout
+
+
+def test_init_writes_the_documented_example(tmp_path: Path) -> None:
+    result = botkit("init", cwd=tmp_path)
+    assert result.returncode == 0
+    written = (tmp_path / "config.toml").read_text(encoding="utf-8")
+    assert written == (REPO / "config.example.toml").read_text(encoding="utf-8")
+    config = load_config(tmp_path / "config.toml")
+    assert config.backends["local"].n_ctx == 2048
+    assert botkit("init", cwd=tmp_path).returncode == 1  # never overwrites silently
+
+
+def test_an_unmigrated_database_stops_with_the_fix(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        db.execute("CREATE TABLE unrelated (x INTEGER)")
+    result = botkit("chat", "--config", str(config), stdin="Hello\n", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "botkit db upgrade" in result.stderr
+    upgraded = botkit("db", "upgrade", "--config", str(config), cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    again = botkit("chat", "--config", str(config), stdin="/temp\n", cwd=tmp_path)
+    assert again.returncode == 0
+    assert "temperature is 0.7" in again.stdout
+
+
+def test_invalid_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[defaults]\ntemperature = 7\n", encoding="utf-8")
+    result = botkit("chat", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "defaults.temperature" in result.stderr
+    assert "less than or equal to 2" in result.stderr
+
+
+def test_check_reports_storage_and_backend(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = botkit("check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1  # the database was never created
+    assert "botkit db upgrade" in result.stderr
+    assert "backend local:" in result.stdout
+    botkit("db", "upgrade", "--config", str(config), cwd=tmp_path)
+    assert botkit("check", "--config", str(config), cwd=tmp_path).returncode == 0

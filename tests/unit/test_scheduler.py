@@ -1,0 +1,59 @@
+"""Fair scheduling: round-robin between chats, one slot per in-process model."""
+
+from __future__ import annotations
+
+import asyncio
+
+from botkit.core.scheduler import FairScheduler
+
+
+async def test_a_busy_chat_does_not_starve_the_others() -> None:
+    scheduler = FairScheduler()
+    order: list[str] = []
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def job(chat: str, label: str, hold: bool = False) -> None:
+        async with scheduler.slot("model", 1, chat):
+            order.append(label)
+            if hold:
+                entered.set()
+                await release.wait()
+
+    # Tasks take their first step in creation order: the holder gets the slot, the rest queue.
+    tasks = [asyncio.create_task(job("a", "a0", hold=True))]
+    tasks += [asyncio.create_task(job("a", f"a{i}")) for i in range(1, 5)]
+    tasks.append(asyncio.create_task(job("b", "b0")))
+    tasks.append(asyncio.create_task(job("c", "c0")))
+    await entered.wait()
+    assert scheduler.queued("model") == 6
+    assert scheduler.ahead_of("model", "b") == 2  # the running a0, then a's next turn
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order[:4] == ["a0", "a1", "b0", "c0"]
+    assert order[4:] == ["a2", "a3", "a4"]
+
+
+async def test_a_cancelled_waiter_gives_up_its_place() -> None:
+    scheduler = FairScheduler()
+    entered = asyncio.Event()
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def job(chat: str, hold: bool = False) -> None:
+        async with scheduler.slot("m", 1, chat):
+            ran.append(chat)
+            if hold:
+                entered.set()
+                await gate.wait()
+
+    holder = asyncio.create_task(job("a", hold=True))
+    doomed = asyncio.create_task(job("b"))
+    survivor = asyncio.create_task(job("c"))
+    await entered.wait()
+    doomed.cancel()
+    gate.set()
+    await asyncio.gather(holder, survivor)
+    assert doomed.cancelled()
+    assert ran == ["a", "c"]
+    assert scheduler.queued("m") == 0
