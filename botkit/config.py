@@ -122,9 +122,7 @@ class Config(BaseSettings):
     )
 
     storage: StorageConfig = StorageConfig()
-    backends: dict[str, BackendConfig] = Field(
-        default_factory=lambda: {"local": LlamaCppConfig()}
-    )
+    backends: dict[str, BackendConfig] = Field(default_factory=lambda: {"local": LlamaCppConfig()})
     defaults: DefaultsConfig = DefaultsConfig()
     history: HistoryConfig = HistoryConfig()
     plugins: PluginsConfig = PluginsConfig()
@@ -180,7 +178,9 @@ def load_config(path: Path | None) -> Config:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist (create one: botkit init)") from None
+            raise ConfigError(
+                f"config file {path} does not exist (create one: botkit init)"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     try:

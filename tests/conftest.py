@@ -41,7 +41,9 @@ async def bot(make_config: MakeConfig) -> AsyncIterator[Bot]:
 
 def incoming(text: str, chat: str = "a", *, user: str = "alice", is_dm: bool = True) -> Incoming:
     """A console-platform message."""
-    return Incoming(chat=ChatKey("test", chat), user=User(id=user, name=user), text=text, is_dm=is_dm)
+    return Incoming(
+        chat=ChatKey("test", chat), user=User(id=user, name=user), text=text, is_dm=is_dm
+    )
 
 
 async def say(bot: Bot, text: str, chat: str = "a") -> MemoryTarget:

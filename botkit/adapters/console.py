@@ -8,6 +8,7 @@ Ctrl-D quits. Piped: one line per message, each reply printed, exit at end of in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import stat
@@ -112,17 +113,14 @@ class ConsoleAdapter:
     async def start(self, router: Router) -> None:
         """Run until end of input (or Ctrl-C at the prompt)."""
         loop = asyncio.get_running_loop()
-        try:
+        # Signal handlers can only be installed from the main thread.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            pass
         try:
             await self._loop(router)
         finally:
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
-            except (NotImplementedError, RuntimeError):
-                pass
 
     async def _loop(self, router: Router) -> None:
         self._prompt()

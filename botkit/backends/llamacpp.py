@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import ctypes
-import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -74,6 +73,7 @@ class LlamaCppBackend:
         self._formatter: Any = None
         self._framing: Any = None
         self._eos: int = -1
+        self._message_cache: dict[tuple[str, str], int] = {}
         self._live_canonical = 0  # context tokens evaluated in the canonical batch shape
 
     @property
@@ -122,7 +122,9 @@ class LlamaCppBackend:
         eos = llm.token_eos()
         bos = llm.token_bos()
         eos_text = llm.detokenize([eos], special=True).decode("utf-8", "replace")
-        bos_text = llm.detokenize([bos], special=True).decode("utf-8", "replace") if bos >= 0 else ""
+        bos_text = (
+            llm.detokenize([bos], special=True).decode("utf-8", "replace") if bos >= 0 else ""
+        )
         self._formatter = Jinja2ChatFormatter(
             template, eos_token=eos_text, bos_token=bos_text, add_generation_prompt=True
         )
@@ -150,7 +152,9 @@ class LlamaCppBackend:
 
     # --- tokens -------------------------------------------------------------------------
 
-    def _tokenize_prompt(self, messages: Sequence[Message], *, generation: bool = True) -> list[int]:
+    def _tokenize_prompt(
+        self, messages: Sequence[Message], *, generation: bool = True
+    ) -> list[int]:
         llm = self._require()
         formatter = self._formatter if generation else self._framing
         result = formatter(messages=list(messages))
@@ -166,19 +170,26 @@ class LlamaCppBackend:
         return len(self._tokenize_prompt(messages))
 
     async def message_tokens(self, message: Message) -> int:
-        """Tokens one message adds: rendered after a fixed system message, minus that message."""
-        return self._message_tokens(message["role"], message["content"])
+        """Tokens one message adds: rendered after a fixed system message, minus that message.
 
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one backend per process; bounded
-    def _message_tokens(self, role: str, content: str) -> int:
-        anchor: Message = {"role": "system", "content": "."}
-        framed = self._tokenize_prompt([anchor, {"role": role, "content": content}], generation=False)  # type: ignore[typeddict-item]
-        alone = self._tokenize_prompt([anchor], generation=False)
-        return len(framed) - len(alone)
+        Cached per (role, content): stored messages are counted once, personas once per turn.
+        """
+        key = (message["role"], message["content"])
+        count = self._message_cache.get(key)
+        if count is None:
+            anchor: Message = {"role": "system", "content": "."}
+            framed = self._tokenize_prompt([anchor, message], generation=False)
+            count = len(framed) - len(self._tokenize_prompt([anchor], generation=False))
+            if len(self._message_cache) >= 4096:
+                self._message_cache.clear()
+            self._message_cache[key] = count
+        return count
 
     def tokenize_text(self, text: str) -> list[int]:
         """Plain tokenization of text, without any template (for /tokens-like tools)."""
-        tokens: list[int] = self._require().tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        tokens: list[int] = self._require().tokenize(
+            text.encode("utf-8"), add_bos=False, special=False
+        )
         return tokens
 
     # --- generation ---------------------------------------------------------------------

@@ -42,7 +42,9 @@ class Bot:
         self.config = config
         self.base_dir = base_dir or Path.cwd()
         self.defaults = config.defaults.to_settings()
-        self.backends: dict[str, Backend] = backends if backends is not None else build_backends(config)
+        self.backends: dict[str, Backend] = (
+            backends if backends is not None else build_backends(config)
+        )
         self.scheduler = FairScheduler()
         self.registry = CommandRegistry()
         self.conversation = Conversation(self)

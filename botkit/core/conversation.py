@@ -154,9 +154,15 @@ class Conversation:
         await self.bot.repo.recount([(i, n, backend.tokenizer_id) for i, n in counts.items()])
         return [
             StoredMessage(
-                r.id, r.role, r.author, r.content, counts.get(r.id, r.token_count),
-                backend.tokenizer_id, r.status, r.seed,
-            )  # fmt: skip
+                r.id,
+                r.role,
+                r.author,
+                r.content,
+                counts.get(r.id, r.token_count),
+                backend.tokenizer_id,
+                r.status,
+                r.seed,
+            )
             if r.id in counts
             else r
             for r in rows
@@ -201,7 +207,9 @@ class Conversation:
             log.info("reply in %s interrupted: %s", chat_name, reason)
             # Shielded: the turn is stored even though this task is being cancelled.
             await asyncio.shield(
-                self._store(ctx, backend, text, author, stream.text, MessageStatus.INTERRUPTED, seed)
+                self._store(
+                    ctx, backend, text, author, stream.text, MessageStatus.INTERRUPTED, seed
+                )
             )
             if isinstance(exc, BackendError) and stream.text:
                 await stream.finish(INTERRUPTED_MARK)
@@ -231,6 +239,8 @@ class Conversation:
         if reply:
             reply_tokens = await backend.message_tokens({"role": "assistant", "content": reply})
             rows.append(
-                NewMessage("assistant", None, reply, reply_tokens, backend.tokenizer_id, status, seed)
+                NewMessage(
+                    "assistant", None, reply, reply_tokens, backend.tokenizer_id, status, seed
+                )
             )
         await self.bot.repo.add_messages(ctx.chat.id, rows)

@@ -71,7 +71,9 @@ class Router:
             hint = f" Did you mean /{close[0]}?" if close else ""
             raise CommandError(f"unknown command /{name}.{hint} /help lists the commands.")
         if command.changes_settings and not ctx.incoming.user.can_change_settings:
-            raise CommandError(f"only people allowed to change this chat's settings can use /{name}")
+            raise CommandError(
+                f"only people allowed to change this chat's settings can use /{name}"
+            )
         values = command.parse(args)
         result = await command.handler(ctx, **values)
         if result:

@@ -248,4 +248,3 @@ class CommandRegistry:
     def names(self) -> list[str]:
         """All command names."""
         return list(self._commands)
-

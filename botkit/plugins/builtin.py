@@ -101,7 +101,7 @@ for _command in (
     _setting_command(
         "maxtokens", "max_tokens", "max_tokens", MaxTokens,
         "Show or set the longest reply, in tokens (reserved from the context window)",
-        _check_max_tokens,  # type: ignore[arg-type]
+        _check_max_tokens,
     ),
 ):  # fmt: skip
     plugin.add(_command)

@@ -117,7 +117,9 @@ class Repository:
         if name not in _SETTING_COLUMNS:
             raise KeyError(name)
         async with self._write_lock, self._session() as session, session.begin():
-            await session.execute(update(ChatRow).where(ChatRow.id == chat_id).values({name: value}))
+            await session.execute(
+                update(ChatRow).where(ChatRow.id == chat_id).values({name: value})
+            )
 
     async def window(self, chat_id: int, start_id: int) -> list[StoredMessage]:
         """Messages from start_id on, oldest first: one range scan of (chat_id, id)."""

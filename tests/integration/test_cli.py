@@ -40,13 +40,16 @@ def test_piped_chat_answers_each_line_and_restarts_keep_history(tmp_path: Path) 
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[0] == "temperature set to 0.2 (was 0.7)"
-    assert len(lines) >= 2 and lines[1].strip()  # the model's reply
+    assert len(lines) >= 2
+    assert lines[1].strip()
     second = botkit("chat", "--config", str(config), "--chat", "demo",
                     stdin="/temp\n/context\n", cwd=tmp_path)  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert "temperature is 0.2 (default 0.7)" in second.stdout
     assert "(2 messages)" in second.stdout
-    other = botkit("chat", "--config", str(config), "--chat", "other", stdin="/temp\n", cwd=tmp_path)
+    other = botkit(
+        "chat", "--config", str(config), "--chat", "other", stdin="/temp\n", cwd=tmp_path
+    )
     assert "temperature is 0.7" in other.stdout
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 
 from botkit.adapters.memory import MemoryTarget
@@ -45,7 +46,7 @@ async def test_prompt_never_exceeds_a_small_window_and_keeps_the_newest(
             assert plan.messages[-1]["content"] == reply.text
             assert plan.messages[-2]["content"] == text
         # Hysteresis: the prompt start moved only a few times in 14 turns.
-        moves = sum(1 for a, b in zip(starts, starts[1:], strict=False) if a != b)
+        moves = sum(1 for a, b in itertools.pairwise(starts) if a != b)
         assert 1 <= moves <= 4
         report = (await say(bot, "/context")).text
         assert "Context window: 512 tokens" in report
@@ -144,7 +145,7 @@ async def test_a_cancelled_reply_is_stored_as_interrupted(bot: Bot) -> None:
 class BreaksMidway(LlamaCppBackend):
     """The real backend, failing after a few chunks (as a crashed remote daemon would)."""
 
-    async def stream(  # type: ignore[override]
+    async def stream(
         self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
     ) -> AsyncIterator[Chunk]:
         count = 0

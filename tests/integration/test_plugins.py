@@ -34,7 +34,10 @@ async def test_a_broken_plugin_is_reported_and_the_bot_still_starts(
     folder.mkdir()
     (folder / "broken.py").write_text("import no_such_module_here\n", encoding="utf-8")
     config = make_config(
-        plugins={"paths": [str(folder), str(REPO / "plugins")], "enabled": ["broken", "dice", "nope"]}
+        plugins={
+            "paths": [str(folder), str(REPO / "plugins")],
+            "enabled": ["broken", "dice", "nope"],
+        }
     )
     bot = Bot(config)
     await bot.start()

@@ -37,8 +37,11 @@ def test_code_fences_are_balanced_in_every_piece(
         fences = [line for line in piece.split("\n") if line.lstrip().startswith("```")]
         assert len(fences) % 2 == 0, piece
     # Only fence lines were added: removing them from both sides gives the same words.
-    strip = lambda s: [ln for ln in s.replace("```py", "").replace("```", "").split()]  # noqa: E731
-    assert strip("".join(pieces)) == strip(text)
+    assert _words("".join(pieces)) == _words(text)
+
+
+def _words(text: str) -> list[str]:
+    return text.replace("```py", "").replace("```", "").split()
 
 
 def test_words_are_not_broken_when_a_space_is_near() -> None:
