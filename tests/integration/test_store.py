@@ -1,0 +1,74 @@
+"""The store: Alembic owns a schema that matches the models; turns are atomic and ordered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from botkit.core.events import ChatKey
+from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
+from botkit.store.models import Base, MessageStatus
+from botkit.store.repository import NewMessage, Repository
+
+
+def _diff(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+async def test_migrations_create_exactly_the_models_schema_and_downgrade(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            indexes = await conn.run_sync(
+                lambda c: [i["name"] for i in inspect(c).get_indexes("messages")]
+            )
+        assert "ix_messages_chat_id_id" in indexes
+
+        def downgrade(connection: Connection) -> None:
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(migrations_dir()))
+            cfg.attributes["connection"] = connection
+            command.downgrade(cfg, "base")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert set(tables) <= {"alembic_version"}
+    finally:
+        await engine.dispose()
+
+
+async def test_turns_are_stored_in_order_and_reset_keeps_settings(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    try:
+        assert await ensure_migrated(engine, auto_migrate_new=True)
+        repo = Repository(engine)
+        chat = await repo.chat(ChatKey("test", "x"))
+        assert (await repo.chat(ChatKey("test", "x"))).id == chat.id
+        await repo.set_setting(chat.id, "temperature", 0.4)
+        for i in range(3):
+            await repo.add_messages(
+                chat.id,
+                [
+                    NewMessage("user", None, f"q{i}", 3, "t", MessageStatus.COMPLETE),
+                    NewMessage("assistant", None, f"a{i}", 3, "t", MessageStatus.COMPLETE, 9),
+                ],
+            )
+        rows = await repo.window(chat.id, 0)
+        assert [r.content for r in rows] == ["q0", "a0", "q1", "a1", "q2", "a2"]
+        assert await repo.count_before(chat.id, rows[2].id) == 2
+        assert (await repo.last_reply(chat.id)) == rows[-1]
+        assert await repo.clear_history(chat.id) == 6
+        again = await repo.chat(ChatKey("test", "x"))
+        assert again.overrides["temperature"] == 0.4
+        assert await repo.window(chat.id, 0) == []
+    finally:
+        await engine.dispose()

@@ -1,0 +1,48 @@
+"""Config validation: clear messages naming the key, environment overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from botkit.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_example_config_is_valid_and_matches_the_defaults() -> None:
+    example = load_config(Path(__file__).resolve().parents[2] / "config.example.toml")
+    assert example.defaults == load_config(None).defaults
+    assert example.plugins.enabled == ["dice"]
+
+
+def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"defaults\.temprature: Extra inputs are not permitted"):
+        load_config(write(tmp_path, "[defaults]\ntemprature = 0.5\n"))
+
+
+def test_default_backend_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"defaults\.backend = 'big' is not a configured backend"):
+        load_config(write(tmp_path, '[defaults]\nbackend = "big"\n'))
+
+
+def test_max_tokens_must_leave_room_in_the_window(tmp_path: Path) -> None:
+    text = "[backends.local]\nn_ctx = 512\n[defaults]\nmax_tokens = 300\n"
+    with pytest.raises(ConfigError, match="keep it below 256"):
+        load_config(write(tmp_path, text))
+
+
+def test_broken_toml_says_where(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(write(tmp_path, "[defaults\n"))
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTKIT_STORAGE__URL", "sqlite+aiosqlite:///elsewhere.db")
+    config = load_config(write(tmp_path, '[storage]\nurl = "sqlite+aiosqlite:///file.db"\n'))
+    assert config.storage.url == "sqlite+aiosqlite:///elsewhere.db"
