@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import ctypes
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -212,9 +213,8 @@ class LlamaCppBackend:
         def emit(item: Chunk | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        future = loop.run_in_executor(
-            self._executor, self._generate, prompt, params, cache_key, stop, emit
-        )
+        job = functools.partial(self._sample, prompt, params, cache_key, stop, emit)
+        future = loop.run_in_executor(self._executor, self._guarded, job, emit)
         try:
             while True:
                 item = await queue.get()
@@ -228,24 +228,18 @@ class LlamaCppBackend:
             # Wait for the worker so the context is consistent before anyone else uses it.
             await asyncio.shield(future)
 
-    def _generate(
-        self,
-        prompt: list[int],
-        params: GenerationParams,
-        cache_key: str,
-        stop: threading.Event,
-        emit: _Emit,
-    ) -> None:
+    def _guarded(self, job: Callable[[], None], emit: _Emit) -> None:
+        """Run a generation job holding the context lock; always end the stream."""
         try:
             with self._lock:
-                self._generate_locked(prompt, params, cache_key, stop, emit)
+                job()
         except Exception as exc:
             log.exception("generation failed on backend %s", self.name)
             emit(BackendUnavailable(f"llama.cpp failed while generating: {exc}"))
         finally:
             emit(None)
 
-    def _generate_locked(
+    def _sample(
         self,
         prompt: list[int],
         params: GenerationParams,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from botkit.backends.base import (
@@ -153,16 +153,7 @@ class Conversation:
         counts = {r.id: await backend.message_tokens(_render(r)) for r in stale}
         await self.bot.repo.recount([(i, n, backend.tokenizer_id) for i, n in counts.items()])
         return [
-            StoredMessage(
-                r.id,
-                r.role,
-                r.author,
-                r.content,
-                counts.get(r.id, r.token_count),
-                backend.tokenizer_id,
-                r.status,
-                r.seed,
-            )
+            replace(r, token_count=counts[r.id], token_model=backend.tokenizer_id)
             if r.id in counts
             else r
             for r in rows

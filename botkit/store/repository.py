@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -163,19 +163,7 @@ class Repository:
     async def add_messages(self, chat_id: int, messages: Sequence[NewMessage]) -> list[int]:
         """Store messages in one transaction (a turn is all or nothing); returns their ids."""
         async with self._write_lock, self._session() as session, session.begin():
-            rows = [
-                MessageRow(
-                    chat_id=chat_id,
-                    role=m.role,
-                    author=m.author,
-                    content=m.content,
-                    token_count=m.token_count,
-                    token_model=m.token_model,
-                    status=m.status,
-                    seed=m.seed,
-                )
-                for m in messages
-            ]
+            rows = [MessageRow(chat_id=chat_id, **asdict(m)) for m in messages]
             session.add_all(rows)
             await session.flush()
             await session.execute(
