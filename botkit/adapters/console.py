@@ -33,20 +33,20 @@ class ConsoleTarget:
         self.prefix = prefix
         self.line_open = False
 
-    async def send(self, text: str) -> list[int]:
-        """Print a new message; the handle remembers how much of it is on screen."""
+    async def send(self, text: str) -> list[str]:
+        """Print a new message; the handle remembers what of it is on screen."""
         self.end_line()
         self.out.write(self.prefix + text)
         self.out.flush()
         self.line_open = True
-        return [len(text)]
+        return [text]
 
-    async def edit(self, handle: list[int], text: str) -> None:
-        """Print the part of text not yet shown (replies only grow on a console)."""
+    async def edit(self, handle: list[str], text: str) -> None:
+        """Print what text adds to what is shown; a text that replaces it goes on a new line."""
         shown = handle[0]
-        self.out.write(text[shown:] if text.startswith(text[:shown]) else "\n" + text)
+        self.out.write(text[len(shown) :] if text.startswith(shown) else "\n" + self.prefix + text)
         self.out.flush()
-        handle[0] = len(text)
+        handle[0] = text
 
     def end_line(self) -> None:
         """Finish the current reply's line."""

@@ -186,6 +186,10 @@ class Conversation:
         stream = ReplyStream(ctx.target)
         usage: Usage | None = None
         chat_name = str(ctx.chat.key)
+        ahead = self.bot.scheduler.ahead_of(backend.name, chat_name)
+        if ahead:
+            noun = "reply" if ahead == 1 else "replies"
+            await stream.status(f"⏳ In the queue: {ahead} {noun} to generate before yours.")
         try:
             async with self.bot.scheduler.slot(backend.name, backend.max_parallel, chat_name):
                 async for chunk in backend.stream(plan.messages, params, cache_key=chat_name):

@@ -101,6 +101,15 @@ class ReplyStream:
         """Everything appended so far."""
         return self._text
 
+    async def status(self, text: str) -> None:
+        """Show a note (e.g. the place in the queue) that the reply will replace."""
+        if self._handles:
+            await self.target.edit(self._handles[0], text)
+            self._shown[0] = text
+        else:
+            self._handles.append(await self.target.send(text))
+            self._shown.append(text)
+
     async def append(self, text: str) -> None:
         """Add streamed text; shows it now if the pacing interval has passed."""
         self._text += text

@@ -187,3 +187,31 @@ async def test_a_message_too_long_for_the_window_is_refused_and_not_stored(
         assert "(0 messages)" in (await say(bot, "/context")).text
     finally:
         await bot.close()
+
+
+async def test_a_waiting_chat_is_told_its_place_in_the_queue(bot: Bot) -> None:
+    await say(bot, "/maxtokens 200", "slow")
+    first_chunk = asyncio.Event()
+
+    class Recording(MemoryTarget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent: list[str] = []
+
+        async def send(self, text: str) -> int:
+            self.sent.append(text)
+            first_chunk.set()
+            return await super().send(text)
+
+    slow = asyncio.create_task(
+        bot.router.handle(
+            incoming("Count from 1 to 100, separated by commas.", "slow"), Recording()
+        )
+    )
+    await first_chunk.wait()
+    waiting = Recording()
+    await bot.router.handle(incoming("Hello!", "other"), waiting)
+    await slow
+    assert waiting.sent[0] == "⏳ In the queue: 1 reply to generate before yours."
+    assert len(waiting.messages) == 1
+    assert not waiting.messages[0].startswith("⏳")  # replaced by the reply
