@@ -88,7 +88,11 @@ async def _check(config: Config, base_dir: Path) -> int:
         try:
             await backend.start()
             info = await backend.info()
-            print(f"backend {name}: {info.model_name}, {info.context_length}-token window OK")
+            facts = "".join(f", {k}: {v}" for k, v in info.extra.items())
+            print(
+                f"backend {name}: {info.kind} model {info.model_name} present, "
+                f"{info.context_length}-token window{facts} OK"
+            )
         except BackendError as exc:
             problems.append(f"backend {name}: {exc}")
         finally:

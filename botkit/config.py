@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from botkit.core.settings import (
@@ -26,12 +34,14 @@ from botkit.core.settings import (
 )
 
 __all__ = [
+    "BackendConfig",
     "Config",
     "ConfigError",
     "ConsoleConfig",
     "DefaultsConfig",
     "HistoryConfig",
     "LlamaCppConfig",
+    "OllamaConfig",
     "PluginsConfig",
     "StorageConfig",
     "load_config",
@@ -65,8 +75,45 @@ class LlamaCppConfig(_Section):
     n_batch: int = Field(default=512, ge=16, le=8192)
     state_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
 
+    @property
+    def window_hint(self) -> int:
+        """The context window as far as the config alone tells."""
+        return self.n_ctx
 
-BackendConfig = LlamaCppConfig
+
+class OllamaConfig(_Section):
+    """A model served by an Ollama daemon, local or remote."""
+
+    kind: Literal["ollama"]
+    host: str = Field(default="http://127.0.0.1:11434", pattern=r"^https?://")
+    model: str = Field(min_length=1, max_length=200)
+    # Ollama silently drops the start of a prompt longer than num_ctx, so botkit always sends
+    # it: this value, or the model's trained context length (from /api/show) capped by
+    # max_num_ctx.
+    num_ctx: int | None = Field(default=None, ge=256, le=1_048_576)
+    max_num_ctx: int = Field(default=8192, ge=256, le=1_048_576)
+    keep_alive: str | int = "5m"
+    parallel: int = Field(default=1, ge=1, le=64)
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    read_timeout: float = Field(default=300.0, gt=0, le=3600)
+
+    @property
+    def window_hint(self) -> int:
+        """The context window as far as the config alone tells."""
+        return self.num_ctx or self.max_num_ctx
+
+
+def _backend_kind(value: Any) -> str:
+    # `kind` may be left out for the default, in-process llama.cpp.
+    if isinstance(value, dict):
+        return str(value.get("kind", "llamacpp"))
+    return str(getattr(value, "kind", "llamacpp"))
+
+
+BackendConfig = Annotated[
+    Annotated[LlamaCppConfig, Tag("llamacpp")] | Annotated[OllamaConfig, Tag("ollama")],
+    Discriminator(_backend_kind),
+]
 
 
 class DefaultsConfig(_Section):
@@ -114,6 +161,10 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
 
+def _default_backends() -> dict[str, LlamaCppConfig | OllamaConfig]:
+    return {"local": LlamaCppConfig()}
+
+
 class Config(BaseSettings):
     """The whole configuration. Environment variables override the file: BOTKIT_STORAGE__URL=…"""
 
@@ -122,7 +173,7 @@ class Config(BaseSettings):
     )
 
     storage: StorageConfig = StorageConfig()
-    backends: dict[str, BackendConfig] = Field(default_factory=lambda: {"local": LlamaCppConfig()})
+    backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     defaults: DefaultsConfig = DefaultsConfig()
     history: HistoryConfig = HistoryConfig()
     plugins: PluginsConfig = PluginsConfig()
@@ -152,11 +203,12 @@ class Config(BaseSettings):
                 f"(configured: {names})"
             )
         for name, backend in self.backends.items():
-            if self.defaults.max_tokens >= backend.n_ctx // 2:
+            window = backend.window_hint
+            if self.defaults.max_tokens >= window // 2:
                 raise ValueError(
                     f"defaults.max_tokens = {self.defaults.max_tokens} leaves too little of "
-                    f"backends.{name}.n_ctx = {backend.n_ctx} for the conversation "
-                    f"(keep it below {backend.n_ctx // 2})"
+                    f"the {window}-token context window of backends.{name} for the "
+                    f"conversation (keep it below {window // 2})"
                 )
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from botkit.core.app import Bot
 from botkit.core.events import ChatKey, Incoming, User
 
 REPO = Path(__file__).resolve().parent.parent
+
+# httpx honours proxy variables; the emulators are on loopback.
+os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 
 MakeConfig = Callable[..., Config]
 

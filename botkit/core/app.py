@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botkit.backends.base import Backend, BackendError
 from botkit.backends.llamacpp import LlamaCppBackend
-from botkit.config import Config
+from botkit.config import BackendConfig, Config, OllamaConfig
 from botkit.core.conversation import Conversation
 from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
@@ -19,14 +19,23 @@ from botkit.plugins.loader import load_plugins
 from botkit.store.db import create_engine, ensure_migrated
 from botkit.store.repository import ChatRecord, Repository
 
-__all__ = ["Bot", "build_backends"]
+__all__ = ["Bot", "build_backend", "build_backends"]
 
 log = logging.getLogger(__name__)
 
 
+def build_backend(name: str, config: BackendConfig) -> Backend:
+    """The backend object for one [backends.NAME] section."""
+    if isinstance(config, OllamaConfig):
+        from botkit.backends.ollama import OllamaBackend
+
+        return OllamaBackend(name, config)
+    return LlamaCppBackend(name, config)
+
+
 def build_backends(config: Config) -> dict[str, Backend]:
     """One backend object per [backends.NAME] section."""
-    return {name: LlamaCppBackend(name, cfg) for name, cfg in config.backends.items()}
+    return {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
 
 
 class Bot:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from botkit.backends.base import BackendError, BackendInfo
 from botkit.core.context import Context
 from botkit.core.router import MAX_MESSAGE_CHARS
 from botkit.core.settings import (
@@ -192,10 +193,47 @@ def _size(n: int | None) -> str:
     return f"{n / 1_000_000:.1f} MB"
 
 
+BackendName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
 @plugin.command("model")
-async def model(ctx: Context) -> str:
-    """Which model answers in this chat: size, quantization, context length, file size."""
-    info = await ctx.backend.info()
+async def model(ctx: Context, name: BackendName | None = None) -> str:
+    """Show this chat's model (size, quantization, context, file) and the backends;
+    `/model NAME` switches this chat to backend NAME."""
+    if name is not None:
+        return await _switch_backend(ctx, name)
+    lines = []
+    try:
+        lines += _describe(await ctx.backend.info())
+    except BackendError as exc:
+        lines.append(f"backend {ctx.backend.name}: {exc}")
+    lines.append("Backends (switch with /model NAME):")
+    for backend_name, config in ctx.bot.config.backends.items():
+        here = "  ← this chat" if backend_name == ctx.settings.backend else ""
+        what = getattr(config, "model", None) or "bundled model"
+        if getattr(config, "model_path", None):
+            what = str(getattr(config, "model_path", ""))
+        lines.append(f"  {backend_name} ({config.kind}: {what}){here}")
+    return "\n".join(lines)
+
+
+async def _switch_backend(ctx: Context, name: str) -> str:
+    if not ctx.incoming.user.can_change_settings:
+        raise CommandError("only people allowed to change this chat's settings can switch models")
+    if name not in ctx.bot.backends:
+        names = ", ".join(ctx.bot.backends)
+        raise CommandError(f"there is no backend named {name!r}. Allowed: {names}")
+    backend = ctx.bot.backends[name]
+    if ctx.settings.max_tokens >= backend.context_window // 2:
+        raise CommandError(
+            f"this chat's max_tokens ({ctx.settings.max_tokens}) is too large for {name}'s "
+            f"{backend.context_window}-token window: lower /maxtokens first"
+        )
+    await ctx.bot.repo.set_setting(ctx.chat.id, "backend", name)
+    return f"this chat now uses backend {name} (was {ctx.settings.backend})"
+
+
+def _describe(info: BackendInfo) -> list[str]:
     params = f"{info.parameters / 1e6:.1f}M" if info.parameters else "unknown"
     bits = ""
     if info.parameters and info.file_size:
@@ -209,8 +247,7 @@ async def model(ctx: Context) -> str:
         f"context length: {info.context_length} tokens{trained}",
         f"file size: {_size(info.file_size)}",
     ]
-    lines += [f"{k}: {v}" for k, v in info.extra.items()]
-    return "\n".join(lines)
+    return lines + [f"{k}: {v}" for k, v in info.extra.items()]
 
 
 @plugin.command("help")

@@ -59,7 +59,7 @@ def test_init_writes_the_documented_example(tmp_path: Path) -> None:
     written = (tmp_path / "config.toml").read_text(encoding="utf-8")
     assert written == (REPO / "config.example.toml").read_text(encoding="utf-8")
     config = load_config(tmp_path / "config.toml")
-    assert config.backends["local"].n_ctx == 2048
+    assert config.backends["local"].window_hint == 2048
     assert botkit("init", cwd=tmp_path).returncode == 1  # never overwrites silently
 
 

@@ -1,0 +1,222 @@
+"""The Ollama backend: streams from a local or remote Ollama daemon with the official client.
+
+Ollama has no tokenize endpoint and silently truncates a prompt longer than `num_ctx`, so this
+backend always sends `num_ctx` and counts tokens with a calibrated estimate (TokenEstimator);
+the conversation trims the history to fit before anything is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+from ollama import AsyncClient, ResponseError
+
+from botkit.backends.base import (
+    BackendError,
+    BackendInfo,
+    BackendUnavailable,
+    Chunk,
+    ContextOverflow,
+    GenerationParams,
+    Message,
+    ModelNotFound,
+    Usage,
+)
+from botkit.backends.token_estimate import TokenEstimator
+from botkit.config import OllamaConfig
+
+__all__ = ["OllamaBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class OllamaBackend:
+    """A model served by Ollama."""
+
+    def __init__(self, name: str, config: OllamaConfig) -> None:
+        self.name = name
+        self.config = config
+        self._client = AsyncClient(
+            host=config.host,
+            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+        )
+        self._estimator = TokenEstimator()
+        self._show: dict[str, Any] | None = None
+        self._trained_ctx: int | None = None
+        self._num_ctx = config.num_ctx
+
+    @property
+    def context_window(self) -> int:
+        """The num_ctx sent with every request."""
+        return self._num_ctx or self.config.max_num_ctx
+
+    @property
+    def tokenizer_id(self) -> str:
+        """The estimate's model and ratio: stored counts are redone when the ratio moves."""
+        return f"ollama-estimate:{self.config.model}:{self._estimator.version}"
+
+    @property
+    def max_parallel(self) -> int:
+        """Ollama serves parallel requests; how many is configured."""
+        return self.config.parallel
+
+    def _unreachable(self, detail: str = "") -> BackendUnavailable:
+        extra = f" ({detail})" if detail else ""
+        return BackendUnavailable(
+            f"Ollama at {self.config.host} is not reachable{extra}: is the daemon running?"
+        )
+
+    def _not_found(self) -> ModelNotFound:
+        model = self.config.model
+        return ModelNotFound(
+            f"model {model!r} is not on the Ollama server at {self.config.host}; "
+            f"run `ollama pull {model}` there"
+        )
+
+    async def _call(self, coro: Any) -> Any:
+        """Await a client call, turning transport and HTTP errors into backend errors."""
+        try:
+            return await coro
+        except ResponseError as exc:
+            if exc.status_code == 404:
+                raise self._not_found() from None
+            raise BackendUnavailable(
+                f"Ollama at {self.config.host} answered: {exc.error}"
+            ) from None
+        except (ConnectionError, httpx.ConnectError) as exc:
+            raise self._unreachable(type(exc).__name__) from None
+        except httpx.TimeoutException:
+            cfg = self.config
+            limits = f"{cfg.connect_timeout:g} s to connect, {cfg.read_timeout:g} s to read"
+            raise BackendUnavailable(
+                f"Ollama at {self.config.host} did not answer in time ({limits})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(
+                f"the connection to Ollama at {self.config.host} failed: {type(exc).__name__}"
+            ) from None
+
+    async def _probe(self) -> dict[str, Any]:
+        if self._show is None:
+            show = await self._call(self._client.show(self.config.model))
+            info = dict(show.modelinfo or {})
+            arch = info.get("general.architecture", "")
+            trained = info.get(f"{arch}.context_length")
+            self._trained_ctx = int(trained) if trained else None
+            if self.config.num_ctx is None and self._trained_ctx:
+                self._num_ctx = min(self._trained_ctx, self.config.max_num_ctx)
+            details = show.details
+            self._show = {
+                "info": info,
+                "family": getattr(details, "family", None),
+                "parameter_size": getattr(details, "parameter_size", None),
+                "quantization_level": getattr(details, "quantization_level", None),
+            }
+        return self._show
+
+    async def start(self) -> None:
+        """Look the model up; a daemon that is down is reported, not fatal (it may come up)."""
+        try:
+            await self._probe()
+        except BackendError as exc:
+            log.warning("backend %s: %s", self.name, exc)
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()  # type: ignore[no-untyped-call]
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Estimated prompt length (see TokenEstimator)."""
+        return self._estimator.prompt(messages)
+
+    async def message_tokens(self, message: Message) -> int:
+        """Estimated tokens of one message."""
+        return self._estimator.message(message)
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+    ) -> AsyncIterator[Chunk]:
+        """Stream /api/chat with the chat's sampling options and an explicit num_ctx."""
+        await self._probe()
+        estimate = self._estimator.prompt(messages)
+        if estimate + params.max_tokens > self.context_window:
+            raise ContextOverflow(
+                f"the prompt is about {estimate} tokens and the reply may take "
+                f"{params.max_tokens}, but num_ctx is {self.context_window}"
+            )
+        options = {
+            "temperature": params.temperature,
+            "top_k": params.top_k,
+            "top_p": params.top_p,
+            "min_p": params.min_p,
+            "repeat_penalty": params.repeat_penalty,
+            "seed": params.seed,
+            "num_predict": params.max_tokens,
+            "num_ctx": self.context_window,
+        }
+        parts = await self._call(
+            self._client.chat(
+                model=self.config.model,
+                messages=list(messages),
+                stream=True,
+                options=options,
+                keep_alive=self.config.keep_alive,
+            )
+        )
+        iterator = parts.__aiter__()
+        try:
+            while True:
+                try:
+                    part = await self._call(iterator.__anext__())
+                except StopAsyncIteration:
+                    break
+                text = part.message.content or ""
+                if part.done:
+                    prompt_tokens = part.prompt_eval_count or 0
+                    if prompt_tokens:
+                        self._estimator.observe(messages, prompt_tokens)
+                    usage = Usage(
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=part.eval_count or 0,
+                        stop_reason="length" if part.done_reason == "length" else "stop",
+                    )
+                    yield Chunk(text, usage=usage)
+                    return
+                if text:
+                    yield Chunk(text)
+        finally:
+            await iterator.aclose()
+        raise BackendUnavailable(
+            f"the reply from Ollama at {self.config.host} ended before it was finished"
+        )
+
+    async def version(self) -> str:
+        """The server's version (/api/version)."""
+        timeout = httpx.Timeout(self.config.read_timeout, connect=self.config.connect_timeout)
+        async with httpx.AsyncClient(base_url=self.config.host, timeout=timeout) as http:
+            response = await self._call(http.get("/api/version"))
+        return str(response.json().get("version", "?"))
+
+    async def info(self) -> BackendInfo:
+        """Model details from /api/show."""
+        show = await self._probe()
+        info = show["info"]
+        count = info.get("general.parameter_count")
+        extra = {"host": self.config.host, "server version": await self.version()}
+        for key in ("family", "parameter_size"):
+            if show[key]:
+                extra[key.replace("_", " ")] = str(show[key])
+        return BackendInfo(
+            backend=self.name,
+            kind="ollama",
+            model_name=self.config.model,
+            parameters=int(count) if count else None,
+            quantization=show["quantization_level"],
+            context_length=self.context_window,
+            trained_context_length=self._trained_ctx,
+            file_size=None,
+            extra=extra,
+        )

@@ -1,0 +1,268 @@
+"""An Ollama daemon stand-in on 127.0.0.1, speaking the documented HTTP API.
+
+Implements /api/version, /api/tags, /api/show, and /api/chat (NDJSON stream or one JSON body),
+with 404 {"error": ...} for unknown models. Replies are generated for real by the bundled
+SmolLM2 model through llama.cpp, honouring the request's options (temperature, top_k, top_p,
+min_p, repeat_penalty, seed, num_predict, num_ctx). Like Ollama, a prompt longer than num_ctx
+is truncated silently (oldest messages first); the emulator records that it happened, with the
+real token count of every prompt, so tests can prove botkit never relies on it.
+
+Test hooks: `cut_after` breaks the next streams off after that many chunks; `records` lists
+every chat request as received; `max_in_flight` is the most chats generated at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from botkit.backends.base import GenerationParams, Message
+from botkit.backends.llamacpp import LlamaCppBackend
+from botkit.config import LlamaCppConfig
+
+VERSION = "0.12.11"
+_MODIFIED = "2026-11-01T12:00:00.000000000Z"
+
+
+@dataclass(frozen=True)
+class EmulatedModel:
+    """A model the emulator serves (all are the bundled SmolLM2 underneath)."""
+
+    name: str
+    family: str = "llama"
+    parameter_size: str = "135M"
+    quantization_level: str = "Q4_1"
+    parameter_count: int = 134_515_008
+    context_length: int = 8192
+
+
+@dataclass
+class ChatRecord:
+    """One /api/chat request as the emulator saw it."""
+
+    body: dict[str, Any]
+    prompt_tokens: int = 0
+    num_ctx: int = 0
+    truncated: bool = False
+
+
+@dataclass
+class OllamaEmulator:
+    """Start with `await emulator.start()`; `emulator.url` is the host to give the client."""
+
+    models: list[EmulatedModel] = field(default_factory=lambda: [EmulatedModel("smollm2:135m")])
+    engines_per_ctx: int = 2
+    cut_after: int | None = None
+    records: list[ChatRecord] = field(default_factory=list)
+    max_in_flight: int = 0
+    url: str = ""
+    _in_flight: int = 0
+    _runner: web.AppRunner | None = None
+    _pools: dict[int, asyncio.Queue[LlamaCppBackend]] = field(default_factory=dict)
+    _engines: list[LlamaCppBackend] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_get("/api/version", self._version)
+        app.router.add_get("/api/tags", self._tags)
+        app.router.add_post("/api/show", self._show)
+        app.router.add_post("/api/chat", self._chat)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def stop(self) -> None:
+        """Stop serving and free the models."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for engine in self._engines:
+            await engine.close()
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _model(self, name: str) -> EmulatedModel | None:
+        return next((m for m in self.models if name in (m.name, m.name.split(":")[0])), None)
+
+    @staticmethod
+    def _json(data: Any, status: int = 200) -> web.Response:
+        # Exactly application/json, no charset parameter, like Ollama's Go server.
+        return web.Response(
+            body=json.dumps(data).encode(), status=status, content_type="application/json"
+        )
+
+    def _not_found(self, name: str) -> web.Response:
+        return self._json({"error": f"model '{name}' not found"}, status=404)
+
+    async def _engine(self, num_ctx: int) -> tuple[LlamaCppBackend, asyncio.Queue[LlamaCppBackend]]:
+        pool = self._pools.get(num_ctx)
+        if pool is None:
+            pool = self._pools[num_ctx] = asyncio.Queue()
+            for _ in range(self.engines_per_ctx):
+                engine = LlamaCppBackend("emulated", LlamaCppConfig(n_ctx=num_ctx))
+                await engine.start()
+                self._engines.append(engine)
+                pool.put_nowait(engine)
+        return await pool.get(), pool
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    async def _version(self, _request: web.Request) -> web.Response:
+        return self._json({"version": VERSION})
+
+    async def _tags(self, _request: web.Request) -> web.Response:
+        return self._json(
+            {
+                "models": [
+                    {
+                        "name": m.name,
+                        "model": m.name,
+                        "modified_at": _MODIFIED,
+                        "size": 98_362_432,
+                        "digest": "0" * 64,
+                        "details": self._details(m),
+                    }
+                    for m in self.models
+                ]
+            }
+        )
+
+    @staticmethod
+    def _details(model: EmulatedModel) -> dict[str, Any]:
+        return {
+            "parent_model": "",
+            "format": "gguf",
+            "family": model.family,
+            "families": [model.family],
+            "parameter_size": model.parameter_size,
+            "quantization_level": model.quantization_level,
+        }
+
+    async def _show(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        name = body.get("model") or body.get("name", "")
+        model = self._model(name)
+        if model is None:
+            return self._not_found(name)
+        return self._json(
+            {
+                "modelfile": f"FROM {model.name}",
+                "parameters": "",
+                "template": "{{ .Prompt }}",
+                "details": self._details(model),
+                "model_info": {
+                    "general.architecture": model.family,
+                    "general.parameter_count": model.parameter_count,
+                    f"{model.family}.context_length": model.context_length,
+                },
+                "capabilities": ["completion"],
+                "modified_at": _MODIFIED,
+            }
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        record = ChatRecord(body=body)
+        self.records.append(record)
+        name = body.get("model", "")
+        if self._model(name) is None:
+            return self._not_found(name)
+        options = body.get("options") or {}
+        num_ctx = int(options.get("num_ctx", 2048))
+        messages: list[Message] = [
+            {"role": m["role"], "content": m["content"]} for m in body.get("messages", [])
+        ]
+        engine, pool = await self._engine(num_ctx)
+        self._in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._generate(request, engine, record, messages, options, num_ctx)
+        finally:
+            self._in_flight -= 1
+            pool.put_nowait(engine)
+
+    async def _generate(
+        self,
+        request: web.Request,
+        engine: LlamaCppBackend,
+        record: ChatRecord,
+        messages: list[Message],
+        options: dict[str, Any],
+        num_ctx: int,
+    ) -> web.StreamResponse:
+        record.num_ctx = num_ctx
+        record.prompt_tokens = await engine.count_tokens(messages)
+        while record.prompt_tokens >= num_ctx - 1 and len(messages) > 2:
+            messages.pop(1)  # what Ollama does: the oldest turns go, silently
+            record.truncated = True
+            record.prompt_tokens = await engine.count_tokens(messages)
+        room = num_ctx - record.prompt_tokens
+        num_predict = int(options.get("num_predict", -1))
+        max_tokens = room if num_predict < 0 else min(num_predict, room)
+        params = GenerationParams(
+            temperature=float(options.get("temperature", 0.8)),
+            top_k=int(options.get("top_k", 40)),
+            top_p=float(options.get("top_p", 0.9)),
+            min_p=float(options.get("min_p", 0.0)),
+            repeat_penalty=float(options.get("repeat_penalty", 1.1)),
+            max_tokens=max(1, max_tokens),
+            seed=int(options.get("seed", 0)),
+        )
+        model = record.body["model"]
+        started = time.monotonic_ns()
+        stream = record.body.get("stream", True)
+        response: web.StreamResponse | None = None
+        if stream:
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await response.prepare(request)
+        text = ""
+        sent = 0
+        final: dict[str, Any] = {}
+        async for chunk in engine.stream(messages, params, cache_key="emulator"):
+            if chunk.text:
+                text += chunk.text
+                if response is not None:
+                    if self.cut_after is not None and sent >= self.cut_after:
+                        assert request.transport is not None
+                        request.transport.close()  # the daemon died mid-reply
+                        return response
+                    await response.write(self._line(model, chunk.text, done=False))
+                    sent += 1
+            if chunk.usage is not None:
+                final = {
+                    "done_reason": "length" if chunk.usage.stop_reason == "length" else "stop",
+                    "total_duration": time.monotonic_ns() - started,
+                    "load_duration": 0,
+                    "prompt_eval_count": record.prompt_tokens,
+                    "prompt_eval_duration": 1,
+                    "eval_count": chunk.usage.completion_tokens,
+                    "eval_duration": 1,
+                }
+        if response is None:
+            return self._json(
+                {"model": model, "created_at": _MODIFIED,
+                 "message": {"role": "assistant", "content": text}, "done": True, **final}
+            )  # fmt: skip
+        await response.write(self._line(model, "", done=True, **final))
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    def _line(model: str, content: str, *, done: bool, **extra: Any) -> bytes:
+        part = {
+            "model": model,
+            "created_at": _MODIFIED,
+            "message": {"role": "assistant", "content": content},
+            "done": done,
+            **extra,
+        }
+        return json.dumps(part).encode() + b"\n"
