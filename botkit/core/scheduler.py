@@ -44,9 +44,10 @@ class _Lane:
                 del self.waiting[chat]
 
     def ahead_of(self, chat: str) -> int:
-        """Generations that run before chat's next one (running ones included)."""
+        """Generations that must start or end before chat's next one can start."""
         order = list(self.waiting)
-        return self.active + (order.index(chat) if chat in order else len(order))
+        before = order.index(chat) if chat in order else len(order)
+        return max(0, self.active + before - self.capacity + 1)
 
 
 class FairScheduler:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ollama import AsyncClient, ResponseError
 
 from botkit.adapters.memory import MemoryTarget
 from botkit.core.app import Bot
@@ -215,3 +216,42 @@ async def test_check_probes_the_ollama_backend(ollama: OllamaEmulator, tmp_path:
     )  # fmt: skip
     assert "backend big: ollama model smollm2:135m present, 8192-token window" in result.stdout
     assert "server version: 0.12.11" in result.stdout
+
+
+async def test_a_daemon_that_never_answers_times_out_with_a_clear_reply(
+    make_config: MakeConfig, ollama: OllamaEmulator
+) -> None:
+    bot = await start_bot(make_config, ollama.url, read_timeout=0.5)
+    ollama.stall = True
+    try:
+        reply = (await say(bot, "Hello?")).text
+        assert reply == (
+            f"⚠ Ollama at {ollama.url} did not answer in time (5 s to connect, 0.5 s to read)"
+        )
+        # The question is kept, so nothing the user wrote is lost.
+        assert "(1 messages)" in (await say(bot, "/context")).text
+    finally:
+        await bot.close()
+
+
+async def test_the_emulator_speaks_the_api_the_client_expects(ollama: OllamaEmulator) -> None:
+    client = AsyncClient(host=ollama.url)
+    listed = await client.list()
+    assert [m.model for m in listed.models] == [MODEL]
+    assert listed.models[0].modified_at is not None
+    response = await client.chat(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say hello."}],
+        stream=False,
+        options={"num_predict": 8, "seed": 1},
+    )
+    assert response.done
+    assert response.message.content
+    assert response.prompt_eval_count is not None
+    assert response.prompt_eval_count > 0
+    assert response.eval_count is not None
+    assert 0 < response.eval_count <= 8
+    with pytest.raises(ResponseError) as missing:
+        await client.show("nope:1b")
+    assert missing.value.status_code == 404
+    await client.close()  # type: ignore[no-untyped-call]

@@ -57,3 +57,29 @@ async def test_a_cancelled_waiter_gives_up_its_place() -> None:
     assert doomed.cancelled()
     assert ran == ["a", "c"]
     assert scheduler.queued("m") == 0
+
+
+async def test_parallel_slots_let_a_second_chat_start_at_once() -> None:
+    scheduler = FairScheduler()
+    inside = asyncio.Event()
+    release = asyncio.Event()
+    both_in = asyncio.Event()
+    count = 0
+
+    async def job(chat: str) -> None:
+        nonlocal count
+        async with scheduler.slot("ollama", 2, chat):
+            count += 1
+            inside.set()
+            if count == 2:
+                both_in.set()
+            await release.wait()
+
+    first = asyncio.create_task(job("a"))
+    await inside.wait()
+    assert scheduler.ahead_of("ollama", "b") == 0  # a slot is free: no queue message
+    second = asyncio.create_task(job("b"))
+    await both_in.wait()
+    assert scheduler.ahead_of("ollama", "c") == 1
+    release.set()
+    await asyncio.gather(first, second)

@@ -7,7 +7,8 @@ min_p, repeat_penalty, seed, num_predict, num_ctx). Like Ollama, a prompt longer
 is truncated silently (oldest messages first); the emulator records that it happened, with the
 real token count of every prompt, so tests can prove botkit never relies on it.
 
-Test hooks: `cut_after` breaks the next streams off after that many chunks; `records` lists
+Test hooks: `cut_after` breaks the next streams off after that many chunks; `stall` makes chat
+requests hang until the emulator stops; `records` lists
 every chat request as received; `max_in_flight` is the most chats generated at once.
 """
 
@@ -59,6 +60,7 @@ class OllamaEmulator:
     models: list[EmulatedModel] = field(default_factory=lambda: [EmulatedModel("smollm2:135m")])
     engines_per_ctx: int = 2
     cut_after: int | None = None
+    stall: bool = False
     records: list[ChatRecord] = field(default_factory=list)
     max_in_flight: int = 0
     url: str = ""
@@ -66,6 +68,8 @@ class OllamaEmulator:
     _runner: web.AppRunner | None = None
     _pools: dict[int, asyncio.Queue[LlamaCppBackend]] = field(default_factory=dict)
     _engines: list[LlamaCppBackend] = field(default_factory=list)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _loading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
         """Listen on a free port of 127.0.0.1."""
@@ -83,6 +87,7 @@ class OllamaEmulator:
 
     async def stop(self) -> None:
         """Stop serving and free the models."""
+        self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
         for engine in self._engines:
@@ -104,14 +109,16 @@ class OllamaEmulator:
         return self._json({"error": f"model '{name}' not found"}, status=404)
 
     async def _engine(self, num_ctx: int) -> tuple[LlamaCppBackend, asyncio.Queue[LlamaCppBackend]]:
-        pool = self._pools.get(num_ctx)
-        if pool is None:
-            pool = self._pools[num_ctx] = asyncio.Queue()
-            for _ in range(self.engines_per_ctx):
-                engine = LlamaCppBackend("emulated", LlamaCppConfig(n_ctx=num_ctx))
-                await engine.start()
-                self._engines.append(engine)
-                pool.put_nowait(engine)
+        async with self._loading:  # every engine of a pool is loaded before any is handed out
+            pool = self._pools.get(num_ctx)
+            if pool is None:
+                pool = asyncio.Queue()
+                for _ in range(self.engines_per_ctx):
+                    engine = LlamaCppBackend("emulated", LlamaCppConfig(n_ctx=num_ctx))
+                    await engine.start()
+                    self._engines.append(engine)
+                    pool.put_nowait(engine)
+                self._pools[num_ctx] = pool
         return await pool.get(), pool
 
     # --- endpoints ----------------------------------------------------------------------
@@ -176,6 +183,9 @@ class OllamaEmulator:
         name = body.get("model", "")
         if self._model(name) is None:
             return self._not_found(name)
+        if self.stall:  # a daemon that accepts the request and never answers
+            await self._released.wait()
+            raise asyncio.CancelledError  # the client is gone; nothing to answer
         options = body.get("options") or {}
         num_ctx = int(options.get("num_ctx", 2048))
         messages: list[Message] = [
