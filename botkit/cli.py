@@ -13,6 +13,8 @@ from botkit.adapters.console import ConsoleAdapter
 from botkit.backends.base import BackendError
 from botkit.config import Config, ConfigError, load_config
 from botkit.core.app import Bot
+from botkit.secrets import install_redaction
+from botkit.service import AdapterError, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
 
 __all__ = ["example_config_text", "main"]
@@ -43,6 +45,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    install_redaction()
     return config, (path.resolve().parent if path else Path.cwd())
 
 
@@ -58,6 +61,25 @@ async def _chat(config: Config, base_dir: Path, chat: str) -> int:
             print(f"botkit: chat {chat!r} with {info.model_name} ({info.backend}). "
                   "/help lists commands; Ctrl-C stops a reply; Ctrl-D quits.")  # fmt: skip
         await adapter.start(bot.router)
+    finally:
+        await bot.close()
+    return 0
+
+
+async def _run(config: Config, base_dir: Path) -> int:
+    bot = Bot(config, base_dir=base_dir)
+    try:
+        await bot.start()
+        for error in bot.plugin_errors:
+            print(f"warning: {error}", file=sys.stderr)
+        adapters = build_adapters(config, bot)
+        if not adapters:
+            print(
+                "botkit: no adapter to run: enable [telegram], or [console] on a terminal",
+                file=sys.stderr,
+            )
+            return 1
+        await run_adapters(bot, adapters)
     finally:
         await bot.close()
     return 0
@@ -140,14 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "chat":
             return asyncio.run(_chat(config, base_dir, args.chat))
         if args.command == "run":
-            if not config.console.enabled:
-                print("no adapter is enabled ([console] enabled = false)", file=sys.stderr)
-                return 1
-            return asyncio.run(_chat(config, base_dir, "console"))
+            return asyncio.run(_run(config, base_dir))
         if args.command == "db":
             return asyncio.run(_db_upgrade(config))
         return asyncio.run(_check(config, base_dir))
-    except (ConfigError, NotMigrated, BackendError) as exc:
+    except (ConfigError, NotMigrated, BackendError, AdapterError) as exc:
         print(f"botkit: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -44,6 +44,7 @@ __all__ = [
     "OllamaConfig",
     "PluginsConfig",
     "StorageConfig",
+    "TelegramConfig",
     "load_config",
 ]
 
@@ -155,6 +156,24 @@ class ConsoleConfig(_Section):
     user_name: str = Field(default="you", min_length=1, max_length=64)
 
 
+class TelegramConfig(_Section):
+    """The Telegram adapter (python-telegram-bot, long polling). The token is never here."""
+
+    enabled: bool = False
+    token_env: str = "BOTKIT_TELEGRAM_TOKEN"
+    credential: str = "telegram_token"
+    api_base_url: str = Field(default="https://api.telegram.org/bot", pattern=r"^https?://")
+    poll_timeout: int = Field(default=10, ge=1, le=50)
+    settings_user_ids: list[int] = Field(default_factory=list)
+    allow_chat_ids: list[int] = Field(default_factory=list)
+    deny_chat_ids: list[int] = Field(default_factory=list)
+    allow_user_ids: list[int] = Field(default_factory=list)
+    deny_user_ids: list[int] = Field(default_factory=list)
+    dm_edit_interval: float = Field(default=1.0, ge=0.0, le=60.0)
+    group_edit_interval: float = Field(default=3.0, ge=0.0, le=60.0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+
 class LoggingConfig(_Section):
     """Log output (always to stderr)."""
 
@@ -178,6 +197,7 @@ class Config(BaseSettings):
     history: HistoryConfig = HistoryConfig()
     plugins: PluginsConfig = PluginsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    telegram: TelegramConfig = TelegramConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

@@ -70,7 +70,8 @@ class Router:
             close = difflib.get_close_matches(name, self.bot.registry.names(), n=1)
             hint = f" Did you mean /{close[0]}?" if close else ""
             raise CommandError(f"unknown command /{name}.{hint} /help lists the commands.")
-        if command.changes_settings and not ctx.incoming.user.can_change_settings:
+        # Without arguments a settings command only shows the value, which anyone may see.
+        if command.changes_settings and args.strip() and not ctx.incoming.user.can_change_settings:
             raise CommandError(
                 f"only people allowed to change this chat's settings can use /{name}"
             )

@@ -1,0 +1,246 @@
+"""The Telegram adapter on python-telegram-bot 22: DMs, groups and forum topics, streamed replies.
+
+Long polling; updates are processed concurrently (PTB's default is one at a time, which would
+let one slow reply block every chat) and a re-delivered update is handled once. Replies are
+plain text (no parse mode, so Markdown characters can never cause a parse error), grown by
+editMessageText at most once per `dm_edit_interval` / `group_edit_interval` seconds per chat,
+and split at 4,096 characters. 429s are waited out by PTB's AIORateLimiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import BotCommand, Message, ReplyParameters, Update
+from telegram import User as TgUser
+from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageEntityType
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from botkit.config import TelegramConfig
+from botkit.core.events import ChatKey, Incoming, User
+from botkit.core.router import Router
+from botkit.plugins.api import CommandRegistry
+from botkit.secrets import install_redaction
+
+__all__ = ["TelegramAdapter", "TelegramTarget", "telegram_commands"]
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 4096
+_SEEN_UPDATES = 4096
+
+
+@dataclass
+class TelegramTarget:
+    """Sends and edits plain-text messages in one chat (or forum topic)."""
+
+    bot: Any
+    chat_id: int
+    thread_id: int | None
+    reply_to: int | None
+    min_edit_interval: float
+    max_length: int = MAX_LENGTH
+
+    async def send(self, text: str) -> int:
+        """sendMessage; the handle is the message id."""
+        reply = (
+            ReplyParameters(self.reply_to, allow_sending_without_reply=True)
+            if self.reply_to
+            else None
+        )
+        message: Message = await self.bot.send_message(
+            self.chat_id, text, message_thread_id=self.thread_id, reply_parameters=reply
+        )
+        self.reply_to = None  # only the first piece answers the user's message
+        return message.message_id
+
+    async def edit(self, handle: int, text: str) -> None:
+        """editMessageText."""
+        await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=handle)
+
+
+def telegram_commands(registry: CommandRegistry) -> list[BotCommand]:
+    """The command menu: every registered command with the first line of its help."""
+    commands = []
+    for command in registry.all():
+        first = (command.help.splitlines() or [command.name])[0].strip() or command.name
+        commands.append(BotCommand(command.name, first[:256]))
+    return commands
+
+
+class TelegramAdapter:
+    """Connects one bot token to the router."""
+
+    name = "telegram"
+
+    def __init__(self, config: TelegramConfig, token: str, registry: CommandRegistry) -> None:
+        self.config = config
+        self._token = token
+        self._registry = registry
+        self._router: Router | None = None
+        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._stopped = asyncio.Event()
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._handled = asyncio.Condition()
+        self._handled_ids: set[int] = set()
+        self.username = ""
+        self.bot_id = 0
+
+    async def start(self, router: Router) -> None:
+        """Connect, publish the command menu, and poll until stop()."""
+        # PTB 22 warns that retry_after becomes a timedelta in v23; opt in now (we never read it).
+        os.environ.setdefault("PTB_TIMEDELTA", "1")
+        # httpx logs every request URL at INFO, and the token is part of the URL.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        install_redaction()
+        self._router = router
+        base = self.config.api_base_url
+        app = (
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(base)
+            .base_file_url(base.replace("/bot", "/file/bot"))
+            .rate_limiter(AIORateLimiter(max_retries=self.config.max_retries))
+            .concurrent_updates(True)
+            .build()
+        )
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message))
+        self._app = app
+        await app.initialize()
+        self.username = app.bot.username
+        self.bot_id = app.bot.id
+        await app.bot.set_my_commands(telegram_commands(self._registry))
+        assert app.updater is not None
+        await app.updater.start_polling(
+            timeout=self.config.poll_timeout,
+            allowed_updates=[Update.MESSAGE],
+            error_callback=self._polling_error,
+        )
+        await app.start()
+        log.info("telegram: connected as @%s", self.username)
+        try:
+            await self._stopped.wait()
+        finally:
+            await app.updater.stop()
+            await app.stop()
+            await app.shutdown()
+
+    async def stop(self) -> None:
+        """Stop polling; in-flight replies finish."""
+        self._stopped.set()
+
+    @staticmethod
+    def _polling_error(error: TelegramError) -> None:
+        # PTB retries with backoff by itself; say what happened, never the token.
+        log.warning("telegram: polling failed, retrying: %s", type(error).__name__)
+
+    async def wait_handled(self, update_id: int) -> None:
+        """Wait until an update has been fully handled (for tests)."""
+        async with self._handled:
+            await self._handled.wait_for(lambda: update_id in self._handled_ids)
+
+    def _allowed(self, chat_id: int, user_id: int) -> bool:
+        cfg = self.config
+        if chat_id in cfg.deny_chat_ids or user_id in cfg.deny_user_ids:
+            return False
+        if cfg.allow_chat_ids and chat_id not in cfg.allow_chat_ids:
+            return False
+        return not (cfg.allow_user_ids and user_id not in cfg.allow_user_ids)
+
+    def _mentions_me(self, message: Message) -> tuple[bool, str]:
+        """Whether message @mentions this bot, and its text without the mention."""
+        text = message.text or ""
+        me = f"@{self.username}".lower()
+        for entity in message.entities:
+            if entity.type == MessageEntityType.MENTION:
+                piece = text[entity.offset : entity.offset + entity.length]
+                if piece.lower() == me:
+                    stripped = text[: entity.offset] + text[entity.offset + entity.length :]
+                    return True, " ".join(stripped.split())
+        return False, text
+
+    async def _can_change_settings(self, chat_id: int, user_id: int, is_dm: bool) -> bool:
+        if is_dm or user_id in self.config.settings_user_ids:
+            return True
+        assert self._app is not None
+        try:
+            member = await self._app.bot.get_chat_member(chat_id, user_id)
+        except TelegramError as exc:
+            log.warning("telegram: could not check admin status: %s", type(exc).__name__)
+            return False
+        return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+
+    def _first_time(self, update_id: int) -> bool:
+        if update_id in self._seen:
+            return False
+        self._seen[update_id] = None
+        while len(self._seen) > _SEEN_UPDATES:
+            self._seen.popitem(last=False)
+        return True
+
+    async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            if self._first_time(update.update_id):
+                await self._handle(update)
+        except Exception:
+            log.exception("telegram: handling update %s failed", update.update_id)
+        finally:
+            async with self._handled:
+                self._handled_ids.add(update.update_id)
+                self._handled.notify_all()
+
+    async def _handle(self, update: Update) -> None:
+        message = update.effective_message
+        sender: TgUser | None = update.effective_user
+        if message is None or sender is None or not message.text or self._router is None:
+            return
+        chat = message.chat
+        if not self._allowed(chat.id, sender.id):
+            return
+        is_dm = chat.type == ChatType.PRIVATE
+        text = message.text
+        is_command = text.startswith("/")
+        if is_command:
+            head = text.split(maxsplit=1)[0]
+            if "@" in head and head.split("@", 1)[1].lower() != self.username.lower():
+                return  # a command for another bot in this group
+        mentioned, text = self._mentions_me(message)
+        replied = message.reply_to_message
+        reply_to_bot = bool(replied and replied.from_user and replied.from_user.id == self.bot_id)
+        if not (is_dm or is_command or mentioned or reply_to_bot):
+            return  # group chatter not addressed to the bot
+        thread = message.message_thread_id if message.is_topic_message else None
+        key = f"{chat.id}:{thread}" if thread else str(chat.id)
+        can_change = (
+            await self._can_change_settings(chat.id, sender.id, is_dm) if is_command else is_dm
+        )
+        incoming = Incoming(
+            chat=ChatKey("telegram", key),
+            user=User(str(sender.id), sender.full_name, can_change),
+            text=text,
+            is_dm=is_dm,
+            mentioned=mentioned,
+            reply_to_bot=reply_to_bot,
+        )
+        assert self._app is not None
+        bot = self._app.bot
+        interval = self.config.dm_edit_interval if is_dm else self.config.group_edit_interval
+        target = TelegramTarget(
+            bot, chat.id, thread, None if is_dm else message.message_id, interval
+        )
+        if not is_command or text.split(maxsplit=1)[0].split("@")[0] == "/ask":
+            await bot.send_chat_action(chat.id, ChatAction.TYPING, message_thread_id=thread)
+        await self._router.handle(incoming, target)

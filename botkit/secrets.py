@@ -1,0 +1,58 @@
+"""Secrets (bot tokens): from the environment or systemd credentials, never the config file.
+
+Every secret read here is registered with the log redactor, so it cannot reach the logs even
+when a library logs a URL that contains it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+__all__ = ["RedactingFilter", "install_redaction", "read_secret"]
+
+_SECRETS: set[str] = set()
+_MASK = "[REDACTED]"
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces every known secret in a log record's message with [REDACTED]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _SECRETS:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for secret in _SECRETS:
+            redacted = redacted.replace(secret, _MASK)
+        if redacted != message or record.exc_info:
+            if record.exc_info and record.exc_info[1] is not None:
+                text = logging.Formatter().formatException(record.exc_info)
+                for secret in _SECRETS:
+                    text = text.replace(secret, _MASK)
+                record.exc_text = text
+                record.exc_info = None
+            record.msg, record.args = redacted, None
+        return True
+
+
+def install_redaction() -> None:
+    """Put the redacting filter on every handler of the root logger (once)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def read_secret(env_name: str, credential: str) -> str | None:
+    """The secret from $env_name, else from $CREDENTIALS_DIRECTORY/credential, else None."""
+    value = os.environ.get(env_name, "").strip()
+    if not value:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        path = Path(directory) / credential if directory else None
+        if path is not None and path.is_file():
+            value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        return None
+    _SECRETS.add(value)
+    return value

@@ -1,0 +1,208 @@
+"""The Telegram adapter: real python-telegram-bot against the local Bot API emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from botkit.adapters.telegram import TelegramAdapter
+from botkit.backends.scripted import ScriptedBackend
+from botkit.core.app import Bot
+from botkit.core.events import ChatKey
+from botkit.secrets import install_redaction, read_secret
+from tests.conftest import MakeConfig
+from tests.emulators.telegram import BotApiEmulator, SentMessage
+
+GROUP = -100200
+ADMIN = 42
+MEMBER = 43
+
+
+@dataclass
+class Harness:
+    """A running bot on Telegram (emulated), with helpers to talk to it."""
+
+    emulator: BotApiEmulator
+    adapter: TelegramAdapter
+    bot: Bot
+
+    async def say(self, text: str, **kwargs: Any) -> list[SentMessage]:
+        chat_id = kwargs.get("chat_id", 1001)
+        before = len(self.emulator.sent_to(chat_id))
+        update_id = await self.emulator.user_message(text, **kwargs)
+        async with asyncio.timeout(60):
+            await self.adapter.wait_handled(update_id)
+        return self.emulator.sent_to(chat_id)[before:]
+
+
+StartHarness = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
+    running: list[tuple[Harness, asyncio.Task[None]]] = []
+
+    async def start(backend: ScriptedBackend | None = None, **telegram: Any) -> Harness:
+        emulator = BotApiEmulator()
+        await emulator.start()
+        os.environ["BOTKIT_TEST_TG_TOKEN"] = emulator.token
+        token = read_secret("BOTKIT_TEST_TG_TOKEN", "none")
+        assert token == emulator.token
+        config = make_config(
+            telegram={"enabled": True, "api_base_url": emulator.base_url, "poll_timeout": 1,
+                      **telegram},
+        )  # fmt: skip
+        bot = Bot(config, backends={"local": backend} if backend else None)
+        await bot.start()
+        adapter = TelegramAdapter(config.telegram, token, bot.registry)
+        task = asyncio.create_task(adapter.start(bot.router))
+        async with asyncio.timeout(30):
+            await emulator.wait_for(lambda: "getUpdates" in emulator.calls)
+        harness = Harness(emulator, adapter, bot)
+        running.append((harness, task))
+        return harness
+
+    yield start
+    for harness, task in running:
+        await harness.adapter.stop()
+        await task
+        await harness.bot.close()
+        await harness.emulator.stop()
+
+
+async def test_dm_conversation_keeps_context(telegram: StartHarness) -> None:
+    tg = await telegram()
+    names = {c["command"]: c["description"] for c in tg.emulator.commands}
+    assert names["temp"].startswith("Show or set the temperature")
+    assert {"ask", "persona", "seed", "context", "model", "help"} <= set(names)
+    first = await tg.say("My name is Alice and I like tea.")
+    assert first
+    assert first[0].text.strip()
+    assert (1001, "typing") in tg.emulator.actions
+    second = await tg.say("What do I like to drink?")
+    assert second[0].text.strip()
+    context = await tg.say("/context")
+    assert "(4 messages)" in context[0].text
+
+
+async def test_a_bad_argument_in_a_dm_gets_a_clear_error(telegram: StartHarness) -> None:
+    tg = await telegram(ScriptedBackend("local"))
+    reply = await tg.say("/temp 3")
+    assert reply[0].text.startswith("⚠ /temp: '3' is not a valid value")
+    assert "Allowed: a number from 0.0 up to 2.0" in reply[0].text
+    assert (await tg.say("/temp"))[0].text == "temperature is 0.7 (default 0.7)"
+
+
+async def test_a_group_answers_only_when_addressed(telegram: StartHarness) -> None:
+    tg = await telegram()
+    assert await tg.say("hello everyone, nice weather", chat_id=GROUP, group=True) == []
+    assert await tg.say("/temp@some_other_bot 0.1", chat_id=GROUP, group=True) == []
+    answer = await tg.say("@botkit_test_bot what is 2 + 2?", chat_id=GROUP, group=True)
+    assert len(answer) >= 1
+    assert answer[0].reply_to is not None  # it answers the message that asked
+    follow = await tg.say("and 3 + 3?", chat_id=GROUP, group=True, reply_to=answer[-1])
+    assert follow
+    chat = await tg.bot.repo.chat(ChatKey("telegram", str(GROUP)))
+    rows = await tg.bot.repo.window(chat.id, 0)
+    users = [r for r in rows if r.role == "user"]
+    assert [u.author for u in users] == ["Alice", "Alice"]
+    assert users[0].content == "what is 2 + 2?"  # the mention is not part of the question
+
+
+async def test_only_group_admins_change_group_settings(telegram: StartHarness) -> None:
+    tg = await telegram(ScriptedBackend("local"))
+    tg.emulator.admins[GROUP] = {ADMIN}
+    denied = await tg.say("/temp 0.2", chat_id=GROUP, group=True, user_id=MEMBER)
+    assert "only people allowed to change this chat's settings" in denied[0].text
+    shown = await tg.say("/temp", chat_id=GROUP, group=True, user_id=MEMBER)
+    assert "temperature is 0.7" in shown[0].text
+    allowed = await tg.say("/temp@botkit_test_bot 0.2", chat_id=GROUP, group=True, user_id=ADMIN)
+    assert "set to 0.2" in allowed[0].text
+
+
+async def test_a_10000_character_reply_arrives_as_three_messages(telegram: StartHarness) -> None:
+    backend = ScriptedBackend("local", context_window=8192)
+    text = " ".join(f"word{i:04d}" for i in range(1000))  # 9,999 characters
+    backend.enqueue(text)
+    tg = await telegram(backend)
+    sent = await tg.say("Write a lot.")
+    assert len(sent) == 3
+    assert all(len(m.text) <= 4096 for m in sent)
+    assert "".join(m.text for m in sent) == text
+
+
+async def test_a_429_on_an_edit_is_waited_out(telegram: StartHarness) -> None:
+    backend = ScriptedBackend("local")
+    text = "The final text has to arrive complete, whatever the rate limits say. " * 3
+    backend.enqueue(text)
+    tg = await telegram(backend)
+    tg.emulator.fail_next["editMessageText"].append((429, "Too Many Requests: retry after 1", 1))
+    sent = await tg.say("Go.")
+    assert sent[0].text == text
+    assert tg.emulator.calls.count("editMessageText") >= 2  # the refused edit was retried
+
+
+async def test_markdown_characters_are_delivered_as_they_are(telegram: StartHarness) -> None:
+    backend = ScriptedBackend("local")
+    text = "*bold* _under_ [link](http://x) `unbalanced ``` and \\ backslash <b>"
+    backend.enqueue(text)
+    tg = await telegram(backend)
+    assert (await tg.say("Format something."))[0].text == text
+
+
+async def test_an_update_delivered_twice_is_answered_once(telegram: StartHarness) -> None:
+    tg = await telegram(ScriptedBackend("local"))
+    update_id = await tg.emulator.user_message("/temp")
+    async with asyncio.timeout(30):
+        await tg.adapter.wait_handled(update_id)
+    message = {
+        "message_id": 99,
+        "date": 0,
+        "chat": {"id": 1001, "type": "private"},
+        "from": {"id": 1001, "is_bot": False, "first_name": "Alice"},
+        "text": "/temp",
+    }
+    await tg.emulator.push_update({"update_id": update_id, "message": message})
+    marker = await tg.emulator.user_message("/topk")
+    async with asyncio.timeout(30):
+        await tg.adapter.wait_handled(marker)
+    texts = [m.text for m in tg.emulator.sent_to(1001)]
+    assert texts.count("temperature is 0.7 (default 0.7)") == 1
+
+
+async def test_forum_topics_are_separate_conversations(telegram: StartHarness) -> None:
+    tg = await telegram(ScriptedBackend("local"))
+    tg.emulator.admins[GROUP] = {ADMIN}
+    await tg.say("/temp 0.1", chat_id=GROUP, group=True, user_id=ADMIN, thread_id=5)
+    in_five = await tg.say("/temp", chat_id=GROUP, group=True, thread_id=5)
+    in_six = await tg.say("/temp", chat_id=GROUP, group=True, thread_id=6)
+    assert "temperature is 0.1" in in_five[0].text
+    assert in_five[0].thread_id == 5
+    assert "temperature is 0.7" in in_six[0].text
+
+
+async def test_the_token_never_reaches_the_logs(telegram: StartHarness) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        install_redaction()
+        tg = await telegram(ScriptedBackend("local"))
+        await tg.say("hello")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    output = stream.getvalue()
+    assert "getUpdates" in output or "sendMessage" in output  # the libraries did log requests
+    assert tg.emulator.token not in output
+    assert tg.emulator.token.split(":")[1] not in output
