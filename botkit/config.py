@@ -172,6 +172,20 @@ class TelegramConfig(_Section):
     dm_edit_interval: float = Field(default=1.0, ge=0.0, le=60.0)
     group_edit_interval: float = Field(default=3.0, ge=0.0, le=60.0)
     max_retries: int = Field(default=5, ge=0, le=20)
+    # "polling" (default: works behind NAT) or "webhook" (Telegram calls webhook_url).
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_path: str = Field(default="/telegram", pattern=r"^/")
+    webhook_secret_env: str = "BOTKIT_TELEGRAM_WEBHOOK_SECRET"
+    webhook_secret_credential: str = "telegram_webhook_secret"
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> TelegramConfig:
+        if self.mode == "webhook" and not self.webhook_url:
+            raise ValueError("telegram.mode = 'webhook' needs telegram.webhook_url")
+        return self
 
 
 class LoggingConfig(_Section):

@@ -35,7 +35,17 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
                 f"[telegram] is enabled but no token was found: set ${config.telegram.token_env} "
                 f"or a systemd credential named {config.telegram.credential!r}"
             )
-        adapters.append(TelegramAdapter(config.telegram, token, bot.registry))
+        secret = None
+        if config.telegram.mode == "webhook":
+            secret = read_secret(
+                config.telegram.webhook_secret_env, config.telegram.webhook_secret_credential
+            )
+            if secret is None:
+                raise AdapterError(
+                    "[telegram] mode = 'webhook' needs a secret token: set "
+                    f"${config.telegram.webhook_secret_env} (1-256 characters A-Z a-z 0-9 _ -)"
+                )
+        adapters.append(TelegramAdapter(config.telegram, token, bot.registry, secret))
     if config.console.enabled and sys.stdin.isatty():
         adapters.append(ConsoleAdapter(user_name=config.console.user_name))
     return adapters

@@ -86,9 +86,16 @@ class TelegramAdapter:
 
     name = "telegram"
 
-    def __init__(self, config: TelegramConfig, token: str, registry: CommandRegistry) -> None:
+    def __init__(
+        self,
+        config: TelegramConfig,
+        token: str,
+        registry: CommandRegistry,
+        webhook_secret: str | None = None,
+    ) -> None:
         self.config = config
         self._token = token
+        self._webhook_secret = webhook_secret
         self._registry = registry
         self._router: Router | None = None
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
@@ -123,6 +130,9 @@ class TelegramAdapter:
         self.username = app.bot.username
         self.bot_id = app.bot.id
         await app.bot.set_my_commands(telegram_commands(self._registry))
+        if self.config.mode == "webhook":
+            await self._run_webhook(app)
+            return
         assert app.updater is not None
         await app.updater.start_polling(
             timeout=self.config.poll_timeout,
@@ -130,11 +140,31 @@ class TelegramAdapter:
             error_callback=self._polling_error,
         )
         await app.start()
-        log.info("telegram: connected as @%s", self.username)
+        log.info("telegram: connected as @%s (long polling)", self.username)
         try:
             await self._stopped.wait()
         finally:
             await app.updater.stop()
+            await app.stop()
+            await app.shutdown()
+
+    async def _run_webhook(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Serve Telegram's webhook calls; each must carry the secret token."""
+        from botkit.adapters.telegram_webhook import WebhookServer
+
+        cfg = self.config
+        assert cfg.webhook_url is not None
+        server = WebhookServer(app, self._webhook_secret, cfg.webhook_path)
+        await server.start(cfg.webhook_listen, cfg.webhook_port)
+        await app.bot.set_webhook(
+            cfg.webhook_url, secret_token=self._webhook_secret, allowed_updates=[Update.MESSAGE]
+        )
+        await app.start()
+        log.info("telegram: connected as @%s (webhook on port %s)", self.username, server.port)
+        try:
+            await self._stopped.wait()
+        finally:
+            await server.stop()
             await app.stop()
             await app.shutdown()
 

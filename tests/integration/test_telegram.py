@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,9 @@ StartHarness = Callable[..., Awaitable[Harness]]
 async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
     running: list[tuple[Harness, asyncio.Task[None]]] = []
 
-    async def start(backend: ScriptedBackend | None = None, **telegram: Any) -> Harness:
+    async def start(
+        backend: ScriptedBackend | None = None, webhook_secret: str | None = None, **telegram: Any
+    ) -> Harness:
         emulator = BotApiEmulator()
         await emulator.start()
         os.environ["BOTKIT_TEST_TG_TOKEN"] = emulator.token
@@ -61,10 +64,11 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = Bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = TelegramAdapter(config.telegram, token, bot.registry)
+        adapter = TelegramAdapter(config.telegram, token, bot.registry, webhook_secret)
         task = asyncio.create_task(adapter.start(bot.router))
+        ready = "setWebhook" if webhook_secret else "getUpdates"
         async with asyncio.timeout(30):
-            await emulator.wait_for(lambda: "getUpdates" in emulator.calls)
+            await emulator.wait_for(lambda: ready in emulator.calls)
         harness = Harness(emulator, adapter, bot)
         running.append((harness, task))
         return harness
@@ -206,3 +210,38 @@ async def test_the_token_never_reaches_the_logs(telegram: StartHarness) -> None:
     assert "getUpdates" in output or "sendMessage" in output  # the libraries did log requests
     assert tg.emulator.token not in output
     assert tg.emulator.token.split(":")[1] not in output
+
+
+async def test_polling_survives_server_errors(telegram: StartHarness) -> None:
+    tg = await telegram(ScriptedBackend("local"))
+    tg.emulator.fail_next["getUpdates"] += [(502, "Bad Gateway", None)] * 2
+    async with asyncio.timeout(30):
+        await tg.emulator.wait_for(lambda: not tg.emulator.fail_next["getUpdates"])
+    reply = await tg.say("/temp")
+    assert reply[0].text == "temperature is 0.7 (default 0.7)"
+    assert tg.emulator.calls.count("getUpdates") >= 3
+
+
+async def test_webhook_mode_checks_the_secret_token(telegram: StartHarness) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secret = "s3cret-webhook-token_0123456789"
+    tg = await telegram(
+        ScriptedBackend("local"),
+        mode="webhook",
+        webhook_url=f"http://127.0.0.1:{port}/telegram",
+        webhook_port=port,
+        webhook_secret=secret,
+    )
+    assert tg.emulator.webhook_secret == secret
+    status, _ = await tg.emulator.post_webhook("/temp", "wrong-secret")
+    assert status == 403
+    status, _ = await tg.emulator.post_webhook("/temp", None)
+    assert status == 403
+    status, update_id = await tg.emulator.post_webhook("/temp", secret)
+    assert status == 200
+    async with asyncio.timeout(30):
+        await tg.adapter.wait_handled(update_id)
+    texts = [m.text for m in tg.emulator.sent_to(1001)]
+    assert texts == ["temperature is 0.7 (default 0.7)"]

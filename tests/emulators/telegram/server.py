@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 BOT_ID = 7000001
 BOT_USERNAME = "botkit_test_bot"
@@ -57,6 +57,8 @@ class BotApiEmulator:
     )
     calls: list[str] = field(default_factory=list)
     base_url: str = ""
+    webhook_url: str = ""
+    webhook_secret: str | None = None
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _next_update: int = 1
     _next_message: dict[int, int] = field(default_factory=lambda: defaultdict(lambda: 1))
@@ -94,6 +96,23 @@ class BotApiEmulator:
         reply_to: SentMessage | None = None,
     ) -> int:
         """Queue a message from a user; returns its update_id."""
+        return await self.push_update(
+            {"message": self.message(text, chat_id=chat_id, user_id=user_id, first_name=first_name,
+                                     group=group, thread_id=thread_id, reply_to=reply_to)}
+        )  # fmt: skip
+
+    def message(
+        self,
+        text: str,
+        *,
+        chat_id: int = 1001,
+        user_id: int = 1001,
+        first_name: str = "Alice",
+        group: bool = False,
+        thread_id: int | None = None,
+        reply_to: SentMessage | None = None,
+    ) -> dict[str, Any]:
+        """A Message object from a user, as the Bot API shapes it."""
         message_id = self._take_message_id(chat_id)
         chat: dict[str, Any] = {"id": chat_id, "type": "private", "first_name": first_name}
         if group:
@@ -124,7 +143,20 @@ class BotApiEmulator:
                 "from": _BOT_USER,
                 "text": reply_to.text,
             }
-        return await self.push_update({"message": message})
+        return message
+
+    async def post_webhook(self, text: str, secret: str | None, **kwargs: Any) -> tuple[int, int]:
+        """POST an update to the bot's webhook as Telegram would; (HTTP status, update_id)."""
+        assert self.webhook_url, "the bot has not called setWebhook"
+        update_id = self._next_update
+        self._next_update += 1
+        update = {"update_id": update_id, "message": self.message(text, **kwargs)}
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
+        async with (
+            ClientSession() as session,
+            session.post(self.webhook_url, json=update, headers=headers) as response,
+        ):
+            return response.status, update_id
 
     async def push_update(self, update: dict[str, Any]) -> int:
         """Queue a raw update (given an update_id, deliver it again: a duplicate)."""
@@ -198,6 +230,8 @@ class BotApiEmulator:
         failures = self.fail_next.get(method)
         if failures:
             code, description, retry_after = failures.pop(0)
+            async with self._changed:
+                self._changed.notify_all()
             return self._error(code, description, retry_after)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
@@ -215,6 +249,12 @@ class BotApiEmulator:
         )  # fmt: skip
 
     async def _m_deleteWebhook(self, _params: dict[str, Any]) -> web.Response:
+        self.webhook_url = ""
+        return self._reply(True)
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> web.Response:
+        self.webhook_url = str(params["url"])
+        self.webhook_secret = params.get("secret_token")
         return self._reply(True)
 
     async def _m_setMyCommands(self, params: dict[str, Any]) -> web.Response:
