@@ -177,6 +177,10 @@ class TelegramAdapter:
         # PTB retries with backoff by itself; say what happened, never the token.
         log.warning("telegram: polling failed, retrying: %s", type(error).__name__)
 
+    def is_handled(self, update_id: int) -> bool:
+        """Whether an update has been fully handled."""
+        return update_id in self._handled_ids
+
     async def wait_handled(self, update_id: int) -> None:
         """Wait until an update has been fully handled (for tests)."""
         async with self._handled:

@@ -245,3 +245,25 @@ async def test_webhook_mode_checks_the_secret_token(telegram: StartHarness) -> N
         await tg.adapter.wait_handled(update_id)
     texts = [m.text for m in tg.emulator.sent_to(1001)]
     assert texts == ["temperature is 0.7 (default 0.7)"]
+
+
+async def test_allow_and_deny_lists(telegram: StartHarness) -> None:
+    tg = await telegram(ScriptedBackend("local"), deny_user_ids=[666], allow_chat_ids=[1001, 1002])
+    assert await tg.say("/temp", chat_id=1001, user_id=666) == []
+    assert await tg.say("/temp", chat_id=1003, user_id=1003) == []
+    assert (await tg.say("/temp", chat_id=1002, user_id=1002))[0].text.startswith("temperature")
+
+
+async def test_a_slow_reply_does_not_block_other_chats(telegram: StartHarness) -> None:
+    tg = await telegram()
+    await tg.say("/maxtokens 300", chat_id=2001, user_id=2001)
+    slow = await tg.emulator.user_message(
+        "Write a long story about a lighthouse keeper.", chat_id=2001, user_id=2001
+    )
+    async with asyncio.timeout(60):
+        await tg.emulator.wait_for(lambda: bool(tg.emulator.sent_to(2001)[1:]))  # streaming
+    quick = await tg.say("/temp", chat_id=2002, user_id=2002)
+    assert quick[0].text.startswith("temperature is")
+    assert not tg.adapter.is_handled(slow)  # still generating when the other chat got its answer
+    async with asyncio.timeout(60):
+        await tg.adapter.wait_handled(slow)
