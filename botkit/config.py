@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ConsoleConfig",
     "DefaultsConfig",
+    "DiscordConfig",
     "HistoryConfig",
     "LlamaCppConfig",
     "OllamaConfig",
@@ -188,6 +189,44 @@ class TelegramConfig(_Section):
         return self
 
 
+class DiscordConfig(_Section):
+    """The Discord adapter (discord.py). The token is never here."""
+
+    enabled: bool = False
+    token_env: str = "BOTKIT_DISCORD_TOKEN"
+    credential: str = "discord_token"
+    # Slash commands are synced to these guilds (instant) or, when empty, globally (Discord
+    # may take up to an hour to show global changes). Synced only when the set changed.
+    guild_ids: list[int] = Field(default_factory=list)
+    settings_role_ids: list[int] = Field(default_factory=list)
+    settings_user_ids: list[int] = Field(default_factory=list)
+    allow_user_ids: list[int] = Field(default_factory=list)
+    deny_user_ids: list[int] = Field(default_factory=list)
+    allow_role_ids: list[int] = Field(default_factory=list)
+    deny_role_ids: list[int] = Field(default_factory=list)
+    allow_channel_ids: list[int] = Field(default_factory=list)
+    deny_channel_ids: list[int] = Field(default_factory=list)
+    edit_interval: float = Field(default=1.0, ge=0.0, le=60.0)
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: list[int] | None = None
+    # Seconds an interaction token can be used (Discord: 15 minutes); past it, replies go to
+    # the channel as plain messages.
+    interaction_lifetime: float = Field(default=870.0, gt=0.0, le=900.0)
+    # For a proxy or a local emulator only: the REST base and the gateway URL.
+    api_base_url: str | None = Field(default=None, pattern=r"^https?://")
+    gateway_url: str | None = Field(default=None, pattern=r"^wss?://")
+
+    @model_validator(mode="after")
+    def _shards(self) -> DiscordConfig:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("discord.shard_ids needs discord.shard_count")
+            bad = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+            if bad:
+                raise ValueError(f"discord.shard_ids {bad} are outside 0..{self.shard_count - 1}")
+        return self
+
+
 class LoggingConfig(_Section):
     """Log output (always to stderr)."""
 
@@ -212,6 +251,7 @@ class Config(BaseSettings):
     plugins: PluginsConfig = PluginsConfig()
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()
+    discord: DiscordConfig = DiscordConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

@@ -46,6 +46,16 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
                     f"${config.telegram.webhook_secret_env} (1-256 characters A-Z a-z 0-9 _ -)"
                 )
         adapters.append(TelegramAdapter(config.telegram, token, bot.registry, secret))
+    if config.discord.enabled:
+        from botkit.adapters.discord import DiscordAdapter
+
+        token = read_secret(config.discord.token_env, config.discord.credential)
+        if token is None:
+            raise AdapterError(
+                f"[discord] is enabled but no token was found: set ${config.discord.token_env} "
+                f"or a systemd credential named {config.discord.credential!r}"
+            )
+        adapters.append(DiscordAdapter(config.discord, token, bot.registry))
     if config.console.enabled and sys.stdin.isatty():
         adapters.append(ConsoleAdapter(user_name=config.console.user_name))
     return adapters

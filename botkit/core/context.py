@@ -36,3 +36,11 @@ class Context:
         """Send text to the chat (split at the platform's limit)."""
         stream = ReplyStream(self.target)
         await stream.finish(text)
+
+    async def reply_error(self, text: str) -> None:
+        """Tell the user what went wrong: privately where the platform can (Discord)."""
+        send_error = getattr(self.target, "send_error", None)
+        if send_error is not None:
+            await send_error(f"⚠ {text}")
+        else:
+            await self.reply(f"⚠ {text}")

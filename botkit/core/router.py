@@ -49,10 +49,12 @@ class Router:
             elif incoming.addressed_to_bot:
                 await self.chat(ctx, text)
         except (CommandError, BackendError) as exc:
-            await ctx.reply(f"⚠ {exc}")
+            await ctx.reply_error(str(exc))
         except Exception:
             log.exception("unexpected error handling a message in %s", incoming.chat)
-            await ctx.reply("⚠ Something went wrong on our side; the error is in the bot's log.")
+            await ctx.reply_error(
+                "Something went wrong on our side; the error is in the bot's log."
+            )
 
     async def chat(self, ctx: Context, text: str) -> None:
         """Plain chat: validate the length, then let the conversation answer."""

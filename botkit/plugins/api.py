@@ -19,10 +19,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-import annotated_types
 from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["Command", "CommandError", "CommandRegistry", "Param", "Plugin"]
+__all__ = [
+    "Command",
+    "CommandError",
+    "CommandRegistry",
+    "Constraints",
+    "Param",
+    "Plugin",
+    "constraints",
+    "describe",
+    "strip_optional",
+]
 
 Handler = Callable[..., Awaitable[str | None]]
 
@@ -31,7 +40,7 @@ class CommandError(Exception):
     """A command cannot run as asked; the message tells the user what is wrong and what works."""
 
 
-def _strip_optional(annotation: Any) -> tuple[Any, bool]:
+def strip_optional(annotation: Any) -> tuple[Any, bool]:
     """(annotation without None, whether None was allowed)."""
     origin = get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -42,41 +51,63 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def describe(annotation: Any) -> str:
-    """What values an annotation accepts, in words (from its type and Field constraints)."""
-    base, _ = _strip_optional(annotation)
-    if get_origin(base) in (typing.Union, types.UnionType):
-        return " or ".join(describe(a) for a in get_args(base))
-    metadata: list[Any] = []
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """An argument type taken apart: the plain type and its pydantic Field constraints."""
+
+    base: Any
+    ge: Any = None
+    gt: Any = None
+    le: Any = None
+    lt: Any = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    description: str | None = None
+
+
+def constraints(annotation: Any) -> Constraints:
+    """The constraints of a (non-union) annotation like Annotated[float, Field(ge=0, le=2)]."""
+    base, _ = strip_optional(annotation)
+    found: dict[str, Any] = {}
     if get_origin(base) is Annotated:
         base, *metadata = get_args(base)
-    bounds: list[str] = []
-    note = ""
-    for item in metadata:
-        for constraint in getattr(item, "metadata", [item]):
-            if isinstance(constraint, annotated_types.Ge):
-                bounds.append(f"from {constraint.ge}")
-            elif isinstance(constraint, annotated_types.Gt):
-                bounds.append(f"above {constraint.gt}")
-            elif isinstance(constraint, annotated_types.Le):
-                bounds.append(f"up to {constraint.le}")
-            elif isinstance(constraint, annotated_types.Lt):
-                bounds.append(f"below {constraint.lt}")
-            elif isinstance(constraint, annotated_types.MaxLen):
-                bounds.append(f"at most {constraint.max_length} characters")
-            elif isinstance(constraint, annotated_types.MinLen) and constraint.min_length > 0:
-                bounds.append(f"at least {constraint.min_length} character(s)")
-            elif getattr(constraint, "pattern", None):
-                bounds.append(f"matching {constraint.pattern}")
-        description = getattr(item, "description", None)
-        if description:
-            note = f" ({description})"
-    if get_origin(base) is Literal:
-        kind = "one of " + ", ".join(str(v) for v in get_args(base))
+        for item in metadata:
+            for c in getattr(item, "metadata", [item]):
+                for name in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern"):
+                    if getattr(c, name, None) is not None:
+                        found[name] = getattr(c, name)
+            if getattr(item, "description", None):
+                found["description"] = item.description
+    return Constraints(base=base, **found)
+
+
+def describe(annotation: Any) -> str:
+    """What values an annotation accepts, in words (from its type and Field constraints)."""
+    base, _ = strip_optional(annotation)
+    if get_origin(base) in (typing.Union, types.UnionType):
+        return " or ".join(describe(a) for a in get_args(base))
+    c = constraints(base)
+    bounds = [
+        text
+        for value, text in (
+            (c.ge, f"from {c.ge}"),
+            (c.gt, f"above {c.gt}"),
+            (c.le, f"up to {c.le}"),
+            (c.lt, f"below {c.lt}"),
+            (c.max_length, f"at most {c.max_length} characters"),
+            (c.min_length or None, f"at least {c.min_length} character(s)"),
+            (c.pattern, f"matching {c.pattern}"),
+        )
+        if value is not None
+    ]
+    if get_origin(c.base) is Literal:
+        kind = "one of " + ", ".join(str(v) for v in get_args(c.base))
     else:
         kind = {int: "a whole number", float: "a number", str: "text", bool: "on or off"}.get(
-            base, getattr(base, "__name__", str(base))
+            c.base, getattr(c.base, "__name__", str(c.base))
         )
+    note = f" ({c.description})" if c.description else ""
     return " ".join([kind, *bounds]) + note
 
 
@@ -101,7 +132,7 @@ class Param:
 
     def validate(self, raw: str) -> Any:
         """The raw text converted and checked; ValueError with pydantic's reason if not."""
-        base, _ = _strip_optional(self.annotation)
+        base, _ = strip_optional(self.annotation)
         try:
             return TypeAdapter(base).validate_python(raw)
         except ValidationError as exc:
@@ -170,7 +201,7 @@ def params_from_signature(handler: Handler) -> tuple[Param, ...]:
     params: list[Param] = []
     for position, name in enumerate(names):
         annotation = hints.get(name, str)
-        base, _ = _strip_optional(annotation)
+        base, _ = strip_optional(annotation)
         plain = base.__origin__ if get_origin(base) is Annotated else base
         params.append(
             Param(

@@ -1,0 +1,308 @@
+"""The Discord adapter on discord.py 2: slash commands, mentions, replies and DMs, streamed.
+
+Every registered command becomes a slash command with typed options (discord_commands.py). A
+slash command is deferred at once (Discord wants an answer within 3 s), then its reply grows by
+editing the original response and continues in follow-ups; past the interaction token's
+lifetime it continues as plain channel messages. Chat messages (a DM, a mention, a reply to the
+bot) are answered in the channel; each channel and thread is its own conversation. Model output
+never pings anyone (allowed_mentions none, on the client and on every message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+
+from botkit.adapters.discord_commands import command_signature, slash_command
+from botkit.config import DiscordConfig
+from botkit.core.events import ChatKey, Incoming, User
+from botkit.core.router import Router
+from botkit.plugins.api import Command, CommandRegistry
+from botkit.secrets import install_redaction
+
+__all__ = ["ChannelTarget", "DiscordAdapter", "InteractionTarget"]
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 2000
+NO_PINGS = discord.AllowedMentions.none()
+
+
+@dataclass
+class _Sent:
+    """A handle: where a piece of the reply lives, so it can be edited."""
+
+    kind: str  # "original", "followup" or "channel"
+    message: Any = None
+
+
+@dataclass
+class ChannelTarget:
+    """Replies in a channel: the first piece answers the user's message, edits grow it."""
+
+    channel: Any
+    min_edit_interval: float
+    reference: discord.Message | None = None
+    max_length: int = MAX_LENGTH
+
+    async def send(self, text: str) -> _Sent:
+        """channel.send, never pinging."""
+        message = await self.channel.send(
+            text, reference=self.reference, mention_author=False, allowed_mentions=NO_PINGS
+        )
+        self.reference = None
+        return _Sent("channel", message)
+
+    async def edit(self, handle: _Sent, text: str) -> None:
+        """message.edit."""
+        await handle.message.edit(content=text, allowed_mentions=NO_PINGS)
+
+
+@dataclass
+class InteractionTarget:
+    """Replies to a deferred slash command: the original response, then follow-ups."""
+
+    interaction: discord.Interaction[Any]
+    min_edit_interval: float
+    lifetime: float
+    max_length: int = MAX_LENGTH
+    received: float = field(default_factory=time.monotonic)
+    _original_used: bool = False
+
+    @property
+    def expired(self) -> bool:
+        """Whether the interaction token can no longer be used."""
+        return time.monotonic() - self.received > self.lifetime
+
+    async def _channel_send(self, text: str) -> _Sent:
+        channel: Any = self.interaction.channel
+        message = await channel.send(text, allowed_mentions=NO_PINGS)
+        return _Sent("channel", message)
+
+    async def send(self, text: str) -> _Sent:
+        """The first piece fills the deferred response; later pieces are follow-ups."""
+        if self.expired:
+            return await self._channel_send(text)
+        if not self._original_used:
+            self._original_used = True
+            await self.interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+            return _Sent("original")
+        message = await self.interaction.followup.send(text, wait=True, allowed_mentions=NO_PINGS)
+        return _Sent("followup", message)
+
+    async def edit(self, handle: _Sent, text: str) -> None:
+        """Edit a piece; once the token has expired, the piece continues as a channel message."""
+        if handle.kind != "channel" and self.expired:
+            moved = await self._channel_send(text)
+            handle.kind, handle.message = moved.kind, moved.message
+            return
+        if handle.kind == "original":
+            await self.interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+        else:
+            await handle.message.edit(content=text, allowed_mentions=NO_PINGS)
+
+    async def send_error(self, text: str) -> None:
+        """Errors are ephemeral: only the user who asked sees them."""
+        if self.expired:
+            await self._channel_send(text)
+            return
+        if not self._original_used:
+            self._original_used = True
+            await self.interaction.delete_original_response()
+        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+    async def finish(self) -> None:
+        """A command that said nothing still must not leave "thinking…" behind."""
+        if not self._original_used and not self.expired:
+            self._original_used = True
+            await self.interaction.edit_original_response(content="Done.")
+
+
+class DiscordAdapter:
+    """Connects one bot token to the router."""
+
+    name = "discord"
+
+    def __init__(self, config: DiscordConfig, token: str, registry: CommandRegistry) -> None:
+        self.config = config
+        self._token = token
+        self._registry = registry
+        self._router: Router | None = None
+        self._stopped = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.synced = False
+        self.client: discord.Client | None = None
+        self.tree: app_commands.CommandTree[Any] | None = None
+
+    def _make_client(self) -> discord.Client:
+        intents = discord.Intents.default()
+        intents.message_content = True  # to read mentions in guild channels
+        options: dict[str, Any] = {"intents": intents, "allowed_mentions": NO_PINGS}
+        if self.config.shard_count is not None:
+            if self.config.shard_ids is not None:
+                options["shard_ids"] = self.config.shard_ids
+            return discord.AutoShardedClient(shard_count=self.config.shard_count, **options)
+        return discord.Client(**options)
+
+    async def start(self, router: Router) -> None:
+        """Log in, sync the slash commands if they changed, and serve until stop()."""
+        install_redaction()
+        cfg = self.config
+        if cfg.api_base_url:
+            discord.http.Route.BASE = cfg.api_base_url
+        if cfg.gateway_url:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(cfg.gateway_url)
+        self._router = router
+        client = self._make_client()
+        self.client = client
+        tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
+        self.tree = tree
+        for command in self._registry.all():
+            tree.add_command(slash_command(command, self._on_slash))
+        client.event(self.on_message)
+        client.event(self.on_ready)
+        try:
+            await client.login(self._token)
+            await self._sync()
+            connection = asyncio.create_task(client.connect(reconnect=True))
+            stop = asyncio.create_task(self._stopped.wait())
+            await asyncio.wait({connection, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if connection.done():
+                stop.cancel()
+                connection.result()  # a fatal error (e.g. bad token) surfaces here
+        finally:
+            await client.close()
+
+    async def stop(self) -> None:
+        """Disconnect; in-flight replies finish through REST."""
+        self._stopped.set()
+
+    async def on_ready(self) -> None:
+        """The gateway session is up and the guilds are known."""
+        log.info("discord: connected as %s", self.client.user if self.client else "?")
+        self.ready.set()
+
+    async def _sync(self) -> None:
+        """Register the slash commands where they differ from what Discord has."""
+        assert self.tree is not None
+        tree = self.tree
+        targets: list[discord.Object | None] = [discord.Object(g) for g in self.config.guild_ids]
+        for guild in targets or [None]:
+            if guild is not None:
+                tree.copy_global_to(guild=guild)
+            local = sorted(
+                command_signature(c.to_dict(tree)) for c in tree.get_commands(guild=guild)
+            )
+            remote = sorted(
+                command_signature(c.to_dict()) for c in await tree.fetch_commands(guild=guild)
+            )
+            if local != remote:
+                await tree.sync(guild=guild)
+                self.synced = True
+                log.info("discord: synced %d slash commands (%s)", len(local),
+                         f"guild {guild.id}" if guild else "global")  # fmt: skip
+
+    # --- who may do what ------------------------------------------------------------------
+
+    def _allowed(self, user_id: int, role_ids: list[int], channel_id: int) -> bool:
+        cfg = self.config
+        if user_id in cfg.deny_user_ids or channel_id in cfg.deny_channel_ids:
+            return False
+        if any(r in cfg.deny_role_ids for r in role_ids):
+            return False
+        if cfg.allow_user_ids and user_id not in cfg.allow_user_ids:
+            return False
+        if cfg.allow_role_ids and not any(r in cfg.allow_role_ids for r in role_ids):
+            return False
+        return not (cfg.allow_channel_ids and channel_id not in cfg.allow_channel_ids)
+
+    def _can_change(self, user: Any, manage_guild: bool, is_dm: bool) -> bool:
+        if is_dm or manage_guild or user.id in self.config.settings_user_ids:
+            return True
+        roles = [r.id for r in getattr(user, "roles", [])]
+        return any(r in self.config.settings_role_ids for r in roles)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _addressed(self, message: discord.Message) -> tuple[bool, bool, str]:
+        """(mentioned, reply to the bot, text without the bot's mention)."""
+        me = self.client.user if self.client else None
+        if me is None:
+            return False, False, message.content
+        mentioned = any(u.id == me.id for u in message.mentions)
+        text = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
+        resolved = message.reference.resolved if message.reference else None
+        reply_to_bot = isinstance(resolved, discord.Message) and resolved.author.id == me.id
+        return mentioned, reply_to_bot, " ".join(text.split(" ")).strip()
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A DM, a mention or a reply to the bot is a chat message for that channel."""
+        if message.author.bot or self._router is None:
+            return
+        is_dm = message.guild is None
+        mentioned, reply_to_bot, text = self._addressed(message)
+        if not (is_dm or mentioned or reply_to_bot) or not text:
+            return
+        roles = [r.id for r in getattr(message.author, "roles", [])]
+        if not self._allowed(message.author.id, roles, message.channel.id):
+            return
+        perms = getattr(message.author, "guild_permissions", None)
+        incoming = Incoming(
+            chat=ChatKey("discord", str(message.channel.id)),
+            user=User(
+                str(message.author.id),
+                message.author.display_name,
+                self._can_change(message.author, bool(perms and perms.manage_guild), is_dm),
+            ),
+            text=text,
+            is_dm=is_dm,
+            mentioned=mentioned,
+            reply_to_bot=reply_to_bot,
+        )
+        target = ChannelTarget(message.channel, self.config.edit_interval, reference=message)
+        # A missing typing indicator is no reason to drop the message.
+        with contextlib.suppress(discord.HTTPException):
+            await message.channel.typing()
+        await self._router.handle(incoming, target)
+
+    async def _on_slash(
+        self, interaction: discord.Interaction[Any], command: Command, values: dict[str, Any]
+    ) -> None:
+        """Defer at once, then run the command through the router like a typed one."""
+        target = InteractionTarget(
+            interaction, self.config.edit_interval, self.config.interaction_lifetime
+        )
+        await interaction.response.defer(thinking=True)
+        if self._router is None:
+            return
+        channel_id = interaction.channel_id or 0
+        user = interaction.user
+        roles = [r.id for r in getattr(user, "roles", [])]
+        if not self._allowed(user.id, roles, channel_id):
+            await target.send_error("⚠ you are not allowed to use this bot here")
+            return
+        is_dm = interaction.guild_id is None
+        args = " ".join(
+            str(values[p.name]) for p in command.params if values.get(p.name) is not None
+        )
+        incoming = Incoming(
+            chat=ChatKey("discord", str(channel_id)),
+            user=User(
+                str(user.id),
+                user.display_name,
+                self._can_change(user, interaction.permissions.manage_guild, is_dm),
+            ),
+            text=f"/{command.name} {args}".strip(),
+            is_dm=is_dm,
+        )
+        await self._router.handle(incoming, target)
+        await target.finish()

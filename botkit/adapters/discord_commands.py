@@ -1,0 +1,92 @@
+"""Plugin commands as Discord slash commands: typed options with ranges and choices.
+
+One declaration serves every platform: each parameter's pydantic type becomes a Discord option
+type (`Range[float, 0, 2]`, `Range[str, 1, 4000]`, `Literal` choices). Discord only shows the
+bounds; the values are validated again by the same pydantic types when the command runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, get_args, get_origin
+
+import discord
+from discord import app_commands
+
+from botkit.plugins.api import Command, Param, constraints
+
+__all__ = ["SlashHandler", "command_signature", "slash_command"]
+
+SlashHandler = Callable[[discord.Interaction[Any], Command, dict[str, Any]], Awaitable[None]]
+
+_DESCRIPTION = 100  # Discord's limit for command and option descriptions
+_STRING_MAX = 6000  # Discord's limit for a string option
+
+
+def _option_type(param: Param) -> Any:
+    c = constraints(param.annotation)
+    base = c.base
+    if get_origin(base) is Literal and all(isinstance(v, str | int) for v in get_args(base)):
+        return base  # discord.py turns a Literal into choices
+    if base is bool:
+        return bool
+    if base in (int, float):
+        low = c.ge if c.ge is not None else c.gt
+        high = c.le if c.le is not None else c.lt
+        if low is None and high is None:
+            return base
+        return app_commands.Range[base, low, high]
+    if base is str:
+        high = min(c.max_length or _STRING_MAX, _STRING_MAX)
+        return app_commands.Range[str, c.min_length or 1, high]
+    return str  # unions (e.g. "a number or random") arrive as text and are parsed by pydantic
+
+
+def _first_line(text: str, fallback: str) -> str:
+    line = (text.strip().splitlines() or [fallback])[0].strip() or fallback
+    return line if len(line) <= _DESCRIPTION else line[: _DESCRIPTION - 1] + "…"
+
+
+def slash_command(command: Command, handler: SlashHandler) -> app_commands.Command[Any, Any, Any]:
+    """The app command for a plugin command; invoking it calls handler with the raw values."""
+
+    async def callback(interaction: discord.Interaction[Any], /, **values: Any) -> None:
+        await handler(interaction, command, values)
+
+    parameters = [
+        inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          annotation=discord.Interaction),
+        *(
+            inspect.Parameter(
+                p.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=_option_type(p),
+                default=inspect.Parameter.empty if p.required else None,
+            )
+            for p in command.params
+        ),
+    ]  # fmt: skip
+    # discord.py reads the options from the callback's signature.
+    callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    callback.__name__ = callback.__qualname__ = command.name
+    callback.__discord_app_commands_param_description__ = {  # type: ignore[attr-defined]
+        p.name: _first_line(f"{p.allowed[:1].upper()}{p.allowed[1:]}", p.name)
+        for p in command.params
+    }
+    return app_commands.Command(
+        name=command.name, description=_first_line(command.help, command.name), callback=callback
+    )
+
+
+def command_signature(payload: Any) -> tuple[Any, ...]:
+    """What Discord stores of a command, for comparing local and registered sets."""
+
+    def option(o: dict[str, Any]) -> tuple[Any, ...]:
+        choices = tuple(sorted(str(c["value"]) for c in o.get("choices") or []))
+        keys = ("min_value", "max_value", "min_length", "max_length")
+        return (o["name"], o["type"], bool(o.get("required")), o.get("description", ""),
+                *(o.get(k) for k in keys), choices)  # fmt: skip
+
+    options = tuple(sorted(option(o) for o in payload.get("options") or []))
+    return (payload["name"], payload.get("description", ""), options)
