@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict
+from typing import Literal, Protocol, TypedDict, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "Backend",
@@ -16,6 +19,7 @@ __all__ = [
     "GenerationParams",
     "Message",
     "ModelNotFound",
+    "TokenInspector",
     "Usage",
 ]
 
@@ -73,6 +77,8 @@ class BackendInfo:
     trained_context_length: int | None
     file_size: int | None
     extra: dict[str, str] = field(default_factory=dict)
+    # Bytes the KV cache needs per token of context (keys and values, all layers), if known.
+    kv_bytes_per_token: int | None = None
 
 
 class BackendError(Exception):
@@ -133,4 +139,26 @@ class Backend(Protocol):
 
     async def info(self) -> BackendInfo:
         """Model name, size, quantization and context length."""
+        ...
+
+
+@runtime_checkable
+class TokenInspector(Protocol):
+    """A backend that can show its tokenizer and its raw next-token logits (llama.cpp)."""
+
+    async def tokenize(self, text: str) -> list[int]:
+        """Token ids of text, without any template."""
+        ...
+
+    async def token_pieces(self, token_ids: Sequence[int]) -> list[str]:
+        """The text of each token."""
+        ...
+
+    async def next_token_logits(
+        self, messages: Sequence[Message], continuation: str = ""
+    ) -> npt.NDArray[np.float32]:
+        """Raw logits over the whole vocabulary for the token after this prompt.
+
+        continuation is text the reply has already begun with (after the generation prompt).
+        """
         ...

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from botkit.backends.base import (
     BackendInfo,
@@ -186,12 +187,33 @@ class LlamaCppBackend:
             self._message_cache[key] = count
         return count
 
-    def tokenize_text(self, text: str) -> list[int]:
-        """Plain tokenization of text, without any template (for /tokens-like tools)."""
+    async def tokenize(self, text: str) -> list[int]:
+        """Plain tokenization of text, without any template (for /tokens)."""
         tokens: list[int] = self._require().tokenize(
             text.encode("utf-8"), add_bos=False, special=False
         )
         return tokens
+
+    async def token_pieces(self, token_ids: Sequence[int]) -> list[str]:
+        """Each token's text (bytes that are not valid UTF-8 on their own are shown as �)."""
+        llm = self._require()
+        return [llm.detokenize([t], special=True).decode("utf-8", "replace") for t in token_ids]
+
+    async def next_token_logits(
+        self, messages: Sequence[Message], continuation: str = ""
+    ) -> npt.NDArray[np.float32]:
+        """Raw logits for the next token, from the same context and prefill as a reply."""
+        prompt = self._tokenize_prompt(messages) + await self.tokenize(continuation)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._logits, prompt)
+
+    def _logits(self, prompt: list[int]) -> npt.NDArray[np.float32]:
+        with self._lock:
+            llm = self._require()
+            self._prefill(llm, prompt, "")
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+            result: npt.NDArray[np.float32] = logits.astype(np.float32, copy=True)
+            return result
 
     # --- generation ---------------------------------------------------------------------
 
@@ -367,6 +389,18 @@ class LlamaCppBackend:
         meta: dict[str, str] = llm.metadata
         arch = meta.get("general.architecture", "")
         trained = meta.get(f"{arch}.context_length")
+        kv_per_token = None
+        try:
+            layers = int(meta[f"{arch}.block_count"])
+            kv_heads = int(
+                meta.get(f"{arch}.attention.head_count_kv") or meta[f"{arch}.attention.head_count"]
+            )
+            head_dim = int(meta[f"{arch}.embedding_length"]) // int(
+                meta[f"{arch}.attention.head_count"]
+            )
+            kv_per_token = 2 * layers * kv_heads * head_dim * 2  # K and V, f16 (llama.cpp default)
+        except (KeyError, ValueError, ZeroDivisionError):
+            pass
         return BackendInfo(
             backend=self.name,
             kind="llama.cpp",
@@ -376,6 +410,7 @@ class LlamaCppBackend:
             context_length=self.config.n_ctx,
             trained_context_length=int(trained) if trained else None,
             file_size=self._path.stat().st_size if self._path else None,
+            kv_bytes_per_token=kv_per_token,
             extra={
                 "architecture": arch,
                 "size label": meta.get("general.size_label", "?"),

@@ -77,8 +77,10 @@ class Bot:
             log.info("created a new database at %s", engine.url.render_as_string())
         self._repo = Repository(engine)
         from botkit.plugins.builtin import plugin as builtin
+        from botkit.plugins.explain import plugin as explain
 
         self.registry.add_plugin(builtin)
+        self.registry.add_plugin(explain)
         folders = [p if p.is_absolute() else self.base_dir / p for p in self.config.plugins.paths]
         self.plugin_errors = load_plugins(self.registry, self.config.plugins.enabled, folders)
         for name, backend in self.backends.items():

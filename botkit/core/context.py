@@ -37,6 +37,14 @@ class Context:
         stream = ReplyStream(self.target)
         await stream.finish(text)
 
+    async def reply_image(self, png: bytes, text: str) -> None:
+        """Send a picture with its text where the platform can show one, else just the text."""
+        send_image = getattr(self.target, "send_image", None)
+        if send_image is not None:
+            await send_image(png, text)
+        else:
+            await self.reply(text)
+
     async def reply_error(self, text: str) -> None:
         """Tell the user what went wrong: privately where the platform can (Discord)."""
         send_error = getattr(self.target, "send_error", None)

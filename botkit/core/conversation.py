@@ -163,8 +163,11 @@ class Conversation:
         """The window as it would be spent by the next turn (without a new message)."""
         return ContextReport(await self.plan(chat, settings, None))
 
-    async def respond(self, ctx: Context, text: str) -> Reply:
-        """Answer text in ctx's chat: stream the reply to the chat and store the turn."""
+    async def respond(self, ctx: Context, text: str, *, seed: int | None = None) -> Reply:
+        """Answer text in ctx's chat: stream the reply to the chat and store the turn.
+
+        seed overrides the chat's seed setting for this reply (as /retry does).
+        """
         settings = ctx.settings
         backend = ctx.backend
         author = ctx.incoming.user.name if not ctx.incoming.is_dm else None
@@ -173,7 +176,10 @@ class Conversation:
             "content": f"{author}: {text}" if author else text,
         }
         plan = await self.plan(ctx.chat, settings, user_message)
-        seed = settings.seed if settings.seed != RANDOM_SEED else random.randint(0, SEED_MAX)
+        if seed is None:
+            seed = settings.seed
+        if seed == RANDOM_SEED:
+            seed = random.randint(0, SEED_MAX)
         params = GenerationParams(
             temperature=settings.temperature,
             top_k=settings.top_k,

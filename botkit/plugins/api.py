@@ -13,6 +13,7 @@ handler runs. The last parameter, when it is a plain string, takes the rest of t
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from collections.abc import Awaitable, Callable
@@ -118,12 +119,16 @@ class Param:
     name: str
     annotation: Any
     default: Any = inspect.Parameter.empty
-    rest_of_line: bool = False
 
     @property
     def required(self) -> bool:
         """Whether the user must give this argument."""
         return self.default is inspect.Parameter.empty
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the parameter is plain text (which may hold spaces)."""
+        return constraints(self.annotation).base is str
 
     @property
     def allowed(self) -> str:
@@ -151,21 +156,51 @@ class Command:
     plugin: str = ""
 
     @property
+    def rest_index(self) -> int | None:
+        """The text parameter that takes the rest of the line, if any.
+
+        It is the first plain-text parameter after which every parameter is optional; those
+        later parameters can then only be given by name (`/probs Hello temperature=0.3`).
+        """
+        for index, param in enumerate(self.params):
+            if param.is_text and all(not p.required for p in self.params[index + 1 :]):
+                return index
+        return None
+
+    @property
     def usage(self) -> str:
-        """e.g. "/temp [value]"."""
+        """e.g. "/temp [value]" or "/probs <text…> [temperature=…]"."""
+        rest = self.rest_index
         parts = [f"/{self.name}"]
-        for p in self.params:
-            label = f"{p.name}…" if p.rest_of_line else p.name
+        for index, p in enumerate(self.params):
+            if rest is not None and index > rest:
+                label = f"{p.name}=…"
+            else:
+                label = f"{p.name}…" if index == rest else p.name
             parts.append(f"<{label}>" if p.required else f"[{label}]")
         return " ".join(parts)
 
+    def _take_named(self, text: str) -> tuple[dict[str, str], str]:
+        rest = self.rest_index
+        names = [p.name for p in self.params[rest + 1 :]] if rest is not None else []
+        if not names:
+            return {}, text
+        named: dict[str, str] = {}
+        pattern = re.compile(rf"(?<!\S)({'|'.join(map(re.escape, names))})=(\S+)")
+        for match in pattern.finditer(text):
+            named[match[1]] = match[2]
+        return named, " ".join(pattern.sub(" ", text).split())
+
     def parse(self, text: str) -> dict[str, Any]:
         """Split and validate the text after the command name."""
+        named, remaining = self._take_named(text.strip())
+        rest = self.rest_index
         values: dict[str, Any] = {}
-        remaining = text.strip()
-        for param in self.params:
+        for index, param in enumerate(self.params):
             raw: str | None
-            if param.rest_of_line:
+            if rest is not None and index > rest:
+                raw = named.get(param.name)
+            elif index == rest:
                 raw, remaining = remaining or None, ""
             else:
                 parts = remaining.split(None, 1)
@@ -199,16 +234,12 @@ def params_from_signature(handler: Handler) -> tuple[Param, ...]:
     signature = inspect.signature(handler)
     names = list(signature.parameters)[1:]  # the first is the Context
     params: list[Param] = []
-    for position, name in enumerate(names):
-        annotation = hints.get(name, str)
-        base, _ = strip_optional(annotation)
-        plain = base.__origin__ if get_origin(base) is Annotated else base
+    for name in names:
         params.append(
             Param(
                 name=name,
-                annotation=annotation,
+                annotation=hints.get(name, str),
                 default=signature.parameters[name].default,
-                rest_of_line=position == len(names) - 1 and plain is str,
             )
         )
     return tuple(params)

@@ -22,6 +22,7 @@ from botkit.core.settings import (
     TopP,
 )
 from botkit.plugins.api import Command, CommandError, Param, Plugin
+from botkit.plugins.charts import context_chart
 
 __all__ = ["plugin"]
 
@@ -170,11 +171,11 @@ async def reset(ctx: Context) -> str:
 
 
 @plugin.command("context")
-async def context(ctx: Context) -> str:
+async def context(ctx: Context) -> None:
     """How the context window is spent: persona, kept history, reply reserve, free."""
     report = await ctx.bot.conversation.report(ctx.chat, ctx.settings)
     p = report.plan
-    return "\n".join(
+    text = "\n".join(
         [
             f"Context window: {p.window} tokens ({ctx.backend.name})",
             f"  persona:        {p.persona_tokens}",
@@ -185,6 +186,14 @@ async def context(ctx: Context) -> str:
             f"Older messages no longer seen by the model: {p.dropped_messages}",
         ]
     )
+    parts = [
+        ("persona", p.persona_tokens),
+        ("history", p.history_tokens),
+        ("framing", p.new_tokens),
+        ("reply reserve", p.reserve),
+        ("free", report.free),
+    ]
+    await ctx.reply_image(context_chart(parts, p.window, p.dropped_messages), text)
 
 
 def _size(n: int | None) -> str:
@@ -247,6 +256,19 @@ def _describe(info: BackendInfo) -> list[str]:
         f"context length: {info.context_length} tokens{trained}",
         f"file size: {_size(info.file_size)}",
     ]
+    if info.kv_bytes_per_token:
+        kv = info.kv_bytes_per_token * info.context_length
+        per_token = f"{info.kv_bytes_per_token / 1024:.0f} KiB per token"
+        lines.append(
+            f"memory: weights {_size(info.file_size)} + KV cache {_size(kv)} for a full "
+            f"{info.context_length}-token window ({per_token})"
+        )
+    if info.parameters:
+        same = ", ".join(
+            f"{name} {_size(info.parameters * width)}"
+            for name, width in (("fp32", 4), ("fp16", 2), ("int8", 1))
+        )
+        lines.append(f"the same weights at {same}")
     return lines + [f"{k}: {v}" for k, v in info.extra.items()]
 
 

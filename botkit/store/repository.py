@@ -180,6 +180,29 @@ class Repository:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    async def delete_messages(self, chat_id: int, message_ids: Sequence[int]) -> None:
+        """Delete some of a chat's messages (e.g. the turn /retry replaces)."""
+        async with self._write_lock, self._session() as session, session.begin():
+            await session.execute(
+                delete(MessageRow).where(
+                    MessageRow.chat_id == chat_id, MessageRow.id.in_(list(message_ids))
+                )
+            )
+
+    async def last_turn(self, chat_id: int) -> tuple[StoredMessage, StoredMessage] | None:
+        """The newest user message and the reply after it, if the chat ends with a reply."""
+        async with self._session() as session:
+            result = await session.execute(
+                select(MessageRow)
+                .where(MessageRow.chat_id == chat_id)
+                .order_by(MessageRow.id.desc())
+                .limit(2)
+            )
+            rows = [_stored(r) for r in result.scalars()]
+        if len(rows) == 2 and rows[0].role == "assistant" and rows[1].role == "user":
+            return rows[1], rows[0]
+        return None
+
     async def last_reply(self, chat_id: int) -> StoredMessage | None:
         """The newest assistant message of a chat."""
         async with self._session() as session:

@@ -1,0 +1,117 @@
+"""See what the model does: /probs, /tokens and /retry — a plugin on the public plugin API.
+
+/probs shows the model's real next-token distribution (llama.cpp logits) before and after the
+chat's sampling settings; /tokens shows how text is split into tokens; /retry regenerates the
+last reply with the same seed (the same text) or a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field
+
+from botkit.backends.base import TokenInspector
+from botkit.core.context import Context
+from botkit.core.sampling import sample_distribution
+from botkit.core.settings import RANDOM_SEED, SEED_MAX, Temperature, TopK, TopP
+from botkit.plugins.api import CommandError, Plugin
+from botkit.plugins.charts import probs_chart, token_label
+
+__all__ = ["plugin"]
+
+plugin = Plugin("explain", help="See what the model does")
+
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+SHOWN = 10
+_BAR = 20
+
+
+def _inspector(ctx: Context, what: str) -> TokenInspector:
+    backend = ctx.backend
+    if not isinstance(backend, TokenInspector):
+        raise CommandError(
+            f"backend {backend.name!r} cannot show {what} (only in-process llama.cpp models can); "
+            "switch this chat with /model NAME"
+        )
+    return backend
+
+
+def _bar(p: float) -> str:
+    return "█" * round(p * _BAR)
+
+
+@plugin.command("probs")
+async def probs(
+    ctx: Context,
+    text: Text,
+    temperature: Temperature | None = None,
+    top_k: TopK | None = None,
+    top_p: TopP | None = None,
+) -> None:
+    """The model's next-token probabilities after your text, before and after sampling."""
+    backend = _inspector(ctx, "token probabilities")
+    s = ctx.settings
+    temp = s.temperature if temperature is None else temperature
+    k = s.top_k if top_k is None else top_k
+    p = s.top_p if top_p is None else top_p
+    logits = await backend.next_token_logits([{"role": "system", "content": s.persona}], text)
+    cut = sample_distribution(logits, temperature=temp, top_k=k, top_p=p, min_p=s.min_p)
+    top = np.argsort(-cut.raw, kind="stable")[:SHOWN]
+    pieces = await backend.token_pieces([int(t) for t in top])
+    raw = [float(cut.raw[t]) for t in top]
+    final = [float(cut.final[t]) for t in top]
+    settings = f"temperature {temp:g}, top_k {k}, top_p {p:g}, min_p {s.min_p:g}"
+    width = max(len(token_label(piece)) for piece in pieces)
+    lines = [
+        f"Next token after {text!r} (the chat's persona before it):",
+        f"settings: {settings} (llama.cpp cuts top-k, then top-p, then min-p, then applies the "
+        "temperature to what is left)",
+        f" #  {'token'.ljust(width)}    raw   after",
+    ]
+    for rank, (piece, before, after) in enumerate(zip(pieces, raw, final, strict=True), 1):
+        mark = "" if after > 0 else "  cut"
+        lines.append(
+            f"{rank:2d}  {token_label(piece).ljust(width)}  {before:6.1%}  {after:6.1%}  "
+            f"{_bar(before):<{_BAR}} | {_bar(after)}{mark}"
+        )
+    lines.append(
+        f"These {SHOWN} hold {sum(raw):.1%} of the raw probability; {cut.survivors} token(s) "
+        "survive the cut and share 100% after it."
+    )
+    await ctx.reply_image(probs_chart(pieces, raw, final, settings), "\n".join(lines))
+
+
+@plugin.command("tokens")
+async def tokens(ctx: Context, text: Text) -> str:
+    """How the model splits text into tokens: each piece with its id, and the count."""
+    backend = _inspector(ctx, "its tokens")
+    ids = await backend.tokenize(text)
+    pieces = await backend.token_pieces(ids)
+    lines = [f"{len(ids)} token(s), {len(text)} characters:"]
+    lines += [
+        f"  {token_id:>6}  {token_label(piece)}"
+        for token_id, piece in zip(ids, pieces, strict=True)
+    ]
+    return "\n".join(lines)
+
+
+RetrySeed = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
+
+
+@plugin.command("retry")
+async def retry(ctx: Context, seed: RetrySeed | None = None) -> None:
+    """Generate the last reply again: with its seed (the same text), `random`, or a given seed."""
+    turn = await ctx.bot.repo.last_turn(ctx.chat.id)
+    if turn is None:
+        raise CommandError("there is no reply to retry in this chat yet")
+    question, answer = turn
+    if seed is None:
+        chosen = answer.seed if answer.seed is not None else RANDOM_SEED
+    else:
+        chosen = RANDOM_SEED if seed == "random" else int(seed)
+    await ctx.bot.repo.delete_messages(ctx.chat.id, [question.id, answer.id])
+    reply = await ctx.bot.conversation.respond(ctx, question.content, seed=chosen)
+    same = "the same seed" if reply.seed == answer.seed else "a new seed"
+    await ctx.reply(f"(seed {reply.seed}: {same})")
