@@ -32,6 +32,7 @@ from telegram.ext import (
 from botkit.config import TelegramConfig
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
+from botkit.core.streaming import ReplyStream
 from botkit.plugins.api import CommandRegistry
 from botkit.secrets import install_redaction
 
@@ -40,6 +41,7 @@ __all__ = ["TelegramAdapter", "TelegramTarget", "telegram_commands"]
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 4096
+CAPTION_LENGTH = 1024
 _SEEN_UPDATES = 4096
 
 
@@ -70,6 +72,18 @@ class TelegramTarget:
     async def edit(self, handle: int, text: str) -> None:
         """editMessageText."""
         await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=handle)
+
+    async def send_image(self, png: bytes, text: str) -> None:
+        """sendPhoto; text that does not fit a caption follows as messages."""
+        fits = len(text) <= CAPTION_LENGTH
+        await self.bot.send_photo(
+            self.chat_id,
+            photo=png,
+            caption=text if fits else None,
+            message_thread_id=self.thread_id,
+        )
+        if not fits:
+            await ReplyStream(self).finish(text)
 
 
 def telegram_commands(registry: CommandRegistry) -> list[BotCommand]:

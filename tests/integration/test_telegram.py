@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from botkit.adapters.telegram import TelegramAdapter
 from botkit.backends.scripted import ScriptedBackend
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey
+from botkit.plugins.charts import PROBS_SIZE
 from botkit.secrets import install_redaction, read_secret
 from tests.conftest import MakeConfig
 from tests.emulators.telegram import BotApiEmulator, SentMessage
@@ -267,3 +269,16 @@ async def test_a_slow_reply_does_not_block_other_chats(telegram: StartHarness) -
     assert not tg.adapter.is_handled(slow)  # still generating when the other chat got its answer
     async with asyncio.timeout(60):
         await tg.adapter.wait_handled(slow)
+
+
+async def test_probs_arrives_as_a_chart_with_its_numbers(telegram: StartHarness) -> None:
+    tg = await telegram()
+    texts = await tg.say("/probs The capital of France is")
+    assert len(tg.emulator.photos) == 1
+    chat_id, png, caption = tg.emulator.photos[0]
+    assert chat_id == 1001
+    assert Image.open(io.BytesIO(png)).size == PROBS_SIZE
+    # The numbers come as text too: in the caption, or after the photo when too long for one.
+    numbers = caption if caption is not None else texts[-1].text
+    assert "raw   after" in numbers
+    assert "survive the cut" in numbers

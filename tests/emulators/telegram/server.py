@@ -56,6 +56,7 @@ class BotApiEmulator:
         default_factory=lambda: defaultdict(list)
     )
     calls: list[str] = field(default_factory=list)
+    photos: list[tuple[int, bytes, str | None]] = field(default_factory=list)
     base_url: str = ""
     webhook_url: str = ""
     webhook_secret: str | None = None
@@ -214,6 +215,9 @@ class BotApiEmulator:
         form = await request.post()
         params: dict[str, Any] = {}
         for key, value in form.items():
+            if isinstance(value, web.FileField):
+                params[key] = value.file.read()
+                continue
             text = str(value)
             try:
                 params[key] = json.loads(text)  # PTB JSON-encodes every non-string value
@@ -309,6 +313,18 @@ class BotApiEmulator:
             reply_to=reply.get("message_id"),
         )
         self.messages.append(sent)
+        return self._reply(self._message_json(sent))
+
+    async def _m_sendPhoto(self, params: dict[str, Any]) -> web.Response:
+        photo = params.get("photo")
+        if not isinstance(photo, bytes) or not photo:
+            return self._error(400, "Bad Request: there is no photo in the request")
+        caption = params.get("caption")
+        if caption is not None and len(str(caption)) > 1024:
+            return self._error(400, "Bad Request: message caption is too long")
+        chat_id = int(params["chat_id"])
+        self.photos.append((chat_id, photo, None if caption is None else str(caption)))
+        sent = SentMessage(chat_id, self._take_message_id(chat_id), str(caption or ""))
         return self._reply(self._message_json(sent))
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:
