@@ -49,7 +49,6 @@ class PromptPlan:
     history_tokens: int
     new_tokens: int
     kept_messages: int
-    dropped_messages: int
     start_id: int
 
     @property
@@ -63,6 +62,7 @@ class ContextReport:
     """What /context shows."""
 
     plan: PromptPlan
+    dropped_messages: int  # stored, but before the window: the model no longer sees them
 
     @property
     def free(self) -> int:
@@ -125,7 +125,6 @@ class Conversation:
                 history -= rows.pop(0).token_count
             start = rows[0].id if rows else await self._next_id(chat)
             await repo.set_window_start(chat.id, start)
-        dropped = await repo.count_before(chat.id, start)
         messages = [system, *(_render(r) for r in rows)]
         if new is not None:
             messages.append(new)
@@ -137,7 +136,6 @@ class Conversation:
             history_tokens=history,
             new_tokens=fixed - persona,
             kept_messages=len(rows),
-            dropped_messages=dropped,
             start_id=start,
         )
 
@@ -161,7 +159,9 @@ class Conversation:
 
     async def report(self, chat: ChatRecord, settings: ChatSettings) -> ContextReport:
         """The window as it would be spent by the next turn (without a new message)."""
-        return ContextReport(await self.plan(chat, settings, None))
+        plan = await self.plan(chat, settings, None)
+        # Counted only here: a COUNT over a long history is not paid on every turn.
+        return ContextReport(plan, await self.bot.repo.count_before(chat.id, plan.start_id))
 
     async def respond(self, ctx: Context, text: str, *, seed: int | None = None) -> Reply:
         """Answer text in ctx's chat: stream the reply to the chat and store the turn.

@@ -183,7 +183,7 @@ async def context(ctx: Context) -> None:
             f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
             f"  reply reserve:  {p.reserve}",
             f"  free:           {report.free}",
-            f"Older messages no longer seen by the model: {p.dropped_messages}",
+            f"Older messages no longer seen by the model: {report.dropped_messages}",
         ]
     )
     parts = [
@@ -193,7 +193,7 @@ async def context(ctx: Context) -> None:
         ("reply reserve", p.reserve),
         ("free", report.free),
     ]
-    await ctx.reply_image(context_chart(parts, p.window, p.dropped_messages), text)
+    await ctx.reply_image(context_chart(parts, p.window, report.dropped_messages), text)
 
 
 def _size(n: int | None) -> str:
