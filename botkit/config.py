@@ -212,6 +212,8 @@ class DiscordConfig(_Section):
     # Seconds an interaction token can be used (Discord: 15 minutes); past it, replies go to
     # the channel as plain messages.
     interaction_lifetime: float = Field(default=870.0, gt=0.0, le=900.0)
+    # Seconds to wait for more guilds after the last GUILD_CREATE before on_ready.
+    guild_ready_timeout: float = Field(default=2.0, ge=0.0, le=60.0)
     # For a proxy or a local emulator only: the REST base and the gateway URL.
     api_base_url: str | None = Field(default=None, pattern=r"^https?://")
     gateway_url: str | None = Field(default=None, pattern=r"^wss?://")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ from botkit.adapters.discord_commands import command_signature, slash_command
 from botkit.config import DiscordConfig
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
+from botkit.core.streaming import ReplyStream
 from botkit.plugins.api import Command, CommandRegistry
 from botkit.secrets import install_redaction
 
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 
 MAX_LENGTH = 2000
 NO_PINGS = discord.AllowedMentions.none()
+
+
+def _png_file(png: bytes) -> discord.File:
+    return discord.File(io.BytesIO(png), filename="chart.png")
 
 
 @dataclass
@@ -65,6 +71,15 @@ class ChannelTarget:
     async def edit(self, handle: _Sent, text: str) -> None:
         """message.edit."""
         await handle.message.edit(content=text, allowed_mentions=NO_PINGS)
+
+    async def send_image(self, png: bytes, text: str) -> None:
+        """The chart as an attachment, its text with it (or after it, when long)."""
+        fits = len(text) <= self.max_length
+        await self.channel.send(
+            text if fits else None, file=_png_file(png), allowed_mentions=NO_PINGS
+        )
+        if not fits:
+            await ReplyStream(self).finish(text)
 
 
 @dataclass
@@ -120,6 +135,25 @@ class InteractionTarget:
             await self.interaction.delete_original_response()
         await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
+    async def send_image(self, png: bytes, text: str) -> None:
+        """The chart as an attachment of the response, its text with it (or after, when long)."""
+        fits = len(text) <= self.max_length
+        content = text if fits else None
+        if self.expired:
+            channel: Any = self.interaction.channel
+            await channel.send(content, file=_png_file(png), allowed_mentions=NO_PINGS)
+        elif not self._original_used:
+            self._original_used = True
+            await self.interaction.edit_original_response(
+                content=content, attachments=[_png_file(png)], allowed_mentions=NO_PINGS
+            )
+        else:
+            await self.interaction.followup.send(
+                content or "", file=_png_file(png), allowed_mentions=NO_PINGS
+            )
+        if not fits:
+            await ReplyStream(self).finish(text)
+
     async def finish(self) -> None:
         """A command that said nothing still must not leave "thinking…" behind."""
         if not self._original_used and not self.expired:
@@ -141,12 +175,18 @@ class DiscordAdapter:
         self.ready = asyncio.Event()
         self.synced = False
         self.client: discord.Client | None = None
+        self._handled: set[str] = set()
+        self._handled_changed = asyncio.Condition()
         self.tree: app_commands.CommandTree[Any] | None = None
 
     def _make_client(self) -> discord.Client:
         intents = discord.Intents.default()
         intents.message_content = True  # to read mentions in guild channels
-        options: dict[str, Any] = {"intents": intents, "allowed_mentions": NO_PINGS}
+        options: dict[str, Any] = {
+            "intents": intents,
+            "allowed_mentions": NO_PINGS,
+            "guild_ready_timeout": self.config.guild_ready_timeout,
+        }
         if self.config.shard_count is not None:
             if self.config.shard_ids is not None:
                 options["shard_ids"] = self.config.shard_ids
@@ -244,8 +284,28 @@ class DiscordAdapter:
         reply_to_bot = isinstance(resolved, discord.Message) and resolved.author.id == me.id
         return mentioned, reply_to_bot, " ".join(text.split(" ")).strip()
 
+    def handled(self, event_id: str) -> bool:
+        """Whether a message or interaction has been fully handled."""
+        return event_id in self._handled
+
+    async def wait_handled(self, event_id: str) -> None:
+        """Wait until a message or interaction has been fully handled (for tests)."""
+        async with self._handled_changed:
+            await self._handled_changed.wait_for(lambda: event_id in self._handled)
+
+    async def _mark_handled(self, event_id: str) -> None:
+        async with self._handled_changed:
+            self._handled.add(event_id)
+            self._handled_changed.notify_all()
+
     async def on_message(self, message: discord.Message) -> None:
         """A DM, a mention or a reply to the bot is a chat message for that channel."""
+        try:
+            await self._on_message(message)
+        finally:
+            await self._mark_handled(str(message.id))
+
+    async def _on_message(self, message: discord.Message) -> None:
         if message.author.bot or self._router is None:
             return
         is_dm = message.guild is None
@@ -278,6 +338,14 @@ class DiscordAdapter:
         self, interaction: discord.Interaction[Any], command: Command, values: dict[str, Any]
     ) -> None:
         """Defer at once, then run the command through the router like a typed one."""
+        try:
+            await self._slash(interaction, command, values)
+        finally:
+            await self._mark_handled(str(interaction.id))
+
+    async def _slash(
+        self, interaction: discord.Interaction[Any], command: Command, values: dict[str, Any]
+    ) -> None:
         target = InteractionTarget(
             interaction, self.config.edit_interval, self.config.interaction_lifetime
         )

@@ -12,11 +12,13 @@ import ctypes
 import functools
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
@@ -57,6 +59,40 @@ def quantization_name(file_type: str | None) -> str | None:
         return _FILE_TYPES.get(int(file_type), f"type {file_type}")
     except ValueError:
         return file_type
+
+
+class _Mailbox:
+    """Hands items from the worker thread to the event loop, waking the loop once per batch.
+
+    One wake-up per token would make the loop compete with the generating thread for the GIL
+    on every token; batching keeps the reply stream's overhead off the model's speed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[Chunk | BaseException | None] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._ready = asyncio.Event()
+
+    def put(self, item: Chunk | BaseException | None) -> None:
+        """Called from the worker thread."""
+        with self._lock:
+            self._items.append(item)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def take_all(self) -> list[Chunk | BaseException | None]:
+        """Everything put since the last call (waits for at least one item)."""
+        await self._ready.wait()
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self._scheduled = False
+            self._ready.clear()
+        return items
 
 
 class LlamaCppBackend:
@@ -229,22 +265,25 @@ class LlamaCppBackend:
                 f"but the context window holds {self.config.n_ctx}"
             )
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue()
+        mailbox = _Mailbox(loop)
         stop = threading.Event()
-
-        def emit(item: Chunk | BaseException | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        job = functools.partial(self._sample, prompt, params, cache_key, stop, emit)
-        future = loop.run_in_executor(self._executor, self._guarded, job, emit)
+        job = functools.partial(self._sample, prompt, params, cache_key, stop, mailbox.put)
+        future = loop.run_in_executor(self._executor, self._guarded, job, mailbox.put)
         try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            finished = False
+            while not finished:
+                text: list[str] = []
+                usage: Usage | None = None
+                for item in await mailbox.take_all():
+                    if item is None:
+                        finished = True
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        text.append(item.text)
+                        usage = item.usage or usage
+                if text:
+                    yield Chunk("".join(text), usage=usage)
         finally:
             stop.set()
             # Wait for the worker so the context is consistent before anyone else uses it.
@@ -271,6 +310,8 @@ class LlamaCppBackend:
     ) -> None:
         llm = self._require()
         reused = self._prefill(llm, prompt, cache_key)
+        is_eog = llama_cpp.llama_vocab_is_eog
+        vocab = llm._model.vocab
         llm.set_seed(params.seed)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         completion: list[int] = []
@@ -288,11 +329,11 @@ class LlamaCppBackend:
             if stop.is_set():
                 reason = "cancelled"
                 break
-            if token == self._eos or self._is_end_of_generation(llm, token):
+            if token == self._eos or is_eog(vocab, token):
                 reason = "stop"
                 break
             completion.append(token)
-            piece = decoder.decode(llm.detokenize([token], prev_tokens=prompt + completion[:-1]))
+            piece = decoder.decode(llm.detokenize([token], special=False))
             if piece:
                 emit(Chunk(piece))
             if len(completion) >= params.max_tokens or llm.n_tokens >= self.config.n_ctx:
@@ -341,12 +382,6 @@ class LlamaCppBackend:
         llm.eval(prompt[-1:])
         self._live_canonical = len(prompt) - 1
         return reuse
-
-    @staticmethod
-    def _is_end_of_generation(llm: Any, token: int) -> bool:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
 
     @staticmethod
     def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

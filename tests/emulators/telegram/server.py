@@ -41,6 +41,7 @@ class SentMessage:
     thread_id: int | None = None
     reply_to: int | None = None
     edits: int = 0
+    photo: bool = False
 
 
 @dataclass
@@ -324,7 +325,8 @@ class BotApiEmulator:
             return self._error(400, "Bad Request: message caption is too long")
         chat_id = int(params["chat_id"])
         self.photos.append((chat_id, photo, None if caption is None else str(caption)))
-        sent = SentMessage(chat_id, self._take_message_id(chat_id), str(caption or ""))
+        sent = SentMessage(chat_id, self._take_message_id(chat_id), str(caption or ""), photo=True)
+        self.messages.append(sent)
         return self._reply(self._message_json(sent))
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:

@@ -1,0 +1,263 @@
+"""The Discord adapter: real discord.py against the local Discord emulator, the real model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+import pytest
+
+from botkit.adapters.discord import DiscordAdapter
+from botkit.backends.scripted import ScriptedBackend
+from botkit.core.app import Bot
+from botkit.core.events import ChatKey
+from tests.conftest import MakeConfig
+from tests.emulators.discord import (
+    ADMIN_ID,
+    ALICE_ID,
+    GENERAL_ID,
+    GUILD_ID,
+    THREAD_ID,
+    DiscordEmulator,
+    InteractionRecord,
+    MessageRecord,
+)
+
+
+@dataclass
+class Harness:
+    """A bot connected to the emulated Discord."""
+
+    emulator: DiscordEmulator
+    adapter: DiscordAdapter
+    bot: Bot
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(60):
+            await self.emulator.wait_for(predicate)
+
+    async def handled(self, event_id: str) -> None:
+        async with asyncio.timeout(60):
+            await self.adapter.wait_handled(event_id)
+
+    async def slash(
+        self, name: str, options: dict[str, Any] | None = None, **kw: Any
+    ) -> InteractionRecord:
+        record = await self.emulator.slash_command(name, options, **kw)
+        await self.handled(record.id)
+        return record
+
+    async def mention(
+        self, text: str, channel_id: int = GENERAL_ID, **kw: Any
+    ) -> list[MessageRecord]:
+        payload = await self.emulator.user_message(
+            text, channel_id=channel_id, mentions_bot=True, **kw
+        )
+        await self.handled(str(payload["id"]))
+        return self.emulator.sent_to(channel_id)
+
+    async def dm(self, text: str, user_id: int = ALICE_ID) -> list[MessageRecord]:
+        channel = self.emulator.dm_channel_id(user_id)
+        payload = await self.emulator.user_message(text, channel_id=channel, author_id=user_id)
+        await self.handled(str(payload["id"]))
+        return self.emulator.sent_to(channel)
+
+
+StartHarness = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def discord_bot(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
+    running: list[tuple[Harness, asyncio.Task[None]]] = []
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+
+    async def start(
+        backend: ScriptedBackend | None = None, emulator: DiscordEmulator | None = None, **cfg: Any
+    ) -> Harness:
+        if emulator is None:
+            emulator = DiscordEmulator()
+            await emulator.start()
+        config = make_config(
+            discord={"enabled": True, "api_base_url": emulator.rest_base,
+                     "gateway_url": emulator.gateway_url, "guild_ids": [GUILD_ID],
+                     "guild_ready_timeout": 0.05, **cfg},
+        )  # fmt: skip
+        bot = Bot(config, backends={"local": backend} if backend else None)
+        await bot.start()
+        adapter = DiscordAdapter(config.discord, emulator.token, bot.registry)
+        task = asyncio.create_task(adapter.start(bot.router))
+        async with asyncio.timeout(30):
+            await adapter.ready.wait()
+        harness = Harness(emulator, adapter, bot)
+        running.append((harness, task))
+        return harness
+
+    yield start
+    for harness, task in running:
+        await harness.adapter.stop()
+        await task
+        await harness.bot.close()
+        await harness.emulator.stop()
+    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+    assert all(not h.emulator.unknown_routes for h, _ in running)
+
+
+async def test_slash_commands_are_synced_with_typed_options_once(
+    discord_bot: StartHarness,
+) -> None:
+    first = await discord_bot(ScriptedBackend("local"))
+    commands = {c["name"]: c for c in first.emulator.guild_commands[GUILD_ID]}
+    assert {"ask", "temp", "persona", "seed", "context", "model", "help", "probs"} <= set(commands)
+    (value,) = commands["temp"]["options"]
+    assert (value["type"], value["min_value"], value["max_value"]) == (10, 0.0, 2.0)
+    assert value["required"] is False
+    assert commands["ask"]["options"][0]["type"] == 3
+    assert first.emulator.sync_count == 1
+    await first.adapter.stop()
+    # A restart with the same commands does not sync again.
+    again = await discord_bot(ScriptedBackend("local"), emulator=first.emulator)
+    assert again.emulator.sync_count == 1
+
+
+async def test_slash_ask_is_deferred_then_answered(discord_bot: StartHarness) -> None:
+    dc = await discord_bot()
+    record = await dc.slash("ask", {"question": "What is the capital of France?"})
+    assert record.callbacks == [5]  # deferred within Discord's 3 seconds
+    assert record.original_content
+    assert not record.original_content.startswith("⚠")
+    chat = await dc.bot.repo.chat(ChatKey("discord", str(GENERAL_ID)))
+    rows = await dc.bot.repo.window(chat.id, 0)
+    assert [r.role for r in rows] == ["user", "assistant"]
+    assert rows[0].author == "Alice"
+
+
+async def test_a_bad_value_gets_an_ephemeral_error(discord_bot: StartHarness) -> None:
+    dc = await discord_bot(ScriptedBackend("local"))
+    record = await dc.slash("temp", {"value": 5}, user_id=ADMIN_ID)
+    (error,) = [m for m in record.followups if m.ephemeral]
+    assert error.content.startswith("⚠ /temp: '5.0' is not a valid value")
+    assert "Allowed: a number from 0.0 up to 2.0" in error.content
+    ok = await dc.slash("temp", {"value": 0.4}, user_id=ADMIN_ID)
+    assert ok.original_content == "temperature set to 0.4 (was 0.7)"
+
+
+async def test_only_managers_change_guild_settings_everyone_in_dms(
+    discord_bot: StartHarness,
+) -> None:
+    dc = await discord_bot(ScriptedBackend("local"))
+    denied = await dc.slash("temp", {"value": 0.2}, user_id=ALICE_ID)
+    assert "only people allowed" in denied.followups[-1].content
+    shown = await dc.slash("temp", user_id=ALICE_ID)
+    assert shown.original_content == "temperature is 0.7 (default 0.7)"
+    in_dm = await dc.slash("temp", {"value": 0.2}, channel_id=dc.emulator.dm_channel_id(ALICE_ID))
+    assert in_dm.original_content == "temperature set to 0.2 (was 0.7)"
+
+
+async def test_a_mention_and_a_dm_get_streamed_answers_in_their_own_chats(
+    discord_bot: StartHarness,
+) -> None:
+    dc = await discord_bot()
+    in_channel = await dc.mention("Say hello to the channel.")
+    assert in_channel
+    assert in_channel[0].reference is not None  # it answers the message that asked
+    in_dm = await dc.dm("Say hello to me.")
+    assert in_dm
+    assert GENERAL_ID in dc.emulator.typing
+    for key in (str(GENERAL_ID), str(dc.emulator.dm_channel_id(ALICE_ID))):
+        chat = await dc.bot.repo.chat(ChatKey("discord", key))
+        assert len(await dc.bot.repo.window(chat.id, 0)) == 2
+    ignored = await dc.emulator.user_message("just chatting, not for the bot")
+    assert not dc.adapter.handled(str(ignored["id"])) or len(
+        dc.emulator.sent_to(GENERAL_ID)
+    ) == len(in_channel)
+
+
+async def test_a_thread_is_its_own_conversation(discord_bot: StartHarness) -> None:
+    backend = ScriptedBackend("local")
+    dc = await discord_bot(backend)
+    await dc.mention("in the channel")
+    await dc.mention("in the thread", channel_id=THREAD_ID)
+    assert backend.prompts[1][-1]["content"] == "Alice: in the thread"
+    assert len(backend.prompts[1]) == 2  # persona + the thread's message: no channel history
+
+
+async def test_a_5000_character_answer_is_three_messages_with_fences_intact(
+    discord_bot: StartHarness,
+) -> None:
+    code = "\n".join(f"print('line {i:03d} of the program')" for i in range(120))
+    text = "Here is the program:\n```python\n" + code + "\n```\nThat is all."
+    assert 4000 < len(text) <= 6000
+    backend = ScriptedBackend("local", context_window=8192)
+    backend.enqueue(text)
+    dc = await discord_bot(backend)
+    sent = await dc.mention("Write a long program.")
+    assert len(sent) == 3
+    assert all(len(m.content) <= 2000 for m in sent)
+    for message in sent:
+        assert message.content.count("```") % 2 == 0
+    joined = "".join(m.content for m in sent).replace("```python\n", "").replace("```", "")
+    assert joined.split() == text.replace("```python\n", "").replace("```", "").split()
+
+
+async def test_a_429_on_an_edit_is_retried_and_nothing_is_lost(discord_bot: StartHarness) -> None:
+    backend = ScriptedBackend("local")
+    text = "Every word of this answer must arrive, even when Discord says slow down. " * 4
+    backend.enqueue(text)
+    dc = await discord_bot(backend)
+    dc.emulator.fail_next["edit"].append(0.3)
+    sent = await dc.mention("Go.")
+    assert dc.emulator.rate_limited == 1
+    assert sent[0].content == text
+
+
+async def test_model_output_never_pings(discord_bot: StartHarness) -> None:
+    backend = ScriptedBackend("local")
+    backend.enqueue(f"@everyone look! @here <@{ADMIN_ID}> <@&{GUILD_ID}>")
+    dc = await discord_bot(backend)
+    sent = await dc.mention("Ping everybody.")
+    assert "@everyone" in sent[0].content
+    assert not any(m.would_ping for m in dc.emulator.messages)
+
+
+async def test_a_dropped_gateway_resumes_and_the_reply_completes(
+    discord_bot: StartHarness,
+) -> None:
+    real = await discord_bot()
+    await real.slash("maxtokens", {"value": 200}, user_id=ADMIN_ID)
+    payload = await real.emulator.user_message(
+        "Tell me a long story about a ship.", mentions_bot=True
+    )
+    await real.until(lambda: bool(real.emulator.sent_to(GENERAL_ID)[1:]))  # streaming began
+    await real.emulator.drop_connection()
+    await real.until(lambda: real.emulator.resume_count == 1)
+    await real.handled(str(payload["id"]))
+    reply = real.emulator.sent_to(GENERAL_ID)[-1]
+    chat = await real.bot.repo.chat(ChatKey("discord", str(GENERAL_ID)))
+    stored = (await real.bot.repo.window(chat.id, 0))[-1]
+    assert stored.status == "complete"
+    assert reply.content.startswith(stored.content[:100])
+    # After the resume, the bot still answers.
+    assert await real.mention("Still there?")
+
+
+async def test_an_expired_interaction_token_falls_back_to_channel_messages(
+    discord_bot: StartHarness,
+) -> None:
+    backend = ScriptedBackend("local")
+    backend.enqueue("A reply that took longer than the interaction token lives.")
+    dc = await discord_bot(backend, interaction_lifetime=0.001)
+    record = await dc.slash("ask", {"question": "Slow one?"})
+    channel = [m for m in dc.emulator.sent_to(GENERAL_ID) if m.via == "channel"]
+    assert channel[-1].content == "A reply that took longer than the interaction token lives."
+    assert record.callbacks == [5]
+
+
+async def test_probs_arrives_as_a_chart_attachment(discord_bot: StartHarness) -> None:
+    dc = await discord_bot()
+    record = await dc.slash("probs", {"text": "The capital of France is"})
+    assert record.original is not None
+    assert record.original.attachments == ["chart.png"]
+    assert "raw   after" in (record.original_content or "")
