@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botkit.core.events import ChatKey
 from botkit.core.settings import ChatSettings
@@ -56,7 +58,21 @@ class NewMessage:
     seed: int | None = None
 
 
-def _record(row: ChatRow) -> ChatRecord:
+_CHATS: Table = ChatRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
+_MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
+_MESSAGE_COLUMNS = (
+    _MESSAGES.c.id,
+    _MESSAGES.c.role,
+    _MESSAGES.c.author,
+    _MESSAGES.c.content,
+    _MESSAGES.c.token_count,
+    _MESSAGES.c.token_model,
+    _MESSAGES.c.status,
+    _MESSAGES.c.seed,
+)
+
+
+def _record(row: Any) -> ChatRecord:
     return ChatRecord(
         id=row.id,
         key=ChatKey(row.platform, row.chat_key),
@@ -65,152 +81,148 @@ def _record(row: ChatRow) -> ChatRecord:
     )
 
 
-def _stored(row: MessageRow) -> StoredMessage:
-    return StoredMessage(
-        id=row.id,
-        role=row.role,
-        author=row.author,
-        content=row.content,
-        token_count=row.token_count,
-        token_model=row.token_model,
-        status=row.status,
-        seed=row.seed,
-    )
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Repository:
-    """All reads and writes of chats and messages."""
+    """All reads and writes of chats and messages (SQLAlchemy Core: rows, not ORM objects)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # One writer at a time: SQLite fails a deferred read-then-write transaction at once
         # when another connection holds the write lock, whatever the busy timeout.
         self._write_lock = asyncio.Lock()
 
-    def _session(self) -> AsyncSession:
-        return self._sessions()
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    async def _read(self, statement: Any) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(statement))
 
     async def chat(self, key: ChatKey) -> ChatRecord:
         """The chat for key, created on first use."""
-        async with self._session() as session:
-            row = await self._find(session, key)
-            if row is not None:
-                return _record(row)
-        async with self._write_lock, self._session() as session, session.begin():
-            row = await self._find(session, key)
-            if row is None:
-                row = ChatRow(platform=key.platform, chat_key=key.chat_id, window_start_id=0)
-                session.add(row)
-                await session.flush()
-            return _record(row)
-
-    @staticmethod
-    async def _find(session: AsyncSession, key: ChatKey) -> ChatRow | None:
-        result = await session.execute(
-            select(ChatRow).where(ChatRow.platform == key.platform, ChatRow.chat_key == key.chat_id)
+        query = select(_CHATS).where(
+            _CHATS.c.platform == key.platform, _CHATS.c.chat_key == key.chat_id
         )
-        return result.scalar_one_or_none()
+        rows = await self._read(query)
+        if rows:
+            return _record(rows[0])
+        async with self._write() as conn:
+            row = (await conn.execute(query)).first()
+            if row is None:
+                now = _now()
+                await conn.execute(
+                    insert(_CHATS).values(
+                        platform=key.platform, chat_key=key.chat_id, window_start_id=0,
+                        created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
+                row = (await conn.execute(query)).one()
+            return _record(row)
 
     async def set_setting(self, chat_id: int, name: str, value: Any) -> None:
         """Override one setting for a chat; None returns it to the config default."""
         if name not in _SETTING_COLUMNS:
             raise KeyError(name)
-        async with self._write_lock, self._session() as session, session.begin():
-            await session.execute(
-                update(ChatRow).where(ChatRow.id == chat_id).values({name: value})
+        async with self._write() as conn:
+            await conn.execute(
+                update(_CHATS)
+                .where(_CHATS.c.id == chat_id)
+                .values({name: value, "updated_at": _now()})
             )
 
     async def window(self, chat_id: int, start_id: int) -> list[StoredMessage]:
         """Messages from start_id on, oldest first: one range scan of (chat_id, id)."""
-        async with self._session() as session:
-            result = await session.execute(
-                select(MessageRow)
-                .where(MessageRow.chat_id == chat_id, MessageRow.id >= start_id)
-                .order_by(MessageRow.id)
-            )
-            return [_stored(row) for row in result.scalars()]
+        rows = await self._read(
+            select(*_MESSAGE_COLUMNS)
+            .where(_MESSAGES.c.chat_id == chat_id, _MESSAGES.c.id >= start_id)
+            .order_by(_MESSAGES.c.id)
+        )
+        return [StoredMessage(*row) for row in rows]
 
     async def count_before(self, chat_id: int, start_id: int) -> int:
         """How many stored messages lie before start_id (no longer sent to the model)."""
-        async with self._session() as session:
-            result = await session.execute(
-                select(func.count())
-                .select_from(MessageRow)
-                .where(MessageRow.chat_id == chat_id, MessageRow.id < start_id)
-            )
-            return int(result.scalar_one())
+        rows = await self._read(
+            select(func.count())
+            .select_from(_MESSAGES)
+            .where(_MESSAGES.c.chat_id == chat_id, _MESSAGES.c.id < start_id)
+        )
+        return int(rows[0][0])
 
     async def set_window_start(self, chat_id: int, start_id: int) -> None:
         """Move the trimming position of a chat."""
-        async with self._write_lock, self._session() as session, session.begin():
-            await session.execute(
-                update(ChatRow).where(ChatRow.id == chat_id).values(window_start_id=start_id)
+        async with self._write() as conn:
+            await conn.execute(
+                update(_CHATS).where(_CHATS.c.id == chat_id).values(window_start_id=start_id)
             )
 
     async def recount(self, updates: Sequence[tuple[int, int, str]]) -> None:
         """Store new token counts: (message id, count, tokenizer id)."""
         if not updates:
             return
-        async with self._write_lock, self._session() as session, session.begin():
+        async with self._write() as conn:
             for message_id, count, model in updates:
-                await session.execute(
-                    update(MessageRow)
-                    .where(MessageRow.id == message_id)
+                await conn.execute(
+                    update(_MESSAGES)
+                    .where(_MESSAGES.c.id == message_id)
                     .values(token_count=count, token_model=model)
                 )
 
     async def add_messages(self, chat_id: int, messages: Sequence[NewMessage]) -> list[int]:
         """Store messages in one transaction (a turn is all or nothing); returns their ids."""
-        async with self._write_lock, self._session() as session, session.begin():
-            rows = [MessageRow(chat_id=chat_id, **asdict(m)) for m in messages]
-            session.add_all(rows)
-            await session.flush()
-            await session.execute(
-                update(ChatRow).where(ChatRow.id == chat_id).values(updated_at=func.now())
-            )
-            return [row.id for row in rows]
+        now = _now()
+        ids: list[int] = []
+        async with self._write() as conn:
+            for message in messages:
+                result = await conn.execute(
+                    insert(_MESSAGES).values(chat_id=chat_id, created_at=now, **asdict(message))
+                )
+                (new_id,) = result.inserted_primary_key or (0,)
+                ids.append(int(new_id))
+            await conn.execute(update(_CHATS).where(_CHATS.c.id == chat_id).values(updated_at=now))
+        return ids
 
     async def clear_history(self, chat_id: int) -> int:
         """Forget a chat's messages (its settings stay); returns how many were deleted."""
-        async with self._write_lock, self._session() as session, session.begin():
-            result = await session.execute(delete(MessageRow).where(MessageRow.chat_id == chat_id))
-            await session.execute(
-                update(ChatRow).where(ChatRow.id == chat_id).values(window_start_id=0)
+        async with self._write() as conn:
+            result = await conn.execute(delete(_MESSAGES).where(_MESSAGES.c.chat_id == chat_id))
+            await conn.execute(
+                update(_CHATS).where(_CHATS.c.id == chat_id).values(window_start_id=0)
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            return int(result.rowcount or 0)
 
     async def delete_messages(self, chat_id: int, message_ids: Sequence[int]) -> None:
         """Delete some of a chat's messages (e.g. the turn /retry replaces)."""
-        async with self._write_lock, self._session() as session, session.begin():
-            await session.execute(
-                delete(MessageRow).where(
-                    MessageRow.chat_id == chat_id, MessageRow.id.in_(list(message_ids))
+        async with self._write() as conn:
+            await conn.execute(
+                delete(_MESSAGES).where(
+                    _MESSAGES.c.chat_id == chat_id, _MESSAGES.c.id.in_(list(message_ids))
                 )
             )
 
     async def last_turn(self, chat_id: int) -> tuple[StoredMessage, StoredMessage] | None:
         """The newest user message and the reply after it, if the chat ends with a reply."""
-        async with self._session() as session:
-            result = await session.execute(
-                select(MessageRow)
-                .where(MessageRow.chat_id == chat_id)
-                .order_by(MessageRow.id.desc())
-                .limit(2)
-            )
-            rows = [_stored(r) for r in result.scalars()]
-        if len(rows) == 2 and rows[0].role == "assistant" and rows[1].role == "user":
-            return rows[1], rows[0]
+        rows = await self._read(
+            select(*_MESSAGE_COLUMNS)
+            .where(_MESSAGES.c.chat_id == chat_id)
+            .order_by(_MESSAGES.c.id.desc())
+            .limit(2)
+        )
+        found = [StoredMessage(*row) for row in rows]
+        if len(found) == 2 and found[0].role == "assistant" and found[1].role == "user":
+            return found[1], found[0]
         return None
 
     async def last_reply(self, chat_id: int) -> StoredMessage | None:
         """The newest assistant message of a chat."""
-        async with self._session() as session:
-            result = await session.execute(
-                select(MessageRow)
-                .where(MessageRow.chat_id == chat_id, MessageRow.role == "assistant")
-                .order_by(MessageRow.id.desc())
-                .limit(1)
-            )
-            row = result.scalar_one_or_none()
-            return _stored(row) if row is not None else None
+        rows = await self._read(
+            select(*_MESSAGE_COLUMNS)
+            .where(_MESSAGES.c.chat_id == chat_id, _MESSAGES.c.role == "assistant")
+            .order_by(_MESSAGES.c.id.desc())
+            .limit(1)
+        )
+        return StoredMessage(*rows[0]) if rows else None

@@ -1,0 +1,89 @@
+"""Shared pieces of the benchmarks: a bot on a temporary database, timing targets, results."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from botkit.backends.base import Backend
+from botkit.config import Config
+from botkit.core.app import Bot
+from botkit.core.events import ChatKey, Incoming, User
+
+
+@dataclass(frozen=True)
+class Result:
+    """One row of the results table."""
+
+    figure: str
+    botkit: float
+    baseline: float
+    unit: str
+    ratio: float
+    goal: str
+    passed: bool
+    note: str = ""
+
+
+@asynccontextmanager
+async def started_bot(
+    backend_objects: dict[str, Backend] | None = None, **sections: Any
+) -> AsyncIterator[Bot]:
+    """A started Bot whose database lives in a temporary folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        data: dict[str, Any] = {"storage": {"url": f"sqlite+aiosqlite:///{folder}/bench.db"}}
+        data.update(sections)
+        bot = Bot(Config(**data), backends=backend_objects)
+        await bot.start()
+        try:
+            yield bot
+        finally:
+            await bot.close()
+
+
+def incoming(text: str, chat: str) -> Incoming:
+    """A message from the benchmark user in chat."""
+    return Incoming(ChatKey("bench", chat), User("bench", "bench"), text)
+
+
+class TimingTarget:
+    """Records when the first text of a reply arrived (time to first token)."""
+
+    max_length = 1_000_000
+    min_edit_interval = 0.0
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.text = ""
+
+    async def send(self, text: str) -> int:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.text = text
+        return 0
+
+    async def edit(self, handle: int, text: str) -> None:
+        self.text = text
+
+
+def median(values: list[float]) -> float:
+    """The median (values must not be empty)."""
+    return statistics.median(values)
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def write_json(results: list[Result], path: Path) -> None:
+    """Save the results as JSON."""
+    path.write_text(json.dumps([asdict(r) for r in results], indent=2), encoding="utf-8")

@@ -1,0 +1,73 @@
+"""3. History growth: building a prompt stays flat as a chat's stored history grows.
+
+Times what a turn does before generating — load the chat and its settings, select the newest
+messages that fit (one index range scan from the trimming position), count tokens — for chats
+with 10 to 1,000,000 stored messages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime
+
+from bench.common import Result, incoming, median, started_bot
+
+SIZES = [10, 1_000, 100_000, 1_000_000]
+REPEAT = 30
+
+
+async def run() -> list[Result]:
+    """Median prompt-building time per history size."""
+    timings: dict[int, float] = {}
+    async with started_bot() as bot:
+        backend = bot.backends["local"]
+        database = str(bot.repo.engine.url.database)
+        for size in SIZES:
+            chat = await bot.repo.chat(incoming("", f"history-{size}").chat)
+            now = datetime.now(UTC).isoformat(sep=" ")
+            rows = (
+                (chat.id, "user" if i % 2 == 0 else "assistant", None,
+                 f"message {i} of a long conversation", 12, backend.tokenizer_id, "complete",
+                 None, now)
+                for i in range(size)
+            )  # fmt: skip
+            with sqlite3.connect(database) as db:  # bulk load; the bot's own writes are turns
+                db.executemany(
+                    "INSERT INTO messages (chat_id, role, author, content, token_count, "
+                    "token_model, status, seed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                (last,) = db.execute("SELECT max(id) FROM messages").fetchone()
+                # A chat this long has been trimmed many times: its window starts near the end.
+                db.execute(
+                    "UPDATE chats SET window_start_id = ? WHERE id = ?",
+                    (max(0, last - 120) if size > 120 else 0, chat.id),
+                )
+            samples = []
+            for _ in range(REPEAT):
+                start = time.perf_counter()
+                ctx = await bot.router.context(incoming("Next?", f"history-{size}"), _Null())
+                await bot.conversation.plan(
+                    ctx.chat, ctx.settings, {"role": "user", "content": "Next?"}
+                )
+                samples.append(time.perf_counter() - start)
+            timings[size] = median(samples)
+    small, large = timings[SIZES[0]], timings[SIZES[-1]]
+    return [
+        Result(f"prompt build, {size:,} messages", timings[size] * 1000, small * 1000, "ms",
+               timings[size] / small, "≤ 2 (1M: < 5 ms)",
+               timings[size] / small <= 2 and (size != SIZES[-1] or large < 0.005))
+        for size in SIZES[1:]
+    ]  # fmt: skip
+
+
+class _Null:
+    max_length = 1_000_000
+    min_edit_interval = 0.0
+
+    async def send(self, text: str) -> int:
+        return 0
+
+    async def edit(self, handle: int, text: str) -> None:
+        return None
