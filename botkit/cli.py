@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,15 @@ def example_config_text() -> str:
         if candidate.is_file():
             return candidate.read_text(encoding="utf-8")
     raise FileNotFoundError("config.example.toml is missing from this installation")
+
+
+def _bench(extra: list[str]) -> int:
+    """Run python -m bench in the source checkout this botkit is installed from."""
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "bench" / "__main__.py").is_file():
+        print("botkit bench needs a source checkout (the bench/ folder)", file=sys.stderr)
+        return 1
+    return subprocess.call([sys.executable, "-m", "bench", *extra], cwd=checkout)
 
 
 def _config_path(arg: Path | None) -> Path | None:
@@ -144,12 +154,16 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     with_config(db_sub.add_parser("upgrade", help="apply Alembic migrations"))
     with_config(sub.add_parser("check", help="validate the config and probe storage and backends"))
+    bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to python -m bench")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `botkit` command."""
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args.bench_args)
     if args.command == "init":
         if args.path.exists() and not args.force:
             print(f"{args.path} exists; use --force to overwrite it", file=sys.stderr)

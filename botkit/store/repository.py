@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,13 +87,33 @@ def _now() -> datetime:
 
 
 class Repository:
-    """All reads and writes of chats and messages (SQLAlchemy Core: rows, not ORM objects)."""
+    """All reads and writes of chats and messages (SQLAlchemy Core: rows, not ORM objects).
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Recently used chats and their kept windows are cached in memory and updated by this
+    repository's own writes, so a turn costs one write transaction. A chat is served by one
+    process at a time (shards split chats), so no other writer can make the cache stale.
+    """
+
+    def __init__(self, engine: AsyncEngine, cached_chats: int = 1024) -> None:
         self.engine = engine
         # One writer at a time: SQLite fails a deferred read-then-write transaction at once
         # when another connection holds the write lock, whatever the busy timeout.
         self._write_lock = asyncio.Lock()
+        self._cached_chats = cached_chats
+        self._chats: OrderedDict[ChatKey, ChatRecord] = OrderedDict()
+        self._windows: OrderedDict[int, tuple[int, list[StoredMessage]]] = OrderedDict()
+
+    def _remember_chat(self, record: ChatRecord) -> ChatRecord:
+        self._chats[record.key] = record
+        self._chats.move_to_end(record.key)
+        while len(self._chats) > self._cached_chats:
+            self._chats.popitem(last=False)
+        return record
+
+    def _forget(self, chat_id: int) -> None:
+        self._windows.pop(chat_id, None)
+        for key in [k for k, r in self._chats.items() if r.id == chat_id]:
+            del self._chats[key]
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -105,12 +126,16 @@ class Repository:
 
     async def chat(self, key: ChatKey) -> ChatRecord:
         """The chat for key, created on first use."""
+        cached = self._chats.get(key)
+        if cached is not None:
+            self._chats.move_to_end(key)
+            return cached
         query = select(_CHATS).where(
             _CHATS.c.platform == key.platform, _CHATS.c.chat_key == key.chat_id
         )
         rows = await self._read(query)
         if rows:
-            return _record(rows[0])
+            return self._remember_chat(_record(rows[0]))
         async with self._write() as conn:
             row = (await conn.execute(query)).first()
             if row is None:
@@ -122,7 +147,7 @@ class Repository:
                     )
                 )  # fmt: skip
                 row = (await conn.execute(query)).one()
-            return _record(row)
+            return self._remember_chat(_record(row))
 
     async def set_setting(self, chat_id: int, name: str, value: Any) -> None:
         """Override one setting for a chat; None returns it to the config default."""
@@ -134,15 +159,28 @@ class Repository:
                 .where(_CHATS.c.id == chat_id)
                 .values({name: value, "updated_at": _now()})
             )
+        for key, record in list(self._chats.items()):
+            if record.id == chat_id:
+                self._chats[key] = replace(record, overrides={**record.overrides, name: value})
 
     async def window(self, chat_id: int, start_id: int) -> list[StoredMessage]:
         """Messages from start_id on, oldest first: one range scan of (chat_id, id)."""
+        cached = self._windows.get(chat_id)
+        if cached is not None and cached[0] <= start_id:
+            self._windows.move_to_end(chat_id)
+            kept = [m for m in cached[1] if m.id >= start_id]
+            self._windows[chat_id] = (start_id, kept)
+            return list(kept)
         rows = await self._read(
             select(*_MESSAGE_COLUMNS)
             .where(_MESSAGES.c.chat_id == chat_id, _MESSAGES.c.id >= start_id)
             .order_by(_MESSAGES.c.id)
         )
-        return [StoredMessage(*row) for row in rows]
+        messages = [StoredMessage(*row) for row in rows]
+        self._windows[chat_id] = (start_id, messages)
+        while len(self._windows) > self._cached_chats:
+            self._windows.popitem(last=False)
+        return list(messages)
 
     async def count_before(self, chat_id: int, start_id: int) -> int:
         """How many stored messages lie before start_id (no longer sent to the model)."""
@@ -159,6 +197,9 @@ class Repository:
             await conn.execute(
                 update(_CHATS).where(_CHATS.c.id == chat_id).values(window_start_id=start_id)
             )
+        for key, record in list(self._chats.items()):
+            if record.id == chat_id:
+                self._chats[key] = replace(record, window_start_id=start_id)
 
     async def recount(self, updates: Sequence[tuple[int, int, str]]) -> None:
         """Store new token counts: (message id, count, tokenizer id)."""
@@ -171,19 +212,22 @@ class Repository:
                     .where(_MESSAGES.c.id == message_id)
                     .values(token_count=count, token_model=model)
                 )
+        self._windows.clear()
 
     async def add_messages(self, chat_id: int, messages: Sequence[NewMessage]) -> list[int]:
         """Store messages in one transaction (a turn is all or nothing); returns their ids."""
         now = _now()
-        ids: list[int] = []
+        values = [{"chat_id": chat_id, "created_at": now, **asdict(m)} for m in messages]
         async with self._write() as conn:
-            for message in messages:
-                result = await conn.execute(
-                    insert(_MESSAGES).values(chat_id=chat_id, created_at=now, **asdict(message))
-                )
-                (new_id,) = result.inserted_primary_key or (0,)
-                ids.append(int(new_id))
-            await conn.execute(update(_CHATS).where(_CHATS.c.id == chat_id).values(updated_at=now))
+            result = await conn.execute(insert(_MESSAGES).values(values).returning(_MESSAGES.c.id))
+            ids = sorted(int(row[0]) for row in result)
+        cached = self._windows.get(chat_id)
+        if cached is not None:
+            cached[1].extend(
+                StoredMessage(i, m.role, m.author, m.content, m.token_count, m.token_model,
+                              m.status, m.seed)
+                for i, m in zip(ids, messages, strict=True)
+            )  # fmt: skip
         return ids
 
     async def clear_history(self, chat_id: int) -> int:
@@ -193,7 +237,8 @@ class Repository:
             await conn.execute(
                 update(_CHATS).where(_CHATS.c.id == chat_id).values(window_start_id=0)
             )
-            return int(result.rowcount or 0)
+        self._forget(chat_id)
+        return int(result.rowcount or 0)
 
     async def delete_messages(self, chat_id: int, message_ids: Sequence[int]) -> None:
         """Delete some of a chat's messages (e.g. the turn /retry replaces)."""
@@ -203,6 +248,7 @@ class Repository:
                     _MESSAGES.c.chat_id == chat_id, _MESSAGES.c.id.in_(list(message_ids))
                 )
             )
+        self._windows.pop(chat_id, None)
 
     async def last_turn(self, chat_id: int) -> tuple[StoredMessage, StoredMessage] | None:
         """The newest user message and the reply after it, if the chat ends with a reply."""
