@@ -59,7 +59,7 @@ class ScriptedBackend:
         text = self._replies.popleft() if self._replies else f"echo: {messages[-1]['content']}"
         for start in range(0, len(text), self._chunk):
             yield Chunk(text[start : start + self._chunk])
-        usage = Usage(await self.count_tokens(messages), math.ceil(len(text) / 4), "stop")
+        usage = Usage(len(messages) * 8, math.ceil(len(text) / 4), "stop")  # a fake count
         yield Chunk("", usage=usage)
 
     async def info(self) -> BackendInfo:

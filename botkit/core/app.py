@@ -96,6 +96,8 @@ class Bot:
                 await backend.close()
             except Exception:
                 log.exception("closing backend %s failed", backend.name)
+        if self._repo is not None:
+            await self._repo.close()
         if self._engine is not None:
             await self._engine.dispose()
 

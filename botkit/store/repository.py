@@ -99,6 +99,7 @@ class Repository:
         # One writer at a time: SQLite fails a deferred read-then-write transaction at once
         # when another connection holds the write lock, whatever the busy timeout.
         self._write_lock = asyncio.Lock()
+        self._writer: AsyncConnection | None = None
         self._cached_chats = cached_chats
         self._chats: OrderedDict[ChatKey, ChatRecord] = OrderedDict()
         self._windows: OrderedDict[int, tuple[int, list[StoredMessage]]] = OrderedDict()
@@ -117,8 +118,19 @@ class Repository:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        # The single writer keeps its connection: no pool check-out and reset per turn.
+        async with self._write_lock:
+            if self._writer is None:
+                self._writer = await self.engine.connect()
+            async with self._writer.begin():
+                yield self._writer
+
+    async def close(self) -> None:
+        """Return the writer's connection to the pool."""
+        async with self._write_lock:
+            if self._writer is not None:
+                await self._writer.close()
+                self._writer = None
 
     async def _read(self, statement: Any) -> list[Any]:
         async with self.engine.connect() as conn:
@@ -220,7 +232,7 @@ class Repository:
         values = [{"chat_id": chat_id, "created_at": now, **asdict(m)} for m in messages]
         async with self._write() as conn:
             result = await conn.execute(insert(_MESSAGES).values(values).returning(_MESSAGES.c.id))
-            ids = sorted(int(row[0]) for row in result)
+            ids = [int(row[0]) for row in result]
         cached = self._windows.get(chat_id)
         if cached is not None:
             cached[1].extend(

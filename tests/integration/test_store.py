@@ -70,5 +70,6 @@ async def test_turns_are_stored_in_order_and_reset_keeps_settings(tmp_path: Path
         again = await repo.chat(ChatKey("test", "x"))
         assert again.overrides["temperature"] == 0.4
         assert await repo.window(chat.id, 0) == []
+        await repo.close()
     finally:
         await engine.dispose()
