@@ -17,6 +17,7 @@ from botkit.core.app import Bot
 from botkit.secrets import install_redaction
 from botkit.service import AdapterError, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
+from botkit.systemd import Notifier
 
 __all__ = ["example_config_text", "main"]
 
@@ -77,6 +78,8 @@ async def _chat(config: Config, base_dir: Path, chat: str) -> int:
 
 
 async def _run(config: Config, base_dir: Path) -> int:
+    notifier = Notifier()
+    notifier.notify("STATUS=loading the model and the database")
     bot = Bot(config, base_dir=base_dir)
     try:
         await bot.start()
@@ -89,7 +92,7 @@ async def _run(config: Config, base_dir: Path) -> int:
                 file=sys.stderr,
             )
             return 1
-        await run_adapters(bot, adapters)
+        await run_adapters(bot, adapters, notifier)
     finally:
         await bot.close()
     return 0

@@ -44,6 +44,7 @@ __all__ = [
     "LlamaCppConfig",
     "OllamaConfig",
     "PluginsConfig",
+    "ServiceConfig",
     "StorageConfig",
     "TelegramConfig",
     "load_config",
@@ -229,6 +230,18 @@ class DiscordConfig(_Section):
         return self
 
 
+class ServiceConfig(_Section):
+    """Running as a service: limits and shutdown."""
+
+    # Chat messages (generations) a user may send per minute; 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=20, ge=0, le=10_000)
+    # Replies that may wait for a model at once; more get "busy, try again".
+    max_queue: int = Field(default=32, ge=1, le=10_000)
+    # On SIGTERM: seconds in-flight replies may take to finish before they are cut (and stored
+    # as interrupted). Keep systemd's TimeoutStopSec above it.
+    grace_period: float = Field(default=20.0, ge=0.0, le=600.0)
+
+
 class LoggingConfig(_Section):
     """Log output (always to stderr)."""
 
@@ -254,6 +267,7 @@ class Config(BaseSettings):
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
+    service: ServiceConfig = ServiceConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

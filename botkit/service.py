@@ -13,6 +13,7 @@ from botkit.adapters.console import ConsoleAdapter
 from botkit.config import Config
 from botkit.core.app import Bot
 from botkit.secrets import read_secret
+from botkit.systemd import Notifier
 
 __all__ = ["AdapterError", "build_adapters", "run_adapters"]
 
@@ -61,30 +62,59 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
     return adapters
 
 
-async def run_adapters(bot: Bot, adapters: list[Adapter]) -> None:
-    """Run adapters until all have finished; SIGTERM (and SIGINT without a console) stops all."""
+async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | None = None) -> None:
+    """Run adapters until they finish or SIGTERM (SIGINT too without a console) asks to stop.
+
+    Stopping is graceful: no new messages are taken, replies in flight may finish within
+    [service] grace_period, the rest are cut and stored as interrupted, then the adapters
+    disconnect.
+    """
+    notifier = notifier or Notifier()
     loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[None]] = []
-
-    def stop_all() -> None:
-        log.info("stopping: no new messages are taken")
-        stopping.extend(asyncio.ensure_future(a.stop()) for a in adapters)
-
+    stop_requested = asyncio.Event()
     signals = [signal.SIGTERM]
     if not any(isinstance(a, ConsoleAdapter) for a in adapters):
         signals.append(signal.SIGINT)  # the console handles Ctrl-C itself
     for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop_all)
+            loop.add_signal_handler(sig, stop_requested.set)
+    running = [asyncio.create_task(a.start(bot.router), name=a.name) for a in adapters]
+    watchdog = asyncio.create_task(notifier.watchdog())
+    ready = asyncio.create_task(_announce_ready(adapters, notifier))
+    stop_wait = asyncio.create_task(stop_requested.wait())
     try:
-        results = await asyncio.gather(
-            *(a.start(bot.router) for a in adapters), return_exceptions=True
-        )
-        for adapter, result in zip(adapters, results, strict=True):
+        await asyncio.wait([*running, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        while not stop_requested.is_set() and not all(t.done() for t in running):
+            # An adapter ended (the console at end of input): the others go on.
+            await asyncio.wait(
+                [*(t for t in running if not t.done()), stop_wait],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        log.info("stopping: no new messages are taken")
+        notifier.notify("STOPPING=1", "STATUS=finishing replies in flight")
+        cut = await bot.router.drain(bot.config.service.grace_period)
+        if cut:
+            log.warning("%d replies were cut by the shutdown and stored as interrupted", cut)
+        await asyncio.gather(*(a.stop() for a in adapters))
+        for adapter, result in zip(
+            adapters, await asyncio.gather(*running, return_exceptions=True), strict=True
+        ):
             if isinstance(result, BaseException):
                 log.error("adapter %s stopped with an error: %r", adapter.name, result)
     finally:
+        for task in (watchdog, ready, stop_wait):
+            task.cancel()
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-        await asyncio.gather(*stopping)
+
+
+async def _announce_ready(adapters: list[Adapter], notifier: Notifier) -> None:
+    """READY=1 once every adapter that reports readiness is connected."""
+    for adapter in adapters:
+        ready = getattr(adapter, "ready", None)
+        if isinstance(ready, asyncio.Event):
+            await ready.wait()
+    names = ", ".join(a.name for a in adapters)
+    notifier.notify("READY=1", f"STATUS=serving: {names}")
+    log.info("ready: %s", names)

@@ -114,6 +114,7 @@ class TelegramAdapter:
         self._router: Router | None = None
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._stopped = asyncio.Event()
+        self.ready = asyncio.Event()
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._handled = asyncio.Condition()
         self._handled_ids: set[int] = set()
@@ -154,6 +155,7 @@ class TelegramAdapter:
             error_callback=self._polling_error,
         )
         await app.start()
+        self.ready.set()
         log.info("telegram: connected as @%s (long polling)", self.username)
         try:
             await self._stopped.wait()
@@ -174,6 +176,7 @@ class TelegramAdapter:
             cfg.webhook_url, secret_token=self._webhook_secret, allowed_updates=[Update.MESSAGE]
         )
         await app.start()
+        self.ready.set()
         log.info("telegram: connected as @%s (webhook on port %s)", self.username, server.port)
         try:
             await self._stopped.wait()

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 __all__ = [
     "Backend",
+    "BackendBusy",
     "BackendError",
     "BackendInfo",
     "BackendUnavailable",
@@ -87,6 +88,10 @@ class BackendError(Exception):
 
 class BackendUnavailable(BackendError):
     """The backend is down, unreachable or failed to load."""
+
+
+class BackendBusy(BackendError):
+    """Too many replies are already waiting for this backend."""
 
 
 class ModelNotFound(BackendError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from botkit.backends.base import (
     Backend,
+    BackendBusy,
     BackendError,
     ContextOverflow,
     GenerationParams,
@@ -192,6 +193,11 @@ class Conversation:
         stream = ReplyStream(ctx.target)
         usage: Usage | None = None
         chat_name = str(ctx.chat.key)
+        waiting = self.bot.scheduler.queued(backend.name)
+        if waiting >= self.bot.config.service.max_queue:
+            raise BackendBusy(
+                f"the model is busy ({waiting} replies are waiting); try again in a moment"
+            )
         ahead = self.bot.scheduler.ahead_of(backend.name, chat_name)
         if ahead:
             noun = "reply" if ahead == 1 else "replies"

@@ -5,6 +5,7 @@ Every failure ends as a clear reply in the chat; nothing a user sends can stop t
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from botkit.backends.base import BackendError
 from botkit.core.context import Context
 from botkit.core.events import Incoming
+from botkit.core.limits import RateLimiter
 from botkit.core.streaming import ReplyTarget
 from botkit.plugins.api import CommandError
 
@@ -30,6 +32,27 @@ class Router:
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        self.accepting = True
+        self._active: set[asyncio.Task[None]] = set()
+        self._limiter = RateLimiter(bot.config.service.rate_limit_per_minute)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages being handled right now."""
+        return len(self._active)
+
+    async def drain(self, grace: float) -> int:
+        """Stop taking messages; let those in flight finish for up to grace seconds, then
+        cancel the rest (their replies are stored as interrupted). Returns how many were cut."""
+        self.accepting = False
+        pending = set(self._active)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
 
     async def context(self, incoming: Incoming, target: ReplyTarget) -> Context:
         """Build the handler context for a message (loads the chat and its settings)."""
@@ -40,8 +63,19 @@ class Router:
     async def handle(self, incoming: Incoming, target: ReplyTarget) -> None:
         """Handle one message; replies go to target."""
         text = incoming.text.strip()
-        if not text:
+        if not text or not self.accepting:
             return
+        task = asyncio.current_task()
+        if task is None:
+            await self._handle(incoming, target, text)
+            return
+        self._active.add(task)
+        try:
+            await self._handle(incoming, target, text)
+        finally:
+            self._active.discard(task)
+
+    async def _handle(self, incoming: Incoming, target: ReplyTarget, text: str) -> None:
         ctx = await self.context(incoming, target)
         try:
             if text.startswith("/"):
@@ -61,6 +95,13 @@ class Router:
         if len(text) > MAX_MESSAGE_CHARS:
             raise CommandError(
                 f"your message is {len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}"
+            )
+        user = ctx.incoming.user
+        wait = self._limiter.check(f"{ctx.incoming.chat.platform}:{user.id}")
+        if wait:
+            raise CommandError(
+                f"you are sending messages faster than {self._limiter.per_minute} a minute; "
+                f"try again in {wait:.0f} s"
             )
         await self.bot.conversation.respond(ctx, text)
 

@@ -22,10 +22,16 @@ class _Lane:
         self.active = 0
         # Rotation order: the first chat is served next, then moves to the back.
         self.waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self.last_served: str | None = None
 
     def dispatch(self) -> None:
         while self.active < self.capacity and self.waiting:
-            chat, queue = next(iter(self.waiting.items()))
+            chat = next(iter(self.waiting))
+            if chat == self.last_served and len(self.waiting) > 1:
+                # It was just served: the others come first.
+                self.waiting.move_to_end(chat)
+                chat = next(iter(self.waiting))
+            queue = self.waiting[chat]
             future = queue.popleft()
             if queue:
                 self.waiting.move_to_end(chat)
@@ -35,6 +41,7 @@ class _Lane:
                 continue
             future.set_result(None)
             self.active += 1
+            self.last_served = chat
 
     def forget(self, chat: str, future: asyncio.Future[None]) -> None:
         queue = self.waiting.get(chat)
@@ -46,6 +53,8 @@ class _Lane:
     def ahead_of(self, chat: str) -> int:
         """Generations that must start or end before chat's next one can start."""
         order = list(self.waiting)
+        if len(order) > 1 and order[0] == self.last_served:
+            order.append(order.pop(0))  # as dispatch() will serve them
         before = order.index(chat) if chat in order else len(order)
         return max(0, self.active + before - self.capacity + 1)
 
@@ -78,6 +87,7 @@ class FairScheduler:
         lane = self._lane(backend, capacity)
         if lane.active < lane.capacity and not lane.waiting:
             lane.active += 1
+            lane.last_served = chat
         else:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             lane.waiting.setdefault(chat, deque()).append(future)
