@@ -14,7 +14,7 @@ from botkit.adapters.console import ConsoleAdapter
 from botkit.backends.base import BackendError
 from botkit.config import Config, ConfigError, load_config
 from botkit.core.app import Bot
-from botkit.secrets import install_redaction
+from botkit.secrets import install_redaction, redact
 from botkit.service import AdapterError, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
 from botkit.systemd import Notifier
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_db_upgrade(config))
         return asyncio.run(_check(config, base_dir))
     except (ConfigError, NotMigrated, BackendError, AdapterError) as exc:
-        print(f"botkit: {exc}", file=sys.stderr)
+        print(f"botkit: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

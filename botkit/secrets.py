@@ -10,10 +10,17 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["RedactingFilter", "install_redaction", "read_secret"]
+__all__ = ["RedactingFilter", "install_redaction", "read_secret", "redact"]
 
 _SECRETS: set[str] = set()
 _MASK = "[REDACTED]"
+
+
+def redact(text: str) -> str:
+    """text with every known secret replaced by [REDACTED]."""
+    for secret in _SECRETS:
+        text = text.replace(secret, _MASK)
+    return text
 
 
 class RedactingFilter(logging.Filter):
@@ -23,15 +30,10 @@ class RedactingFilter(logging.Filter):
         if not _SECRETS:
             return True
         message = record.getMessage()
-        redacted = message
-        for secret in _SECRETS:
-            redacted = redacted.replace(secret, _MASK)
+        redacted = redact(message)
         if redacted != message or record.exc_info:
             if record.exc_info and record.exc_info[1] is not None:
-                text = logging.Formatter().formatException(record.exc_info)
-                for secret in _SECRETS:
-                    text = text.replace(secret, _MASK)
-                record.exc_text = text
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
                 record.exc_info = None
             record.msg, record.args = redacted, None
         return True

@@ -20,6 +20,10 @@ __all__ = ["AdapterError", "build_adapters", "run_adapters"]
 log = logging.getLogger(__name__)
 
 
+# What discord.py and python-telegram-bot raise for a refused token: restarting will not help.
+_BAD_TOKEN = {"LoginFailure", "InvalidToken"}
+
+
 class AdapterError(Exception):
     """An adapter cannot start (e.g. its token is missing); the message says how to fix it."""
 
@@ -99,6 +103,8 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
         for adapter, result in zip(
             adapters, await asyncio.gather(*running, return_exceptions=True), strict=True
         ):
+            if type(result).__name__ in _BAD_TOKEN:
+                raise AdapterError(f"{adapter.name}: the token was refused ({result})")
             if isinstance(result, BaseException):
                 log.error("adapter %s stopped with an error: %r", adapter.name, result)
     finally:

@@ -54,7 +54,11 @@ async def emulator() -> AsyncIterator[BotApiEmulator]:
 
 
 async def start_service(
-    tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket, grace: float
+    tmp_path: Path,
+    emulator: BotApiEmulator,
+    notify: NotifySocket,
+    grace: float,
+    token: str | None = None,
 ) -> asyncio.subprocess.Process:
     config = tmp_path / "config.toml"
     config.write_text(
@@ -65,7 +69,7 @@ async def start_service(
     )
     env = {
         **os.environ,
-        "BOTKIT_TELEGRAM_TOKEN": emulator.token,
+        "BOTKIT_TELEGRAM_TOKEN": token or emulator.token,
         "NOTIFY_SOCKET": str(notify.path),
         "WATCHDOG_USEC": "200000",  # a ping every 0.1 s
         "NO_PROXY": "127.0.0.1,localhost",
@@ -140,3 +144,16 @@ async def test_kill_9_in_a_burst_loses_no_committed_turn(
             "SELECT chat_id, count(*) FROM messages GROUP BY chat_id HAVING count(*) % 2 = 1"
         ).fetchall()
     assert turns == []  # every stored turn is whole: question and answer together
+
+
+async def test_a_refused_token_exits_with_status_2(
+    tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket
+) -> None:
+    wrong = "999:a-different-token-than-the-emulator-has"  # every request: 401
+    process = await start_service(tmp_path, emulator, notify, 1.0, token=wrong)
+    async with asyncio.timeout(60):
+        code = await process.wait()
+    stderr = (await process.stderr.read()).decode() if process.stderr else ""
+    assert code == 2, stderr  # RestartPreventExitStatus=2 in the unit: no restart loop
+    assert "the token was refused" in stderr
+    assert wrong not in stderr
