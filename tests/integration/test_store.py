@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
+from botkit.backends.scripted import ScriptedBackend
+from botkit.config import Config
+from botkit.core.app import Bot
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
 from botkit.store.models import Base, MessageStatus
 from botkit.store.repository import NewMessage, Repository
+from tests.conftest import say
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database: SQLite in tmp_path, or the PostgreSQL that .ci/run starts."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    url = os.environ.get("BOTKIT_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip('set BOTKIT_TEST_POSTGRES_URL (eval "$(.ci/postgres)"); CI always does')
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+    yield url
 
 
 def _diff(connection: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
 
 
-async def test_migrations_create_exactly_the_models_schema_and_downgrade(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+async def test_migrations_create_exactly_the_models_schema_and_downgrade(db_url: str) -> None:
+    engine = create_engine(db_url)
     try:
         await upgrade(engine)
         async with engine.connect() as conn:
@@ -46,8 +70,8 @@ async def test_migrations_create_exactly_the_models_schema_and_downgrade(tmp_pat
         await engine.dispose()
 
 
-async def test_turns_are_stored_in_order_and_reset_keeps_settings(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+async def test_turns_are_stored_in_order_and_reset_keeps_settings(db_url: str) -> None:
+    engine = create_engine(db_url)
     try:
         assert await ensure_migrated(engine, auto_migrate_new=True)
         repo = Repository(engine)
@@ -73,3 +97,25 @@ async def test_turns_are_stored_in_order_and_reset_keeps_settings(tmp_path: Path
         await repo.close()
     finally:
         await engine.dispose()
+
+
+async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> None:
+    config = Config(storage={"url": db_url})
+    for run in range(2):
+        backend = ScriptedBackend("local")
+        bot = Bot(config, backends={"local": backend})
+        await bot.start()
+        try:
+            if run == 0:
+                assert "set to 0.3" in (await say(bot, "/temp 0.3")).text
+                assert (await say(bot, "Hello")).text == "echo: Hello"
+            else:
+                assert (await say(bot, "/temp")).text == "temperature is 0.3 (default 0.7)"
+                await say(bot, "Again")
+                assert [m["content"] for m in backend.prompts[0][1:]] == [
+                    "Hello",
+                    "echo: Hello",
+                    "Again",
+                ]
+        finally:
+            await bot.close()
