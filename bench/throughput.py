@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from sqlalchemy import text
+
 from bench.common import Result, incoming, p99, started_bot
 from botkit.adapters.memory import MemoryTarget
 from botkit.backends.scripted import ScriptedBackend
@@ -31,6 +33,10 @@ async def _measure(chats: int, per_chat: int) -> tuple[float, float]:
         start = time.perf_counter()
         await asyncio.gather(*(one_chat(f"tp-{c}") for c in range(chats)))
         elapsed = time.perf_counter() - start
+        async with bot.repo.engine.connect() as conn:
+            stored = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one()
+    if stored != 2 * chats * per_chat:  # every turn: the question and the answer, committed
+        raise RuntimeError(f"expected {2 * chats * per_chat} stored messages, found {stored}")
     return chats * per_chat / elapsed, p99(latencies)
 
 

@@ -85,6 +85,8 @@ async def _run(config: Config, base_dir: Path) -> int:
         await bot.start()
         for error in bot.plugin_errors:
             print(f"warning: {error}", file=sys.stderr)
+        if config.metrics.enabled:
+            bot.metrics.serve(config.metrics.host, config.metrics.port)
         adapters = build_adapters(config, bot)
         if not adapters:
             print(

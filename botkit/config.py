@@ -42,6 +42,7 @@ __all__ = [
     "DiscordConfig",
     "HistoryConfig",
     "LlamaCppConfig",
+    "MetricsConfig",
     "OllamaConfig",
     "PluginsConfig",
     "ServiceConfig",
@@ -242,6 +243,14 @@ class ServiceConfig(_Section):
     grace_period: float = Field(default=20.0, ge=0.0, le=600.0)
 
 
+class MetricsConfig(_Section):
+    """The Prometheus endpoint (off by default)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=1, le=65535)
+
+
 class LoggingConfig(_Section):
     """Log output (always to stderr)."""
 
@@ -268,6 +277,7 @@ class Config(BaseSettings):
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
     service: ServiceConfig = ServiceConfig()
+    metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @classmethod

@@ -14,6 +14,7 @@ from botkit.core.conversation import Conversation
 from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
+from botkit.metrics import Metrics
 from botkit.plugins.api import CommandRegistry
 from botkit.plugins.loader import load_plugins
 from botkit.store.db import create_engine, ensure_migrated
@@ -59,6 +60,7 @@ class Bot:
         self.conversation = Conversation(self)
         self.router = Router(self)
         self.plugin_errors: list[str] = []
+        self.metrics = Metrics()
         self._engine: AsyncEngine | None = None
         self._repo: Repository | None = None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -192,6 +193,9 @@ class Conversation:
         )
         stream = ReplyStream(ctx.target)
         usage: Usage | None = None
+        metrics = self.bot.metrics
+        started = time.perf_counter()
+        first: float | None = None
         chat_name = str(ctx.chat.key)
         waiting = self.bot.scheduler.queued(backend.name)
         if waiting >= self.bot.config.service.max_queue:
@@ -202,10 +206,15 @@ class Conversation:
         if ahead:
             noun = "reply" if ahead == 1 else "replies"
             await stream.status(f"⏳ In the queue: {ahead} {noun} to generate before yours.")
+        metrics.queue.labels(backend.name).set(waiting + 1)
         try:
             async with self.bot.scheduler.slot(backend.name, backend.max_parallel, chat_name):
+                metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
                 async for chunk in backend.stream(plan.messages, params, cache_key=chat_name):
                     if chunk.text:
+                        if first is None:
+                            first = time.perf_counter()
+                            metrics.ttft.labels(backend.name).observe(first - started)
                         await stream.append(chunk.text)
                     if chunk.usage is not None:
                         usage = chunk.usage
@@ -220,8 +229,15 @@ class Conversation:
             )
             if isinstance(exc, BackendError) and stream.text:
                 await stream.finish(INTERRUPTED_MARK)
+            metrics.replies.labels(backend.name, MessageStatus.INTERRUPTED).inc()
             raise
         await self._store(ctx, backend, text, author, stream.text, MessageStatus.COMPLETE, seed)
+        metrics.replies.labels(backend.name, MessageStatus.COMPLETE).inc()
+        if first is not None and usage is not None and usage.completion_tokens > 1:
+            elapsed = time.perf_counter() - first
+            if elapsed > 0:
+                rate = (usage.completion_tokens - 1) / elapsed
+                metrics.tokens_per_second.labels(backend.name).observe(rate)
         await stream.finish()
         return Reply(stream.text, MessageStatus.COMPLETE, seed, usage)
 

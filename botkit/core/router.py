@@ -65,6 +65,7 @@ class Router:
         text = incoming.text.strip()
         if not text or not self.accepting:
             return
+        self.bot.metrics.messages.labels(incoming.chat.platform).inc()
         task = asyncio.current_task()
         if task is None:
             await self._handle(incoming, target, text)
@@ -83,8 +84,10 @@ class Router:
             elif incoming.addressed_to_bot:
                 await self.chat(ctx, text)
         except (CommandError, BackendError) as exc:
+            self.bot.metrics.errors.labels(type(exc).__name__).inc()
             await ctx.reply_error(str(exc))
         except Exception:
+            self.bot.metrics.errors.labels("internal").inc()
             log.exception("unexpected error handling a message in %s", incoming.chat)
             await ctx.reply_error(
                 "Something went wrong on our side; the error is in the bot's log."

@@ -27,8 +27,8 @@ async def test_a_busy_chat_does_not_starve_the_others() -> None:
     tasks.append(asyncio.create_task(job("c", "c0")))
     await entered.wait()
     assert scheduler.queued("model") == 6
-    assert scheduler.ahead_of("model", "b") == 1  # only the running a0: a just had its turn
-    assert scheduler.ahead_of("model", "a") == 3  # a0, then b and c first
+    assert scheduler.ahead_of("model", "d") == 3  # a0 running, then b0 and c0
+    assert scheduler.ahead_of("model", "a") == 7  # after everything queued: a has had its turns
     release.set()
     await asyncio.gather(*tasks)
     assert order == ["a0", "b0", "c0", "a1", "a2", "a3", "a4"]
@@ -83,3 +83,28 @@ async def test_parallel_slots_let_a_second_chat_start_at_once() -> None:
     assert scheduler.ahead_of("ollama", "c") == 1
     release.set()
     await asyncio.gather(first, second)
+
+
+async def test_a_chat_arriving_late_still_goes_before_anyone_s_second_message() -> None:
+    scheduler = FairScheduler()
+    order: list[str] = []
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def job(chat: str, label: str, hold: bool = False) -> None:
+        async with scheduler.slot("model", 1, chat):
+            order.append(label)
+            if hold:
+                entered.set()
+                await release.wait()
+
+    tasks = [asyncio.create_task(job("a", "a0", hold=True))]
+    tasks += [asyncio.create_task(job("a", f"a{i}")) for i in (1, 2)]
+    tasks.append(asyncio.create_task(job("b", "b0")))
+    await entered.wait()
+    late = asyncio.create_task(job("c", "c0"))  # arrives after a's backlog is queued
+    async with asyncio.timeout(5):
+        await scheduler.wait_until_queued("model", 4)
+    release.set()
+    await asyncio.gather(*tasks, late)
+    assert order == ["a0", "b0", "c0", "a1", "a2"]
