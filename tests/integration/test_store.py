@@ -31,6 +31,8 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
         return
     url = os.environ.get("BOTKIT_TEST_POSTGRES_URL")
+    if not url and os.environ.get("CI"):
+        pytest.fail("CI must run the PostgreSQL cases: .ci/run starts a server (.ci/postgres)")
     if not url:
         pytest.skip('set BOTKIT_TEST_POSTGRES_URL (eval "$(.ci/postgres)"); CI always does')
     engine = create_engine(url)
