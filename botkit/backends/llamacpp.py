@@ -112,6 +112,7 @@ class LlamaCppBackend:
         self._framing: Any = None
         self._eos: int = -1
         self._message_cache: dict[tuple[str, str], int] = {}
+        self._prompt_cache: dict[tuple[object, ...], list[int]] = {}
         self._live_canonical = 0  # context tokens evaluated in the canonical batch shape
 
     @property
@@ -193,6 +194,17 @@ class LlamaCppBackend:
     def _tokenize_prompt(
         self, messages: Sequence[Message], *, generation: bool = True
     ) -> list[int]:
+        if len(messages) <= 2:  # the persona and anchor prompts recur on every turn
+            key = (generation, *((m["role"], m["content"]) for m in messages))
+            cached = self._prompt_cache.get(key)
+            if cached is None:
+                cached = self._prompt_cache[key] = self._render_tokens(messages, generation)
+                if len(self._prompt_cache) > 1024:
+                    self._prompt_cache.pop(next(iter(self._prompt_cache)))
+            return list(cached)
+        return self._render_tokens(messages, generation)
+
+    def _render_tokens(self, messages: Sequence[Message], generation: bool) -> list[int]:
         llm = self._require()
         formatter = self._formatter if generation else self._framing
         result = formatter(messages=list(messages))

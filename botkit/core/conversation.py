@@ -108,8 +108,11 @@ class Conversation:
         rows = await repo.window(chat.id, chat.window_start_id)
         rows = await self._counted(rows, backend)
         system: Message = {"role": "system", "content": settings.persona}
-        fixed_messages = [system] if new is None else [system, new]
-        fixed = await backend.count_tokens(fixed_messages)
+        # Per-message counts are cached by the backend (the new message is counted again when
+        # the turn is stored); the template is additive, the backend checks the exact prompt.
+        fixed = await backend.count_tokens([system])
+        if new is not None:
+            fixed += await backend.message_tokens(new)
         persona = await backend.message_tokens(system)
         budget = self.budget(backend, settings)
         if fixed > budget:

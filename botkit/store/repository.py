@@ -159,6 +159,7 @@ class Repository:
                     )
                 )  # fmt: skip
                 row = (await conn.execute(query)).one()
+                self._windows[row.id] = (0, [])  # a new chat: its window is known to be empty
             return self._remember_chat(_record(row))
 
     async def set_setting(self, chat_id: int, name: str, value: Any) -> None:
