@@ -104,6 +104,11 @@ class Repository:
         self._chats: OrderedDict[ChatKey, ChatRecord] = OrderedDict()
         self._windows: OrderedDict[int, tuple[int, list[StoredMessage]]] = OrderedDict()
 
+    def drop_caches(self) -> None:
+        """Forget every cached chat and window (the next reads go to the database)."""
+        self._chats.clear()
+        self._windows.clear()
+
     def _remember_chat(self, record: ChatRecord) -> ChatRecord:
         self._chats[record.key] = record
         self._chats.move_to_end(record.key)
