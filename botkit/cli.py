@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from botkit.adapters.console import ConsoleAdapter
 from botkit.backends.base import BackendError
 from botkit.config import Config, ConfigError, load_config
 from botkit.core.app import Bot
-from botkit.secrets import install_redaction, redact
+from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
 from botkit.systemd import Notifier
@@ -134,9 +135,36 @@ async def _check(config: Config, base_dir: Path) -> int:
             problems.append(f"backend {name}: {exc}")
         finally:
             await backend.close()
+    problems += _check_tokens(config)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+# Formats only: the platforms cannot be reached from every machine that runs `botkit check`.
+_TOKEN_FORMATS = {
+    "telegram": re.compile(r"^\d{5,}:[A-Za-z0-9_-]{30,}$"),
+    "discord": re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$"),
+}
+
+
+def _check_tokens(config: Config) -> list[str]:
+    """Each enabled platform's token: present, and shaped like one (never printed)."""
+    problems = []
+    for platform, section in (("telegram", config.telegram), ("discord", config.discord)):
+        if not section.enabled:
+            continue
+        token = read_secret(section.token_env, section.credential)
+        if token is None:
+            problems.append(
+                f"{platform}: no token in ${section.token_env} nor in the systemd credential "
+                f"{section.credential!r}"
+            )
+        elif not _TOKEN_FORMATS[platform].match(token):
+            problems.append(f"{platform}: the token does not look like a {platform} bot token")
+        else:
+            print(f"{platform}: token present and well-formed OK")
+    return problems
 
 
 def _parser() -> argparse.ArgumentParser:

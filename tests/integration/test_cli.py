@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -94,3 +95,29 @@ def test_check_reports_storage_and_backend(tmp_path: Path) -> None:
     assert "backend local:" in result.stdout
     botkit("db", "upgrade", "--config", str(config), cwd=tmp_path)
     assert botkit("check", "--config", str(config), cwd=tmp_path).returncode == 0
+
+
+def test_check_validates_platform_tokens_without_printing_them(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8") + "[telegram]\nenabled = true\n"
+        "[discord]\nenabled = true\n",
+        encoding="utf-8",
+    )
+    botkit("db", "upgrade", "--config", str(config), cwd=tmp_path)
+    env = {**os.environ, "BOTKIT_TELEGRAM_TOKEN": "12345678:" + "A" * 35}
+    env.pop("BOTKIT_DISCORD_TOKEN", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "botkit", "check", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "telegram: token present and well-formed OK" in result.stdout
+    assert "discord: no token in $BOTKIT_DISCORD_TOKEN" in result.stderr
+    assert "A" * 35 not in result.stdout + result.stderr
+    env["BOTKIT_DISCORD_TOKEN"] = "not a token"
+    result = subprocess.run(
+        [sys.executable, "-m", "botkit", "check", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert "discord: the token does not look like a discord bot token" in result.stderr
