@@ -86,22 +86,9 @@ class BotApiEmulator:
 
     # --- what tests do --------------------------------------------------------------------
 
-    async def user_message(
-        self,
-        text: str,
-        *,
-        chat_id: int = 1001,
-        user_id: int = 1001,
-        first_name: str = "Alice",
-        group: bool = False,
-        thread_id: int | None = None,
-        reply_to: SentMessage | None = None,
-    ) -> int:
-        """Queue a message from a user; returns its update_id."""
-        return await self.push_update(
-            {"message": self.message(text, chat_id=chat_id, user_id=user_id, first_name=first_name,
-                                     group=group, thread_id=thread_id, reply_to=reply_to)}
-        )  # fmt: skip
+    async def user_message(self, text: str, **kwargs: Any) -> int:
+        """Queue a message from a user (options as for `message`); returns its update_id."""
+        return await self.push_update({"message": self.message(text, **kwargs)})
 
     def message(
         self,
