@@ -451,7 +451,9 @@ class LlamaCppBackend:
         return BackendInfo(
             backend=self.name,
             kind="llama.cpp",
-            model_name=meta.get("general.name") or (self._path.stem if self._path else "?"),
+            # The file name is what people recognise ("SmolLM2-135M-Instruct.Q4_1");
+            # general.name is often a training-run label.
+            model_name=self._path.stem if self._path else meta.get("general.name", "?"),
             parameters=int(llm._model.n_params()),
             quantization=quantization_name(meta.get("general.file_type")),
             context_length=self.config.n_ctx,
@@ -461,6 +463,7 @@ class LlamaCppBackend:
             extra={
                 "architecture": arch,
                 "size label": meta.get("general.size_label", "?"),
+                "GGUF name": meta.get("general.name", "?"),
                 "file": self._path.name if self._path else "?",
             },
         )
