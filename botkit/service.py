@@ -28,39 +28,37 @@ class AdapterError(Exception):
     """An adapter cannot start (e.g. its token is missing); the message says how to fix it."""
 
 
+def _required_secret(section: str, env: str, credential: str, what: str = "token") -> str:
+    value = read_secret(env, credential)
+    if value is None:
+        raise AdapterError(
+            f"[{section}] is enabled but no {what} was found: set ${env} "
+            f"or a systemd credential named {credential!r}"
+        )
+    return value
+
+
 def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
     """The adapters the config enables, console last (it is the only one reading stdin)."""
     adapters: list[Adapter] = []
     if config.telegram.enabled:
         from botkit.adapters.telegram import TelegramAdapter
 
-        token = read_secret(config.telegram.token_env, config.telegram.credential)
-        if token is None:
-            raise AdapterError(
-                f"[telegram] is enabled but no token was found: set ${config.telegram.token_env} "
-                f"or a systemd credential named {config.telegram.credential!r}"
-            )
+        tg = config.telegram
+        token = _required_secret("telegram", tg.token_env, tg.credential)
         secret = None
-        if config.telegram.mode == "webhook":
-            secret = read_secret(
-                config.telegram.webhook_secret_env, config.telegram.webhook_secret_credential
+        if tg.mode == "webhook":
+            what = "webhook secret token (1-256 characters A-Z a-z 0-9 _ -)"
+            secret = _required_secret(
+                "telegram", tg.webhook_secret_env, tg.webhook_secret_credential, what
             )
-            if secret is None:
-                raise AdapterError(
-                    "[telegram] mode = 'webhook' needs a secret token: set "
-                    f"${config.telegram.webhook_secret_env} (1-256 characters A-Z a-z 0-9 _ -)"
-                )
-        adapters.append(TelegramAdapter(config.telegram, token, bot.registry, secret))
+        adapters.append(TelegramAdapter(tg, token, bot.registry, secret))
     if config.discord.enabled:
         from botkit.adapters.discord import DiscordAdapter
 
-        token = read_secret(config.discord.token_env, config.discord.credential)
-        if token is None:
-            raise AdapterError(
-                f"[discord] is enabled but no token was found: set ${config.discord.token_env} "
-                f"or a systemd credential named {config.discord.credential!r}"
-            )
-        adapters.append(DiscordAdapter(config.discord, token, bot.registry))
+        dc = config.discord
+        token = _required_secret("discord", dc.token_env, dc.credential)
+        adapters.append(DiscordAdapter(dc, token, bot.registry))
     if config.console.enabled and sys.stdin.isatty():
         adapters.append(ConsoleAdapter(user_name=config.console.user_name))
     return adapters

@@ -121,3 +121,21 @@ def test_check_validates_platform_tokens_without_printing_them(tmp_path: Path) -
         capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env, check=False,
     )  # fmt: skip
     assert "discord: the token does not look like a discord bot token" in result.stderr
+
+
+def test_run_without_a_token_says_where_to_put_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8") + "[telegram]\nenabled = true\n", encoding="utf-8"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "BOTKIT_TELEGRAM_TOKEN"}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "botkit", "run", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        "[telegram] is enabled but no token was found: set $BOTKIT_TELEGRAM_TOKEN" in result.stderr
+    )
