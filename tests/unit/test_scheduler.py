@@ -1,4 +1,4 @@
-"""Fair scheduling: round-robin between chats, one slot per in-process model."""
+"""Fair scheduling between chats, one slot per in-process model."""
 
 from __future__ import annotations
 
@@ -7,31 +7,42 @@ import asyncio
 from botkit.core.scheduler import FairScheduler
 
 
-async def test_a_busy_chat_does_not_starve_the_others() -> None:
-    scheduler = FairScheduler()
-    order: list[str] = []
-    entered = asyncio.Event()
-    release = asyncio.Event()
+class Jobs:
+    """Generations on one single-slot model that record the order they ran in.
 
-    async def job(chat: str, label: str, hold: bool = False) -> None:
-        async with scheduler.slot("model", 1, chat):
-            order.append(label)
+    The first job started with hold=True keeps the slot until release is set.
+    """
+
+    def __init__(self) -> None:
+        self.scheduler = FairScheduler()
+        self.order: list[str] = []
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def job(self, chat: str, label: str, hold: bool = False) -> None:
+        async with self.scheduler.slot("model", 1, chat):
+            self.order.append(label)
             if hold:
-                entered.set()
-                await release.wait()
+                self.entered.set()
+                await self.release.wait()
 
+    def start(self, chat: str, label: str, hold: bool = False) -> asyncio.Task[None]:
+        return asyncio.create_task(self.job(chat, label, hold))
+
+
+async def test_a_busy_chat_does_not_starve_the_others() -> None:
+    jobs = Jobs()
     # Tasks take their first step in creation order: the holder gets the slot, the rest queue.
-    tasks = [asyncio.create_task(job("a", "a0", hold=True))]
-    tasks += [asyncio.create_task(job("a", f"a{i}")) for i in range(1, 5)]
-    tasks.append(asyncio.create_task(job("b", "b0")))
-    tasks.append(asyncio.create_task(job("c", "c0")))
-    await entered.wait()
-    assert scheduler.queued("model") == 6
-    assert scheduler.ahead_of("model", "d") == 3  # a0 running, then b0 and c0
-    assert scheduler.ahead_of("model", "a") == 7  # after everything queued: a has had its turns
-    release.set()
+    tasks = [jobs.start("a", "a0", hold=True)]
+    tasks += [jobs.start("a", f"a{i}") for i in range(1, 5)]
+    tasks += [jobs.start("b", "b0"), jobs.start("c", "c0")]
+    await jobs.entered.wait()
+    assert jobs.scheduler.queued("model") == 6
+    assert jobs.scheduler.ahead_of("model", "d") == 3  # a0 running, then b0 and c0
+    assert jobs.scheduler.ahead_of("model", "a") == 7  # after everything queued: a had its turns
+    jobs.release.set()
     await asyncio.gather(*tasks)
-    assert order == ["a0", "b0", "c0", "a1", "a2", "a3", "a4"]
+    assert jobs.order == ["a0", "b0", "c0", "a1", "a2", "a3", "a4"]
 
 
 async def test_a_cancelled_waiter_gives_up_its_place() -> None:
@@ -86,25 +97,14 @@ async def test_parallel_slots_let_a_second_chat_start_at_once() -> None:
 
 
 async def test_a_chat_arriving_late_still_goes_before_anyone_s_second_message() -> None:
-    scheduler = FairScheduler()
-    order: list[str] = []
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def job(chat: str, label: str, hold: bool = False) -> None:
-        async with scheduler.slot("model", 1, chat):
-            order.append(label)
-            if hold:
-                entered.set()
-                await release.wait()
-
-    tasks = [asyncio.create_task(job("a", "a0", hold=True))]
-    tasks += [asyncio.create_task(job("a", f"a{i}")) for i in (1, 2)]
-    tasks.append(asyncio.create_task(job("b", "b0")))
-    await entered.wait()
-    late = asyncio.create_task(job("c", "c0"))  # arrives after a's backlog is queued
+    jobs = Jobs()
+    tasks = [jobs.start("a", "a0", hold=True)]
+    tasks += [jobs.start("a", f"a{i}") for i in (1, 2)]
+    tasks.append(jobs.start("b", "b0"))
+    await jobs.entered.wait()
+    late = jobs.start("c", "c0")  # arrives after a's backlog is queued
     async with asyncio.timeout(5):
-        await scheduler.wait_until_queued("model", 4)
-    release.set()
+        await jobs.scheduler.wait_until_queued("model", 4)
+    jobs.release.set()
     await asyncio.gather(*tasks, late)
-    assert order == ["a0", "b0", "c0", "a1", "a2"]
+    assert jobs.order == ["a0", "b0", "c0", "a1", "a2"]
