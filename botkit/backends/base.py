@@ -36,7 +36,11 @@ class Message(TypedDict):
 
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
-    """Sampling settings for one reply. seed is the concrete seed (never -1 here)."""
+    """Sampling settings for one reply. seed is the concrete seed (never -1 here).
+
+    repeatable: the chat fixed its seed, so the same history must give the same reply whatever
+    a backend had cached (llama.cpp then evaluates every prompt in one batch shape).
+    """
 
     temperature: float
     top_k: int
@@ -45,6 +49,7 @@ class GenerationParams:
     repeat_penalty: float
     max_tokens: int
     seed: int
+    repeatable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import ctypes
 import functools
 import logging
 import threading
@@ -22,6 +21,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from botkit.backends import kv_state
 from botkit.backends.base import (
     BackendInfo,
     BackendUnavailable,
@@ -49,6 +49,11 @@ _FILE_TYPES = {
 }  # fmt: skip
 
 _Emit = Callable[[Chunk | BaseException | None], None]
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("llama.cpp worker job failed", exc_info=future.exception())
 
 
 def quantization_name(file_type: str | None) -> str | None:
@@ -258,7 +263,7 @@ class LlamaCppBackend:
     def _logits(self, prompt: list[int]) -> npt.NDArray[np.float32]:
         with self._lock:
             llm = self._require()
-            self._prefill(llm, prompt, "")
+            self._prefill(llm, prompt, "", exact=True)
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
             result: npt.NDArray[np.float32] = logits.astype(np.float32, copy=True)
             return result
@@ -279,10 +284,12 @@ class LlamaCppBackend:
         loop = asyncio.get_running_loop()
         mailbox = _Mailbox(loop)
         stop = threading.Event()
-        job = functools.partial(self._sample, prompt, params, cache_key, stop, mailbox.put)
+        job = functools.partial(
+            self._sample, messages, prompt, params, cache_key, stop, mailbox.put
+        )
         future = loop.run_in_executor(self._executor, self._guarded, job, mailbox.put)
+        finished = False
         try:
-            finished = False
             while not finished:
                 text: list[str] = []
                 usage: Usage | None = None
@@ -294,15 +301,29 @@ class LlamaCppBackend:
                     else:
                         text.append(item.text)
                         usage = item.usage or usage
-                if text:
+                if text or usage:
                     yield Chunk("".join(text), usage=usage)
         finally:
-            stop.set()
-            # Wait for the worker so the context is consistent before anyone else uses it.
-            await asyncio.shield(future)
+            if not finished:
+                # Stopped early: wait until the worker has stopped generating, so this chat's
+                # slot is not handed on while its tokens are still being decoded.
+                stop.set()
+                await asyncio.shield(self._ended(mailbox))
+            # The state save after a finished reply goes on without us: the worker thread runs
+            # one job at a time, so the next turn waits for it, this reply does not.
+            future.add_done_callback(_log_failure)
+
+    @staticmethod
+    async def _ended(mailbox: _Mailbox) -> None:
+        while None not in await mailbox.take_all():
+            pass
 
     def _guarded(self, job: Callable[[], None], emit: _Emit) -> None:
-        """Run a generation job holding the context lock; always end the stream."""
+        """Run a generation job holding the context lock; always end the stream.
+
+        A job ends its stream itself (None) as soon as the reply is complete and may go on
+        with bookkeeping (the state save); an error after that only reaches the log.
+        """
         try:
             with self._lock:
                 job()
@@ -314,6 +335,7 @@ class LlamaCppBackend:
 
     def _sample(
         self,
+        messages: Sequence[Message],
         prompt: list[int],
         params: GenerationParams,
         cache_key: str,
@@ -321,7 +343,7 @@ class LlamaCppBackend:
         emit: _Emit,
     ) -> None:
         llm = self._require()
-        reused = self._prefill(llm, prompt, cache_key)
+        reused = self._prefill(llm, prompt, cache_key, exact=params.repeatable)
         is_eog = llama_cpp.llama_vocab_is_eog
         vocab = llm._model.vocab
         llm.set_seed(params.seed)
@@ -352,7 +374,6 @@ class LlamaCppBackend:
                 reason = "length"
                 break
         tail = decoder.decode(b"", final=True)
-        self._save_state(llm, cache_key)
         usage = Usage(
             prompt_tokens=len(prompt),
             completion_tokens=len(completion),
@@ -360,40 +381,70 @@ class LlamaCppBackend:
             cached_prompt_tokens=reused,
         )
         emit(Chunk(tail, usage=usage))
+        emit(None)  # the reply is complete: the user has it before any bookkeeping below
+        if params.repeatable and reason != "cancelled":
+            text = llm.detokenize(completion, special=False).decode("utf-8", "replace")
+            self._settle(llm, [*messages, {"role": "assistant", "content": text}])
+        self._save_state(llm, cache_key)
 
-    def _prefill(self, llm: Any, prompt: list[int], cache_key: str) -> int:
+    def _prefill(self, llm: Any, prompt: list[int], cache_key: str, *, exact: bool) -> int:
         """Evaluate the prompt, reusing the longest evaluated prefix; returns tokens reused.
 
         llama.cpp computes a one-token batch with a different kernel than a larger batch, so
-        the same history evaluated in different batch shapes gives slightly different logits
-        and a seeded reply would depend on what the cache happened to hold. Every prompt is
-        therefore evaluated the same way, warm or cold: all tokens but the last in batches of
-        two or more, then the last one alone. Only that canonical part of the context (never
-        the reply tokens, which were decoded one at a time) is ever reused.
+        the same history evaluated in different batch shapes gives slightly different logits:
+        keeping a reply's tokens (decoded one at a time) in the context changed 22 of 24
+        seeded follow-ups on the bundled model. A prompt is therefore always evaluated the
+        same way (all tokens but the last in batches of two or more, then the last alone), and
+        the context remembers how much of it was evaluated that way ("canonical"). An exact
+        (seeded) reply reuses only that part, so it is the same warm or cold; any other reply
+        reuses everything evaluated, reply tokens included, as llama.cpp's server does.
         """
-        live = min(self._live_canonical, self._common_prefix(llm.input_ids[: llm.n_tokens], prompt))
+        evaluated = llm.input_ids[: llm.n_tokens]
+        bound = self._live_canonical if exact else llm.n_tokens
+        live = min(bound, self._common_prefix(evaluated, prompt))
+        canonical = self._live_canonical
         entry = self._cache.get(cache_key)
         if entry is not None:
-            saved = self._common_prefix(entry.tokens, prompt)
+            bound = entry.canonical if exact else len(entry.tokens)
+            saved = min(bound, self._common_prefix(entry.tokens, prompt))
             if saved > live:
-                llm.load_state(entry.state)
-                live = saved
+                self._restore_state(llm, entry)
+                live, canonical = saved, entry.canonical
         reuse = min(live, len(prompt) - 1)
         if len(prompt) - 1 - reuse == 1:
             reuse -= 1  # never leave a one-token batch in the middle
         llm.n_tokens = reuse
-        body = prompt[reuse:-1]
+        self._eval_batched(llm, prompt[reuse:-1])
+        llm.eval(prompt[-1:])
+        self._live_canonical = len(prompt) - 1 if reuse <= canonical else canonical
+        return reuse
+
+    def _eval_batched(self, llm: Any, tokens: Sequence[int]) -> None:
+        """Evaluate tokens in batches of at least two (the canonical shape)."""
         step = max(2, self.config.n_batch)
         start = 0
-        while start < len(body):
-            end = min(len(body), start + step)
-            if len(body) - end == 1:
+        while start < len(tokens):
+            end = min(len(tokens), start + step)
+            if len(tokens) - end == 1:
                 end -= 1  # keep the final piece at two tokens or more
-            llm.eval(body[start:end])
+            llm.eval(tokens[start:end])
             start = end
-        llm.eval(prompt[-1:])
-        self._live_canonical = len(prompt) - 1
-        return reuse
+
+    def _settle(self, llm: Any, conversation: Sequence[Message]) -> None:
+        """Re-evaluate a finished exact reply in the canonical shape, after it was delivered.
+
+        The next prompt starts with this conversation (the reply closed by the template), so
+        the next seeded turn reuses it and evaluates only the new message: the cost of exact
+        repeatability moves off the next reply's time to first token while the chat is idle.
+        """
+        framed = self._tokenize_prompt(conversation, generation=False)
+        common = self._common_prefix(llm.input_ids[: llm.n_tokens], framed)
+        reuse = min(self._live_canonical, common, len(framed) - 2)
+        if reuse < 0:
+            return
+        llm.n_tokens = reuse
+        self._eval_batched(llm, framed[reuse:])
+        self._live_canonical = len(framed)
 
     @staticmethod
     def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -405,28 +456,19 @@ class LlamaCppBackend:
         return n
 
     def _save_state(self, llm: Any, cache_key: str) -> None:
-        if self._cache.capacity_bytes == 0 or self._live_canonical == 0:
+        """Keep the chat's context state for its next turn (after its reply has been sent)."""
+        if self._cache.capacity_bytes == 0 or llm.n_tokens == 0:
             return
-        from llama_cpp import llama_cpp as c
-        from llama_cpp.llama import LlamaState
+        blob = kv_state.snapshot(llm._ctx.ctx)
+        tokens = tuple(llm.input_ids[: llm.n_tokens].tolist())
+        entry = CachedState(tokens, blob, len(blob), canonical=self._live_canonical)
+        self._cache.put(cache_key, entry)
 
-        ctx = llm._ctx.ctx
-        size = c.llama_state_get_size(ctx)
-        buffer = (ctypes.c_uint8 * int(size))()
-        written = int(c.llama_state_get_data(ctx, buffer, size))
-        # Llama.save_state also copies the logits scratch (n_batch × vocab floats, ~100 MB
-        # here); a restore always re-evaluates at least the last prompt token, so one row of
-        # zeros is enough and keeps each saved chat at the size of its KV cache.
-        state = LlamaState(
-            input_ids=llm.input_ids.copy(),
-            scores=np.zeros((1, llm.scores.shape[1]), dtype=np.single),
-            n_tokens=llm.n_tokens,
-            llama_state=bytes(buffer[:written]),
-            llama_state_size=written,
-            seed=llm._seed,
-        )
-        tokens = tuple(llm.input_ids[: self._live_canonical].tolist())
-        self._cache.put(cache_key, CachedState(tokens=tokens, state=state, size=written))
+    def _restore_state(self, llm: Any, entry: CachedState) -> None:
+        kv_state.restore(llm._ctx.ctx, entry.state)
+        llm.input_ids[: len(entry.tokens)] = entry.tokens
+        llm.n_tokens = len(entry.tokens)
+        llm._requires_eval = True  # as Llama.load_state: no live logits until the next eval
 
     # --- description --------------------------------------------------------------------
 

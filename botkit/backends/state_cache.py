@@ -16,11 +16,13 @@ __all__ = ["CachedState", "StateCache"]
 
 @dataclass(frozen=True, slots=True)
 class CachedState:
-    """A saved context: the tokens it holds and the opaque llama.cpp state blob."""
+    """A saved context: the tokens it holds, the llama.cpp state blob and its size, and how
+    many of the tokens were evaluated in the canonical batch shape (see LlamaCppBackend)."""
 
     tokens: tuple[int, ...]
     state: Any
     size: int
+    canonical: int = 0
 
 
 class StateCache:

@@ -193,6 +193,7 @@ class Conversation:
             repeat_penalty=settings.repeat_penalty,
             max_tokens=settings.max_tokens,
             seed=seed,
+            repeatable=settings.seed != RANDOM_SEED,
         )
         stream = ReplyStream(ctx.target)
         usage: Usage | None = None

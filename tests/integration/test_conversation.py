@@ -215,3 +215,19 @@ async def test_a_waiting_chat_is_told_its_place_in_the_queue(bot: Bot) -> None:
     assert waiting.sent[0] == "⏳ In the queue: 1 reply to generate before yours."
     assert len(waiting.messages) == 1
     assert not waiting.messages[0].startswith("⏳")  # replaced by the reply
+
+
+async def test_a_follow_up_evaluates_only_the_new_message_seeded_or_not(bot: Bot) -> None:
+    await say(bot, "/seed 7", "seeded")
+    for chat in ("seeded", "random"):
+        await say(bot, "/maxtokens 40", chat)
+        first, _ = await respond(bot, "Tell me about lighthouses.", chat)
+        follow, _ = await respond(bot, "Why?", chat)
+        assert follow.usage is not None
+        assert first.usage is not None
+        # The previous reply's tokens are reused, not evaluated again: a random-seed chat keeps
+        # them as generated, a seeded one re-evaluated them after its reply was delivered.
+        assert follow.usage.prompt_tokens > first.usage.prompt_tokens + 10
+        # What is evaluated: the new message with its framing (~13 tokens for "Why?") and, at
+        # most, the reply's last sampled token, which generation never decodes.
+        assert follow.usage.prompt_tokens - follow.usage.cached_prompt_tokens <= 16

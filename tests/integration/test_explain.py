@@ -47,8 +47,9 @@ async def test_probabilities_are_the_models_and_add_up(bot: Bot) -> None:
     table = await probs(bot, PROMPT)
     raws = [raw for _, raw, _ in table]
     assert raws == sorted(raws, reverse=True)
-    assert sum(raws) <= 100.05
-    assert sum(after for _, _, after in table) <= 100.05
+    # Each shown value is rounded to 0.1 %, so the ten may add up to 0.05 % each above 100.
+    assert sum(raws) <= 100 + 0.05 * len(table)
+    assert sum(after for _, _, after in table) <= 100 + 0.05 * len(table)
     # The same numbers, computed here from the raw logits.
     backend = bot.backends["local"]
     assert isinstance(backend, TokenInspector)
