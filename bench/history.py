@@ -50,8 +50,10 @@ async def run() -> list[Result]:
                 bot.repo.drop_caches()  # measure the database path, as after a restart
                 start = time.perf_counter()
                 ctx = await bot.router.context(incoming("Next?", f"history-{size}"), _Null())
+                backend = bot.backends[ctx.settings.backend]
+                kept = await bot.conversation.history(ctx.chat, backend)
                 await bot.conversation.plan(
-                    ctx.chat, ctx.settings, {"role": "user", "content": "Next?"}
+                    ctx.chat, ctx.settings, kept, {"role": "user", "content": "Next?"}
                 )
                 samples.append(time.perf_counter() - start)
             timings[size] = median(samples)

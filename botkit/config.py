@@ -67,6 +67,9 @@ class StorageConfig(_Section):
 
     url: str = DEFAULT_DB_URL
     auto_migrate_new: bool = True
+    # A growing reply is saved at most this often (one short transaction), so a crash loses
+    # at most this many seconds of it.
+    checkpoint_interval: float = Field(default=2.0, ge=0.1, le=60)
 
 
 class LlamaCppConfig(_Section):

@@ -52,7 +52,7 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
             secret = _required_secret(
                 "telegram", tg.webhook_secret_env, tg.webhook_secret_credential, what
             )
-        adapters.append(TelegramAdapter(tg, token, bot.registry, secret))
+        adapters.append(TelegramAdapter(tg, token, bot.registry, secret, bot.cut_replies))
     if config.discord.enabled:
         from botkit.adapters.discord import DiscordAdapter
 

@@ -21,6 +21,10 @@ from botkit.core.router import Router
 
 __all__ = ["ConsoleAdapter", "ConsoleTarget"]
 
+# The longest input line read as one message; the router refuses messages far shorter than
+# this with a clear reply, so only absurd lines are dropped here.
+_LINE_LIMIT = 1024 * 1024
+
 
 class ConsoleTarget:
     """Writes replies to a text stream; an edit prints only what was appended."""
@@ -77,14 +81,15 @@ class ConsoleAdapter:
         self._current: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
-    async def _lines(self) -> AsyncIterator[str]:
+    async def _lines(self) -> AsyncIterator[bytes | None]:
+        """Raw input lines; None for a line longer than the reader takes (it is refused)."""
         loop = asyncio.get_running_loop()
         mode = os.fstat(self.stdin.fileno()).st_mode
         if stat.S_ISREG(mode):  # a redirected file never blocks
-            for line in self.stdin:
-                yield line
+            for line in getattr(self.stdin, "buffer", self.stdin):
+                yield line if isinstance(line, bytes) else line.encode("utf-8")
             return
-        reader = asyncio.StreamReader()
+        reader = asyncio.StreamReader(limit=_LINE_LIMIT)
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), self.stdin
         )
@@ -97,10 +102,14 @@ class ConsoleAdapter:
                 if not read.done():
                     read.cancel()
                     return
-                data = read.result()
+                try:
+                    data = read.result()
+                except ValueError:  # longer than _LINE_LIMIT: the reader dropped it
+                    yield None
+                    continue
                 if not data:
                     return
-                yield data.decode("utf-8", errors="replace")
+                yield data
         finally:
             transport.close()
 
@@ -124,9 +133,9 @@ class ConsoleAdapter:
 
     async def _loop(self, router: Router) -> None:
         self._prompt()
-        async for line in self._lines():
-            text = line.rstrip("\r\n")
-            if text.strip():
+        async for raw in self._lines():
+            text = self._decode(raw)
+            if text is not None and text.strip():
                 incoming = Incoming(chat=self.chat, user=self.user, text=text, is_dm=True)
                 self._current = asyncio.create_task(router.handle(incoming, self.target))
                 try:
@@ -143,6 +152,24 @@ class ConsoleAdapter:
             self._prompt()
         if self.interactive:
             self.stdout.write("\n")
+
+    def _decode(self, raw: bytes | None) -> str | None:
+        """The line's text, or None after telling the user why it cannot be a message."""
+        problem = None
+        if raw is None:
+            problem = f"that line is longer than {_LINE_LIMIT:,} bytes; nothing was sent"
+        else:
+            try:
+                return raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                problem = (
+                    f"that line is not valid UTF-8 (byte {exc.start + 1}); nothing was sent. "
+                    "Send text in UTF-8"
+                )
+        self.target.end_line()
+        self.stdout.write(f"⚠ {problem}\n")
+        self.stdout.flush()
+        return None
 
     def _prompt(self) -> None:
         if self.interactive:

@@ -1,7 +1,9 @@
 """The Telegram adapter on python-telegram-bot 22: DMs, groups and forum topics, streamed replies.
 
-Long polling; updates are processed concurrently (PTB's default is one at a time, which would
-let one slow reply block every chat) and a re-delivered update is handled once. Replies are
+Long polling, with botkit's own loop around PTB's getUpdates: Telegram forgets an update as soon
+as the next getUpdates asks past it, so that call waits until every update of the previous batch
+has had its message committed to the store (or needs none). A crash then loses nothing that was
+confirmed. Updates are processed concurrently and a re-delivered update is handled once. Replies are
 plain text (no parse mode, so Markdown characters can never cause a parse error), grown by
 editMessageText at most once per `dm_edit_interval` / `group_edit_interval` seconds per chat,
 and split at 4,096 characters. 429s are waited out by PTB's AIORateLimiter.
@@ -13,13 +15,14 @@ import asyncio
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from telegram import BotCommand, Message, ReplyParameters, Update
 from telegram import User as TgUser
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageEntityType
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -30,11 +33,13 @@ from telegram.ext import (
 )
 
 from botkit.config import TelegramConfig
+from botkit.core.conversation import INTERRUPTED_MARK
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
-from botkit.core.streaming import ReplyStream
+from botkit.core.streaming import ReplyStream, split_message
 from botkit.plugins.api import CommandRegistry
 from botkit.secrets import install_redaction
+from botkit.store.repository import CutReply
 
 __all__ = ["TelegramAdapter", "TelegramTarget", "telegram_commands"]
 
@@ -73,6 +78,10 @@ class TelegramTarget:
         """editMessageText."""
         await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=handle)
 
+    def reference(self, handle: int) -> str:
+        """The message id (the chat is the conversation's own)."""
+        return str(handle)
+
     async def send_image(self, png: bytes, text: str) -> None:
         """sendPhoto; text that does not fit a caption follows as messages."""
         fits = len(text) <= CAPTION_LENGTH
@@ -106,8 +115,11 @@ class TelegramAdapter:
         token: str,
         registry: CommandRegistry,
         webhook_secret: str | None = None,
+        cut_replies: list[CutReply] | None = None,
     ) -> None:
         self.config = config
+        self._cut_replies = [r for r in cut_replies or [] if r.chat.platform == "telegram"]
+        self._tasks: set[asyncio.Task[None]] = set()
         self._token = token
         self._webhook_secret = webhook_secret
         self._registry = registry
@@ -120,6 +132,7 @@ class TelegramAdapter:
         self._handled_ids: set[int] = set()
         self.username = ""
         self.bot_id = 0
+        self._offset: int | None = None
 
     async def start(self, router: Router) -> None:
         """Connect, publish the command menu, and poll until stop()."""
@@ -145,24 +158,84 @@ class TelegramAdapter:
         self.username = app.bot.username
         self.bot_id = app.bot.id
         await app.bot.set_my_commands(telegram_commands(self._registry))
+        await self._mark_cut_replies()
         if self.config.mode == "webhook":
             await self._run_webhook(app)
             return
-        assert app.updater is not None
-        await app.updater.start_polling(
-            timeout=self.config.poll_timeout,
-            allowed_updates=[Update.MESSAGE],
-            error_callback=self._polling_error,
-        )
-        await app.start()
         self.ready.set()
         log.info("telegram: connected as @%s (long polling)", self.username)
+        poll = asyncio.create_task(self._poll())
+        stop = asyncio.create_task(self._stopped.wait())
         try:
-            await self._stopped.wait()
+            await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
+            if poll.done():
+                poll.result()  # a refused token ends the adapter
         finally:
-            await app.updater.stop()
-            await app.stop()
+            for task in (poll, stop):
+                task.cancel()
+            await asyncio.gather(poll, stop, return_exceptions=True)
+            await self._confirm()
             await app.shutdown()
+
+    async def _poll(self) -> None:
+        """getUpdates until cancelled; each call confirms the batch before it only once every
+        update of that batch is committed (or needs nothing)."""
+        assert self._app is not None
+        bot = self._app.bot
+        delay = 1.0
+        while True:
+            try:
+                updates = await bot.get_updates(
+                    offset=self._offset,
+                    timeout=self.config.poll_timeout,
+                    allowed_updates=[Update.MESSAGE],
+                )
+            except InvalidToken:
+                raise
+            except RetryAfter as exc:
+                wait = exc.retry_after
+                seconds = wait if isinstance(wait, int) else wait.total_seconds()
+                await asyncio.sleep(seconds)  # Telegram said how long
+                continue
+            except TelegramError as exc:
+                self._polling_error(exc)
+                await asyncio.sleep(delay)  # back off while Telegram is unreachable
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 1.0
+            accepted = []
+            for update in updates:
+                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                accepted.append(future)
+                task = asyncio.create_task(self._process(update, future))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.gather(*accepted)
+            if updates:
+                self._offset = updates[-1].update_id + 1
+
+    async def _confirm(self) -> None:
+        """On stop: tell Telegram which updates were taken (those not taken stay with it)."""
+        if self._offset is None or self._app is None:
+            return
+        try:
+            await self._app.bot.get_updates(offset=self._offset, timeout=0, allowed_updates=[])
+        except TelegramError as exc:
+            log.warning("telegram: could not confirm the last updates: %s", type(exc).__name__)
+
+    async def _mark_cut_replies(self) -> None:
+        """Replies a crash cut mid-stream: end their message with the interrupted mark."""
+        assert self._app is not None
+        for cut in self._cut_replies:
+            chat_id = int(cut.chat.chat_id.split(":", 1)[0])
+            text = split_message(cut.content, MAX_LENGTH - len(INTERRUPTED_MARK))[-1]
+            try:
+                await self._app.bot.edit_message_text(
+                    text + INTERRUPTED_MARK, chat_id=chat_id, message_id=int(cut.reply_ref)
+                )
+            except (TelegramError, ValueError) as exc:
+                log.warning("telegram: could not mark a cut reply: %s", exc)
+        self._cut_replies = []
 
     async def _run_webhook(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Serve Telegram's webhook calls; each must carry the secret token."""
@@ -243,17 +316,27 @@ class TelegramAdapter:
         return True
 
     async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Webhook mode: PTB hands each update over."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._process(update, future)
+
+    async def _process(self, update: Update, accepted: asyncio.Future[None]) -> None:
+        def accept() -> None:
+            if not accepted.done():
+                accepted.set_result(None)
+
         try:
             if self._first_time(update.update_id):
-                await self._handle(update)
+                await self._handle(update, accept)
         except Exception:
             log.exception("telegram: handling update %s failed", update.update_id)
         finally:
+            accept()
             async with self._handled:
                 self._handled_ids.add(update.update_id)
                 self._handled.notify_all()
 
-    async def _handle(self, update: Update) -> None:
+    async def _handle(self, update: Update, accept: Callable[[], None]) -> None:
         message = update.effective_message
         sender: TgUser | None = update.effective_user
         if message is None or sender is None or not message.text or self._router is None:
@@ -294,4 +377,4 @@ class TelegramAdapter:
         )
         if not is_command or text.split(maxsplit=1)[0].split("@")[0] == "/ask":
             await bot.send_chat_action(chat.id, ChatAction.TYPING, message_thread_id=thread)
-        await self._router.handle(incoming, target)
+        await self._router.handle(incoming, target, accept)

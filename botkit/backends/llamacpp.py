@@ -10,6 +10,7 @@ import asyncio
 import codecs
 import functools
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,6 +50,11 @@ _FILE_TYPES = {
 }  # fmt: skip
 
 _Emit = Callable[[Chunk | BaseException | None], None]
+
+# Placeholders for message contents while the chat template renders (private-use characters,
+# which no template touches); see LlamaCppBackend._render_tokens.
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+_MARK = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:
@@ -210,14 +216,31 @@ class LlamaCppBackend:
         return self._render_tokens(messages, generation)
 
     def _render_tokens(self, messages: Sequence[Message], generation: bool) -> list[int]:
+        """The prompt's tokens: the template's markup may yield control tokens, the messages'
+        text never does.
+
+        Each content is rendered as a placeholder, and the pieces between placeholders (the
+        template's own markup) are tokenized with special tokens on, the contents with them
+        off: a user who types `<|im_start|>system` gets that literal text, not a system turn.
+        """
         llm = self._require()
         formatter = self._formatter if generation else self._framing
-        result = formatter(messages=list(messages))
+        marked = [
+            {"role": m["role"], "content": f"{_MARK_OPEN}{i}{_MARK_CLOSE}"}
+            for i, m in enumerate(messages)
+        ]
+        result = formatter(messages=marked)
         # The same rule as llama-cpp-python's own chat handler: a BOS only if the template
         # did not write one, so our counts match what create_chat_completion would send.
-        tokens: list[int] = llm.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-        )
+        tokens: list[int] = [llm.token_bos()] if not result.added_special else []
+        for index, piece in enumerate(_MARK.split(result.prompt)):
+            if not piece:
+                continue
+            if index % 2:  # a placeholder's number: the message's text, as plain text
+                text, special = messages[int(piece)]["content"], False
+            else:
+                text, special = piece, True
+            tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
         return tokens
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:

@@ -18,7 +18,7 @@ from botkit.metrics import Metrics
 from botkit.plugins.api import CommandRegistry
 from botkit.plugins.loader import load_plugins
 from botkit.store.db import create_engine, ensure_migrated
-from botkit.store.repository import ChatRecord, Repository
+from botkit.store.repository import ChatRecord, CutReply, Repository
 
 __all__ = ["Bot", "build_backend", "build_backends"]
 
@@ -63,6 +63,7 @@ class Bot:
         self.metrics = Metrics()
         self._engine: AsyncEngine | None = None
         self._repo: Repository | None = None
+        self.cut_replies: list[CutReply] = []  # replies a crash cut, for adapters to mark
 
     @property
     def repo(self) -> Repository:
@@ -78,6 +79,9 @@ class Bot:
         if await ensure_migrated(engine, auto_migrate_new=self.config.storage.auto_migrate_new):
             log.info("created a new database at %s", engine.url.render_as_string())
         self._repo = Repository(engine)
+        self.cut_replies = await self._repo.recover_cut_replies()
+        if self.cut_replies:
+            log.warning("%d replies were cut by a crash; marked interrupted", len(self.cut_replies))
         from botkit.plugins.builtin import plugin as builtin
         from botkit.plugins.explain import plugin as explain
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,11 +27,18 @@ class Context:
     chat: ChatRecord
     settings: ChatSettings
     target: ReplyTarget
+    # Called once the message is safely stored: a platform may confirm delivery only then.
+    on_accepted: Callable[[], None] | None = None
 
     @property
     def backend(self) -> Backend:
         """The backend this chat uses."""
         return self.bot.backends[self.settings.backend]
+
+    def accepted(self) -> None:
+        """The message is committed to the store (or needs no storing)."""
+        if self.on_accepted is not None:
+            self.on_accepted()
 
     async def reply(self, text: str) -> None:
         """Send text to the chat (split at the platform's limit)."""

@@ -1,4 +1,11 @@
-"""Conversations: build the prompt within the token budget, generate, and store the turn.
+"""Conversations: a turn as one ordered, durable unit, and the prompt within the token budget.
+
+A turn's life: admitted (queue room, a message that fits) → written ahead (the user message and
+an empty reply row marked generating, one transaction, before any generation) → waits for the
+chat's earlier turns, then for a scheduler slot → planned (only now, so the prompt sees every
+earlier turn) → generated, the reply row checkpointed every few seconds → finished (complete or
+interrupted, one transaction). A crash leaves the reply row generating; the next start marks
+it interrupted and it stays in the history.
 
 Budget = context window − reply reserve (max_tokens) − safety margin. When the stored history
 no longer fits, the oldest messages are dropped down to a lower watermark (history.trim_to of
@@ -12,7 +19,10 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from botkit.backends.base import (
@@ -25,7 +35,7 @@ from botkit.backends.base import (
     Usage,
 )
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
-from botkit.core.streaming import ReplyStream
+from botkit.core.streaming import RecoverableTarget, ReplyStream
 from botkit.store.models import MessageStatus
 from botkit.store.repository import ChatRecord, NewMessage, StoredMessage
 
@@ -33,11 +43,15 @@ if TYPE_CHECKING:
     from botkit.core.app import Bot
     from botkit.core.context import Context
 
-__all__ = ["ContextReport", "Conversation", "PromptPlan", "Reply"]
+__all__ = ["ContextReport", "Conversation", "NothingToRetry", "PromptPlan", "Reply"]
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED_MARK = " [interrupted]"
+
+
+class NothingToRetry(Exception):
+    """/retry in a chat whose history does not end with a reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,51 +102,108 @@ def _render(message: StoredMessage) -> Message:
     return {"role": message.role, "content": content}  # type: ignore[typeddict-item]
 
 
+def _alternating(messages: list[Message]) -> list[Message]:
+    """Messages with no empty one and no two of the same role in a row (merged): strict
+    templates (Mistral, Llama 2) refuse anything but system? (user assistant)* user."""
+    result: list[Message] = []
+    for message in messages:
+        if not message["content"]:
+            continue  # a reply cut before its first token
+        if result and result[-1]["role"] == message["role"]:
+            merged = f"{result[-1]['content']}\n\n{message['content']}"
+            result[-1] = {"role": message["role"], "content": merged}
+        else:
+            result.append(message)
+    return result
+
+
+@dataclass
+class _ChatLine:
+    """One chat's turns: they run one after another, in the order they arrived."""
+
+    order: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0  # turns admitted and not finished
+    running: set[asyncio.Task[Reply]] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    ctx: Context
+    backend: Backend
+    reply_id: int
+    before: int  # the history before this message id goes into the prompt
+    new: Message | None  # the user message (None: it is the last history row, /retry)
+    seed: int | None
+    replaces: int | None = None
+
+
 class Conversation:
-    """Prompt building, trimming and the generate-and-store turn."""
+    """Prompt building, trimming and the turn lifecycle."""
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        self._lines: dict[int, _ChatLine] = {}
+        self._admitted: Counter[str] = Counter()  # per backend: written, not yet generating
 
     def budget(self, backend: Backend, settings: ChatSettings) -> int:
         """Tokens available to persona + history + new message."""
         margin = self.bot.config.history.safety_margin_tokens
         return backend.context_window - settings.max_tokens - margin
 
-    async def plan(
-        self, chat: ChatRecord, settings: ChatSettings, new: Message | None
-    ) -> PromptPlan:
-        """Fit persona + newest history + new message into the budget, trimming if needed."""
-        backend = self.bot.backends[settings.backend]
-        repo = self.bot.repo
-        rows = await repo.window(chat.id, chat.window_start_id)
-        rows = await self._counted(rows, backend)
+    # --- planning -----------------------------------------------------------------------
+
+    async def history(
+        self, chat: ChatRecord, backend: Backend, before: int | None = None
+    ) -> list[StoredMessage]:
+        """The kept window (before a message id), counted with backend's tokenizer."""
+        rows = await self.bot.repo.window(chat.id, chat.window_start_id)
+        if before is not None:
+            rows = [r for r in rows if r.id < before]
+        return await self._counted([r for r in rows if r.content], backend)
+
+    async def _fixed_cost(
+        self, backend: Backend, settings: ChatSettings, new: Message | None
+    ) -> tuple[int, int]:
+        """(persona + generation prompt + new message, persona alone), in tokens; refuses a
+        message that could never fit, whatever the history."""
         system: Message = {"role": "system", "content": settings.persona}
-        # Per-message counts are cached by the backend (the new message is counted again when
-        # the turn is stored); the template is additive, the backend checks the exact prompt.
+        # Per-message counts are cached by the backend; the template is additive, the backend
+        # checks the exact prompt.
         fixed = await backend.count_tokens([system])
         if new is not None:
             fixed += await backend.message_tokens(new)
         persona = await backend.message_tokens(system)
-        budget = self.budget(backend, settings)
-        if fixed > budget:
+        if fixed > self.budget(backend, settings):
             raise ContextOverflow(
                 f"the persona ({persona} tokens) and your message ({fixed - persona} tokens with "
                 f"the template) leave no room in the {backend.context_window}-token window with "
                 f"{settings.max_tokens} tokens reserved for the reply: shorten the message, "
                 "the persona, or lower /maxtokens"
             )
+        return fixed, persona
+
+    async def plan(
+        self,
+        chat: ChatRecord,
+        settings: ChatSettings,
+        rows: list[StoredMessage],
+        new: Message | None,
+    ) -> PromptPlan:
+        """Fit persona + newest history + new message into the budget (no side effects: the
+        caller stores a moved window start)."""
+        backend = self.bot.backends[settings.backend]
+        fixed, persona = await self._fixed_cost(backend, settings, new)
+        budget = self.budget(backend, settings)
         history = sum(r.token_count for r in rows)
         start = chat.window_start_id
         if fixed + history > budget:
             target = int(budget * self.bot.config.history.trim_to)
+            rows = list(rows)
             while rows and fixed + history > target:
                 history -= rows.pop(0).token_count
-            start = rows[0].id if rows else await self._next_id(chat)
-            await repo.set_window_start(chat.id, start)
-        messages = [system, *(_render(r) for r in rows)]
-        if new is not None:
-            messages.append(new)
+            start = max(start, rows[0].id if rows else await self._next_id(chat))
+        system: Message = {"role": "system", "content": settings.persona}
+        messages = _alternating([system, *(_render(r) for r in rows), *([new] if new else [])])
         return PromptPlan(
             messages=messages,
             window=backend.context_window,
@@ -164,27 +235,162 @@ class Conversation:
 
     async def report(self, chat: ChatRecord, settings: ChatSettings) -> ContextReport:
         """The window as it would be spent by the next turn (without a new message)."""
-        plan = await self.plan(chat, settings, None)
+        backend = self.bot.backends[settings.backend]
+        plan = await self.plan(chat, settings, await self.history(chat, backend), None)
         # Counted only here: a COUNT over a long history is not paid on every turn.
         return ContextReport(plan, await self.bot.repo.count_before(chat.id, plan.start_id))
 
-    async def respond(self, ctx: Context, text: str, *, seed: int | None = None) -> Reply:
-        """Answer text in ctx's chat: stream the reply to the chat and store the turn.
+    # --- the turn -------------------------------------------------------------------------
 
-        seed overrides the chat's seed setting for this reply (as /retry does).
-        """
-        settings = ctx.settings
+    def _admit(self, backend: Backend) -> None:
+        """Refuse a turn when the backend's queue is full, before anything is written."""
+        # Turns written and not yet generating (waiting for their chat or for a slot); /probs
+        # and the like wait in the scheduler only.
+        waiting = max(self._admitted[backend.name], self.bot.scheduler.queued(backend.name))
+        if waiting >= self.bot.config.service.max_queue:
+            raise BackendBusy(
+                f"the model is busy ({waiting} replies are waiting); try again in a moment"
+            )
+
+    def _line(self, chat_id: int) -> _ChatLine:
+        line = self._lines.get(chat_id)
+        if line is None:
+            line = self._lines[chat_id] = _ChatLine()
+        return line
+
+    @asynccontextmanager
+    async def _queued(self, chat_id: int, backend: Backend) -> AsyncIterator[_ChatLine]:
+        """Count a written turn as waiting until it leaves; forget idle chats' lines."""
+        line = self._line(chat_id)
+        line.waiting += 1
+        self._admitted[backend.name] += 1
+        try:
+            yield line
+        finally:
+            line.waiting -= 1
+            if not line.waiting and not line.order.locked():
+                self._lines.pop(chat_id, None)
+
+    async def respond(self, ctx: Context, text: str, *, seed: int | None = None) -> Reply:
+        """Answer text in ctx's chat: write the turn ahead, wait for the chat's earlier turns,
+        stream the reply to the chat and store it. seed overrides the chat's seed setting."""
         backend = ctx.backend
         author = ctx.incoming.user.name if not ctx.incoming.is_dm else None
-        user_message: Message = {
-            "role": "user",
-            "content": f"{author}: {text}" if author else text,
-        }
-        plan = await self.plan(ctx.chat, settings, user_message)
-        if seed is None:
-            seed = settings.seed
+        new: Message = {"role": "user", "content": f"{author}: {text}" if author else text}
+        self._admit(backend)
+        await self._fixed_cost(backend, ctx.settings, new)  # never write a turn that cannot fit
+        tokens = await backend.message_tokens(new)
+        row = NewMessage("user", author, text, tokens, backend.tokenizer_id, MessageStatus.COMPLETE)
+        user_id, reply_id = await self.bot.repo.begin_turn(ctx.chat.id, row)
+        assert user_id is not None
+        ctx.accepted()  # committed: the platform may now confirm the message as delivered
+        return await self._run(_Turn(ctx, backend, reply_id, user_id, new, seed))
+
+    async def regenerate(self, ctx: Context, seed: int | None) -> tuple[Reply, StoredMessage]:
+        """Generate the chat's last reply again (after its earlier turns); the old reply stays
+        until the new one is complete, then is kept as an alternative. Returns the new reply
+        and the old one."""
+        backend = ctx.backend
+        self._admit(backend)
+        line = self._line(ctx.chat.id)
+        async with line.order:
+            turn = await self.bot.repo.last_turn(ctx.chat.id)
+            if turn is None:
+                raise NothingToRetry("there is no reply to retry in this chat yet")
+            _, old = turn
+            if seed is None and old.seed is not None:
+                seed = old.seed
+            _, reply_id = await self.bot.repo.begin_turn(ctx.chat.id, None, replaces=old.id)
+        reply = await self._run(_Turn(ctx, backend, reply_id, old.id, None, seed, old.id))
+        return reply, old
+
+    async def cancel(self, chat_id: int) -> None:
+        """Stop the chat's replies in flight and its waiting turns (for /reset); returns when
+        they have stored what they had."""
+        line = self._lines.get(chat_id)
+        if line is None:
+            return
+        current = asyncio.current_task()
+        tasks = [t for t in line.running if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, turn: _Turn) -> Reply:
+        chat_id = turn.ctx.chat.id
+        async with self._queued(chat_id, turn.backend) as line:
+            inner = asyncio.create_task(self._generate(turn, line))
+            line.running.add(inner)
+            try:
+                return await inner
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being cancelled (shutdown, Ctrl-C), not just this reply
+                # Cancelled by /reset: the turn is gone with the history.
+                return Reply("", MessageStatus.INTERRUPTED, turn.seed or 0, None)
+            finally:
+                line.running.discard(inner)
+
+    async def _generate(self, turn: _Turn, line: _ChatLine) -> Reply:
+        ctx, backend = turn.ctx, turn.backend
+        chat_name = str(ctx.chat.key)
+        scheduler = self.bot.scheduler
+        stream = ReplyStream(ctx.target)
+        ahead = max(scheduler.ahead_of(backend.name, chat_name), line.waiting - 1)
+        counted = False
+        try:
+            if ahead > 0:
+                noun = "reply" if ahead == 1 else "replies"
+                await stream.status(f"⏳ In the queue: {ahead} {noun} to generate before yours.")
+            async with line.order, scheduler.slot(backend.name, backend.max_parallel, chat_name):
+                self._admitted[backend.name] -= 1
+                counted = True
+                return await self._answer(turn, stream)
+        finally:
+            if not counted:
+                self._admitted[backend.name] -= 1
+
+    async def _answer(self, turn: _Turn, stream: ReplyStream) -> Reply:
+        """Plan (now that every earlier turn is stored), generate with checkpoints, store."""
+        ctx, backend, repo = turn.ctx, turn.backend, self.bot.repo
+        chat = await repo.chat(ctx.chat.key)  # fresh: earlier turns may have trimmed it
+        settings = self.bot.settings_for(chat)
+        seed = settings.seed if turn.seed is None else turn.seed
         if seed == RANDOM_SEED:
             seed = random.randint(0, SEED_MAX)
+        metrics = self.bot.metrics
+        metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
+        try:
+            rows = await self.history(chat, backend, turn.before)
+            plan = await self.plan(chat, settings, rows, turn.new)
+            if plan.start_id > chat.window_start_id:
+                await repo.set_window_start(chat.id, plan.start_id)
+            usage = await self._stream(turn, plan, settings, seed, stream)
+        except (asyncio.CancelledError, BackendError) as exc:
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+            log.info("reply in %s interrupted: %s", ctx.chat.key, reason)
+            # Shielded: the turn is stored even though this task is being cancelled.
+            await asyncio.shield(self._finish(turn, stream, MessageStatus.INTERRUPTED, seed))
+            if isinstance(exc, BackendError) and stream.text:
+                await stream.finish(INTERRUPTED_MARK)
+            metrics.replies.labels(backend.name, MessageStatus.INTERRUPTED).inc()
+            raise
+        await self._finish(turn, stream, MessageStatus.COMPLETE, seed)
+        metrics.replies.labels(backend.name, MessageStatus.COMPLETE).inc()
+        await stream.finish()
+        return Reply(stream.text, MessageStatus.COMPLETE, seed, usage)
+
+    async def _stream(
+        self,
+        turn: _Turn,
+        plan: PromptPlan,
+        settings: ChatSettings,
+        seed: int,
+        stream: ReplyStream,
+    ) -> Usage | None:
+        """Generate into stream, checkpointing the reply row as it grows."""
+        backend, metrics = turn.backend, self.bot.metrics
         params = GenerationParams(
             temperature=settings.temperature,
             top_k=settings.top_k,
@@ -195,79 +401,48 @@ class Conversation:
             seed=seed,
             repeatable=settings.seed != RANDOM_SEED,
         )
-        stream = ReplyStream(ctx.target)
-        usage: Usage | None = None
-        metrics = self.bot.metrics
+        interval = self.bot.config.storage.checkpoint_interval
         started = time.perf_counter()
+        saved = started
         first: float | None = None
-        chat_name = str(ctx.chat.key)
-        waiting = self.bot.scheduler.queued(backend.name)
-        if waiting >= self.bot.config.service.max_queue:
-            raise BackendBusy(
-                f"the model is busy ({waiting} replies are waiting); try again in a moment"
-            )
-        ahead = self.bot.scheduler.ahead_of(backend.name, chat_name)
-        if ahead:
-            noun = "reply" if ahead == 1 else "replies"
-            await stream.status(f"⏳ In the queue: {ahead} {noun} to generate before yours.")
-        metrics.queue.labels(backend.name).set(waiting + 1)
-        try:
-            async with self.bot.scheduler.slot(backend.name, backend.max_parallel, chat_name):
-                metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
-                async for chunk in backend.stream(plan.messages, params, cache_key=chat_name):
-                    if chunk.text:
-                        if first is None:
-                            first = time.perf_counter()
-                            metrics.ttft.labels(backend.name).observe(first - started)
-                        await stream.append(chunk.text)
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-        except (asyncio.CancelledError, BackendError) as exc:
-            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
-            log.info("reply in %s interrupted: %s", chat_name, reason)
-            # Shielded: the turn is stored even though this task is being cancelled.
-            await asyncio.shield(
-                self._store(
-                    ctx, backend, text, author, stream.text, MessageStatus.INTERRUPTED, seed
-                )
-            )
-            if isinstance(exc, BackendError) and stream.text:
-                await stream.finish(INTERRUPTED_MARK)
-            metrics.replies.labels(backend.name, MessageStatus.INTERRUPTED).inc()
-            raise
-        await self._store(ctx, backend, text, author, stream.text, MessageStatus.COMPLETE, seed)
-        metrics.replies.labels(backend.name, MessageStatus.COMPLETE).inc()
+        usage: Usage | None = None
+        chat_name = str(turn.ctx.chat.key)
+        async for chunk in backend.stream(plan.messages, params, cache_key=chat_name):
+            if chunk.text:
+                if first is None:
+                    first = time.perf_counter()
+                    metrics.ttft.labels(backend.name).observe(first - started)
+                await stream.append(chunk.text)
+                if time.perf_counter() - saved >= interval:
+                    saved = time.perf_counter()
+                    ref = self._reference(turn, stream)
+                    await self.bot.repo.checkpoint(turn.reply_id, stream.text, ref)
+            if chunk.usage is not None:
+                usage = chunk.usage
         if first is not None and usage is not None and usage.completion_tokens > 1:
             elapsed = time.perf_counter() - first
             if elapsed > 0:
                 rate = (usage.completion_tokens - 1) / elapsed
                 metrics.tokens_per_second.labels(backend.name).observe(rate)
-        await stream.finish()
-        return Reply(stream.text, MessageStatus.COMPLETE, seed, usage)
+        return usage
 
-    async def _store(
-        self,
-        ctx: Context,
-        backend: Backend,
-        text: str,
-        author: str | None,
-        reply: str,
-        status: str,
-        seed: int,
-    ) -> None:
-        user_tokens = await backend.message_tokens(
-            {"role": "user", "content": f"{author}: {text}" if author else text}
+    @staticmethod
+    def _reference(turn: _Turn, stream: ReplyStream) -> str | None:
+        target = turn.ctx.target
+        handle = stream.last_handle
+        if handle is None or not isinstance(target, RecoverableTarget):
+            return None
+        return target.reference(handle)
+
+    async def _finish(self, turn: _Turn, stream: ReplyStream, status: str, seed: int) -> None:
+        repo = self.bot.repo
+        if turn.replaces is not None and (status != MessageStatus.COMPLETE or not stream.text):
+            await repo.discard_reply(turn.ctx.chat.id, turn.reply_id)  # a failed retry
+            return
+        reply: Message = {"role": "assistant", "content": stream.text}
+        tokens = await turn.backend.message_tokens(reply) if stream.text else 0
+        row = NewMessage(
+            "assistant", None, stream.text, tokens, turn.backend.tokenizer_id, status, seed
         )
-        rows = [
-            NewMessage(
-                "user", author, text, user_tokens, backend.tokenizer_id, MessageStatus.COMPLETE
-            )
-        ]
-        if reply:
-            reply_tokens = await backend.message_tokens({"role": "assistant", "content": reply})
-            rows.append(
-                NewMessage(
-                    "assistant", None, reply, reply_tokens, backend.tokenizer_id, status, seed
-                )
-            )
-        await self.bot.repo.add_messages(ctx.chat.id, rows)
+        ref = self._reference(turn, stream)
+        await repo.finish_turn(turn.ctx.chat.id, turn.reply_id, row, ref, replaces=turn.replaces)

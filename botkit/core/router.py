@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from botkit.backends.base import BackendError
 from botkit.core.context import Context
+from botkit.core.conversation import NothingToRetry
 from botkit.core.events import Incoming
 from botkit.core.limits import RateLimiter
 from botkit.core.streaming import ReplyTarget
@@ -54,36 +56,64 @@ class Router:
             await asyncio.gather(*pending, return_exceptions=True)
         return len(pending)
 
-    async def context(self, incoming: Incoming, target: ReplyTarget) -> Context:
+    async def context(
+        self,
+        incoming: Incoming,
+        target: ReplyTarget,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> Context:
         """Build the handler context for a message (loads the chat and its settings)."""
         chat = await self.bot.repo.chat(incoming.chat)
         settings = self.bot.settings_for(chat)
-        return Context(self.bot, incoming, chat, settings, target)
+        return Context(self.bot, incoming, chat, settings, target, on_accepted)
 
-    async def handle(self, incoming: Incoming, target: ReplyTarget) -> None:
-        """Handle one message; replies go to target."""
-        text = incoming.text.strip()
-        if not text or not self.accepting:
-            return
-        self.bot.metrics.messages.labels(incoming.chat.platform).inc()
-        task = asyncio.current_task()
-        if task is None:
-            await self._handle(incoming, target, text)
-            return
-        self._active.add(task)
+    async def handle(
+        self,
+        incoming: Incoming,
+        target: ReplyTarget,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> None:
+        """Handle one message; replies go to target.
+
+        on_accepted is called once the message is safely stored (a chat message: when its
+        turn is written ahead), or once handling ends for anything that stores nothing, so a
+        platform can confirm delivery no earlier than that.
+        """
+        done = False
+
+        def accept() -> None:
+            nonlocal done
+            if not done and on_accepted is not None:
+                done = True
+                on_accepted()
+
         try:
-            await self._handle(incoming, target, text)
+            text = incoming.text.strip()
+            if not text or not self.accepting:
+                return
+            self.bot.metrics.messages.labels(incoming.chat.platform).inc()
+            task = asyncio.current_task()
+            if task is None:
+                await self._handle(incoming, target, text, accept)
+                return
+            self._active.add(task)
+            try:
+                await self._handle(incoming, target, text, accept)
+            finally:
+                self._active.discard(task)
         finally:
-            self._active.discard(task)
+            accept()
 
-    async def _handle(self, incoming: Incoming, target: ReplyTarget, text: str) -> None:
-        ctx = await self.context(incoming, target)
+    async def _handle(
+        self, incoming: Incoming, target: ReplyTarget, text: str, accept: Callable[[], None]
+    ) -> None:
+        ctx = await self.context(incoming, target, accept)
         try:
             if text.startswith("/"):
                 await self._command(ctx, text)
             elif incoming.addressed_to_bot:
                 await self.chat(ctx, text)
-        except (CommandError, BackendError) as exc:
+        except (CommandError, BackendError, NothingToRetry) as exc:
             self.bot.metrics.errors.labels(type(exc).__name__).inc()
             await ctx.reply_error(str(exc))
         except Exception:
@@ -99,6 +129,12 @@ class Router:
             raise CommandError(
                 f"your message is {len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}"
             )
+        self.check_rate(ctx)
+        await self.bot.conversation.respond(ctx, text)
+
+    def check_rate(self, ctx: Context) -> None:
+        """Refuse a user over the per-user rate limit (chat and every command that runs the
+        model count alike)."""
         user = ctx.incoming.user
         wait = self._limiter.check(f"{ctx.incoming.chat.platform}:{user.id}")
         if wait:
@@ -106,7 +142,6 @@ class Router:
                 f"you are sending messages faster than {self._limiter.per_minute} a minute; "
                 f"try again in {wait:.0f} s"
             )
-        await self.bot.conversation.respond(ctx, text)
 
     async def _command(self, ctx: Context, text: str) -> None:
         head, _, args = text[1:].partition(" ")
@@ -117,11 +152,16 @@ class Router:
             hint = f" Did you mean /{close[0]}?" if close else ""
             raise CommandError(f"unknown command /{name}.{hint} /help lists the commands.")
         # Without arguments a settings command only shows the value, which anyone may see.
-        if command.changes_settings and args.strip() and not ctx.incoming.user.can_change_settings:
+        guarded = command.changes_history or (command.changes_settings and args.strip())
+        if guarded and not ctx.incoming.user.can_change_settings:
             raise CommandError(
                 f"only people allowed to change this chat's settings can use /{name}"
             )
         values = command.parse(args)
+        if command.uses_model:
+            self.check_rate(ctx)
+        if not command.writes_ahead:
+            ctx.accepted()  # nothing of the user's to store: the platform may confirm it now
         result = await command.handler(ctx, **values)
         if result:
             await ctx.reply(result)

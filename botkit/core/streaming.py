@@ -7,11 +7,14 @@ language, at the start of the next).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ReplyStream", "ReplyTarget", "split_message"]
+__all__ = ["RecoverableTarget", "ReplyStream", "ReplyTarget", "split_message"]
+
+log = logging.getLogger(__name__)
 
 _FENCE = "```"
 _CLOSE = "\n```"
@@ -37,6 +40,15 @@ class ReplyTarget(Protocol):
 
     async def edit(self, handle: Any, text: str) -> None:
         """Replace the text of a message sent earlier."""
+        ...
+
+
+@runtime_checkable
+class RecoverableTarget(Protocol):
+    """A target whose messages can be found again after a restart (to mark a cut reply)."""
+
+    def reference(self, handle: Any) -> str | None:
+        """A string that names the message of handle on this platform, kept with the reply."""
         ...
 
 
@@ -86,29 +98,48 @@ def split_message(text: str, limit: int) -> list[str]:
 
 
 class ReplyStream:
-    """Grows a reply on a target: edits no more often than the target allows, splits as needed."""
+    """Grows a reply on a target: edits no more often than the target allows, splits as needed.
+
+    A platform that refuses an edit or a send (a deleted message, a lost permission, a network
+    error) does not end the reply: the text goes on in a new message, from what was last shown
+    in full. After a few refusals in a row the reply is no longer shown; the caller still has
+    all of it in .text and stores it.
+    """
+
+    _GIVE_UP = 3
 
     def __init__(self, target: ReplyTarget, clock: Callable[[], float] = time.monotonic) -> None:
         self.target = target
         self._clock = clock
         self._text = ""
+        self._offset = 0  # text before this is in messages that are no longer edited
+        self._shown_upto = 0  # text up to here was shown in full by the last flush
         self._handles: list[Any] = []
         self._shown: list[str] = []
         self._last_flush = float("-inf")
+        self._refusals = 0
 
     @property
     def text(self) -> str:
         """Everything appended so far."""
         return self._text
 
+    @property
+    def last_handle(self) -> Any:
+        """The handle of the message the reply's end is in (None before the first send)."""
+        return self._handles[-1] if self._handles else None
+
     async def status(self, text: str) -> None:
         """Show a note (e.g. the place in the queue) that the reply will replace."""
-        if self._handles:
-            await self.target.edit(self._handles[0], text)
-            self._shown[0] = text
-        else:
-            self._handles.append(await self.target.send(text))
-            self._shown.append(text)
+        try:
+            if self._handles:
+                await self.target.edit(self._handles[0], text)
+                self._shown[0] = text
+            else:
+                self._handles.append(await self.target.send(text))
+                self._shown.append(text)
+        except Exception as exc:
+            log.warning("the platform refused a status note: %s", exc)
 
     async def append(self, text: str) -> None:
         """Add streamed text; shows it now if the pacing interval has passed."""
@@ -124,14 +155,28 @@ class ReplyStream:
         await self._flush()
 
     async def _flush(self) -> None:
-        if not self._text.strip():
+        if not self._text.strip() or self._refusals >= self._GIVE_UP:
             return
         self._last_flush = self._clock()
-        for index, piece in enumerate(split_message(self._text, self.target.max_length)):
-            if index < len(self._handles):
-                if self._shown[index] != piece:
-                    await self.target.edit(self._handles[index], piece)
-                    self._shown[index] = piece
-            else:
-                self._handles.append(await self.target.send(piece))
-                self._shown.append(piece)
+        rest = self._text[self._offset :]
+        try:
+            for index, piece in enumerate(split_message(rest, self.target.max_length)):
+                if index < len(self._handles):
+                    if self._shown[index] != piece:
+                        await self.target.edit(self._handles[index], piece)
+                        self._shown[index] = piece
+                else:
+                    self._handles.append(await self.target.send(piece))
+                    self._shown.append(piece)
+        except Exception as exc:
+            self._refusals += 1
+            log.warning(
+                "the platform refused a reply update (%s); the reply goes on in a new message",
+                exc,
+            )
+            self._offset = self._shown_upto
+            self._handles.clear()
+            self._shown.clear()
+            return
+        self._refusals = 0
+        self._shown_upto = len(self._text)

@@ -152,8 +152,12 @@ class Command:
     help: str
     handler: Handler
     params: tuple[Param, ...] = ()
-    changes_settings: bool = False
+    changes_settings: bool = False  # with an argument: needs the settings permission
     plugin: str = ""
+    changes_history: bool = False  # always needs the settings permission (/reset, /retry)
+    uses_model: bool = False  # counts against the per-user rate limit, like a chat message
+    # The command stores the user's message itself (/ask): delivery is confirmed only then.
+    writes_ahead: bool = False
 
     @property
     def rest_index(self) -> int | None:
@@ -254,7 +258,14 @@ class Plugin:
     commands: list[Command] = field(default_factory=list)
 
     def command(
-        self, name: str | None = None, *, help: str | None = None, changes_settings: bool = False
+        self,
+        name: str | None = None,
+        *,
+        help: str | None = None,
+        changes_settings: bool = False,
+        changes_history: bool = False,
+        uses_model: bool = False,
+        writes_ahead: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated coroutine as a command; its docstring is the default help."""
 
@@ -267,6 +278,9 @@ class Plugin:
                     params=params_from_signature(handler),
                     changes_settings=changes_settings,
                     plugin=self.name,
+                    changes_history=changes_history,
+                    uses_model=uses_model,
+                    writes_ahead=writes_ahead,
                 )
             )
             return handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -31,7 +32,7 @@ plugin = Plugin("builtin", help="The commands every botkit has")
 Question = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
 
 
-@plugin.command("ask")
+@plugin.command("ask", writes_ahead=True)
 async def ask(ctx: Context, question: Question) -> None:
     """Ask the model a question (in group chats: without mentioning the bot)."""
     await ctx.bot.router.chat(ctx, question)
@@ -163,14 +164,15 @@ async def settings(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-@plugin.command("reset")
+@plugin.command("reset", changes_history=True)
 async def reset(ctx: Context) -> str:
-    """Forget this chat's history (settings stay)."""
+    """Forget this chat's history (settings stay); a reply being generated is stopped."""
+    await ctx.bot.conversation.cancel(ctx.chat.id)
     removed = await ctx.bot.repo.clear_history(ctx.chat.id)
     return f"History cleared ({removed} messages forgotten); settings are unchanged."
 
 
-@plugin.command("context")
+@plugin.command("context", uses_model=True)
 async def context(ctx: Context) -> None:
     """How the context window is spent: persona, kept history, reply reserve, free."""
     report = await ctx.bot.conversation.report(ctx.chat, ctx.settings)
@@ -193,7 +195,8 @@ async def context(ctx: Context) -> None:
         ("reply reserve", p.reserve),
         ("free", report.free),
     ]
-    await ctx.reply_image(context_chart(parts, p.window, report.dropped_messages), text)
+    chart = await asyncio.to_thread(context_chart, parts, p.window, report.dropped_messages)
+    await ctx.reply_image(chart, text)
 
 
 def _size(n: int | None) -> str:

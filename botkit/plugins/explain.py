@@ -7,6 +7,7 @@ last reply with the same seed (the same text) or a new one.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Literal
 
 import numpy as np
@@ -42,7 +43,7 @@ def _bar(p: float) -> str:
     return "█" * round(p * _BAR)
 
 
-@plugin.command("probs")
+@plugin.command("probs", uses_model=True)
 async def probs(
     ctx: Context,
     text: Text,
@@ -56,7 +57,10 @@ async def probs(
     temp = s.temperature if temperature is None else temperature
     k = s.top_k if top_k is None else top_k
     p = s.top_p if top_p is None else top_p
-    logits = await backend.next_token_logits([{"role": "system", "content": s.persona}], text)
+    # The model's worker is shared: /probs waits for its turn like a reply does.
+    model = ctx.backend
+    async with ctx.bot.scheduler.slot(model.name, model.max_parallel, str(ctx.chat.key)):
+        logits = await backend.next_token_logits([{"role": "system", "content": s.persona}], text)
     cut = sample_distribution(logits, temperature=temp, top_k=k, top_p=p, min_p=s.min_p)
     top = np.argsort(-cut.raw, kind="stable")[:SHOWN]
     pieces = await backend.token_pieces([int(t) for t in top])
@@ -80,10 +84,11 @@ async def probs(
         f"These {SHOWN} hold {sum(raw):.1%} of the raw probability; {cut.survivors} token(s) "
         "survive the cut and share 100% after it."
     )
-    await ctx.reply_image(probs_chart(pieces, raw, final, settings), "\n".join(lines))
+    chart = await asyncio.to_thread(probs_chart, pieces, raw, final, settings)
+    await ctx.reply_image(chart, "\n".join(lines))
 
 
-@plugin.command("tokens")
+@plugin.command("tokens", uses_model=True)
 async def tokens(ctx: Context, text: Text) -> str:
     """How the model splits text into tokens: each piece with its id, and the count."""
     backend = _inspector(ctx, "its tokens")
@@ -100,18 +105,14 @@ async def tokens(ctx: Context, text: Text) -> str:
 RetrySeed = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
 
 
-@plugin.command("retry")
+@plugin.command("retry", changes_history=True, uses_model=True)
 async def retry(ctx: Context, seed: RetrySeed | None = None) -> None:
-    """Generate the last reply again: with its seed (the same text), `random`, or a given seed."""
-    turn = await ctx.bot.repo.last_turn(ctx.chat.id)
-    if turn is None:
-        raise CommandError("there is no reply to retry in this chat yet")
-    question, answer = turn
-    if seed is None:
-        chosen = answer.seed if answer.seed is not None else RANDOM_SEED
-    else:
-        chosen = RANDOM_SEED if seed == "random" else int(seed)
-    await ctx.bot.repo.delete_messages(ctx.chat.id, [question.id, answer.id])
-    reply = await ctx.bot.conversation.respond(ctx, question.content, seed=chosen)
-    same = "the same seed" if reply.seed == answer.seed else "a new seed"
+    """Generate the last reply again: with its seed (the same text), `random`, or a given seed.
+
+    The earlier reply stays until the new one is complete, and is kept as an alternative."""
+    chosen = None if seed is None else RANDOM_SEED if seed == "random" else int(seed)
+    reply, old = await ctx.bot.conversation.regenerate(ctx, chosen)
+    if reply.status != "complete":
+        return
+    same = "the same seed" if reply.seed == old.seed else "a new seed"
     await ctx.reply(f"(seed {reply.seed}: {same})")

@@ -29,6 +29,8 @@ class MessageStatus:
 
     COMPLETE = "complete"
     INTERRUPTED = "interrupted"
+    GENERATING = "generating"  # written when the turn starts; a crash leaves it so
+    ALTERNATIVE = "alternative"  # an earlier reply that /retry replaced (not in the history)
 
 
 class Base(DeclarativeBase):
@@ -77,3 +79,7 @@ class MessageRow(Base):
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
     seed: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The platform's handle of the reply's message, to mark it interrupted after a crash.
+    reply_ref: Mapped[str | None] = mapped_column(String(255))
+    # Set on a regenerated reply's row while it is generated, and on the alternative it left.
+    replaces: Mapped[int | None] = mapped_column(Integer)

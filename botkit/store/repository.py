@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botkit.core.events import ChatKey
 from botkit.core.settings import ChatSettings
-from botkit.store.models import ChatRow, MessageRow
+from botkit.store.models import ChatRow, MessageRow, MessageStatus
 
-__all__ = ["ChatRecord", "NewMessage", "Repository", "StoredMessage"]
+__all__ = ["ChatRecord", "CutReply", "NewMessage", "Repository", "StoredMessage"]
 
 _SETTING_COLUMNS = ChatSettings.names()
 
@@ -59,6 +59,15 @@ class NewMessage:
     seed: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CutReply:
+    """A reply that a crash cut while it was generated (now stored as interrupted)."""
+
+    chat: ChatKey
+    content: str
+    reply_ref: str
+
+
 _CHATS: Table = ChatRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
 _MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
 _MESSAGE_COLUMNS = (
@@ -71,6 +80,11 @@ _MESSAGE_COLUMNS = (
     _MESSAGES.c.status,
     _MESSAGES.c.seed,
 )
+
+
+def _message_fields(m: NewMessage) -> tuple[Any, ...]:
+    """A new message's fields in StoredMessage's order (after the id)."""
+    return (m.role, m.author, m.content, m.token_count, m.token_model, m.status, m.seed)
 
 
 def _record(row: Any) -> ChatRecord:
@@ -191,7 +205,11 @@ class Repository:
             return list(kept)
         rows = await self._read(
             select(*_MESSAGE_COLUMNS)
-            .where(_MESSAGES.c.chat_id == chat_id, _MESSAGES.c.id >= start_id)
+            .where(
+                _MESSAGES.c.chat_id == chat_id,
+                _MESSAGES.c.id >= start_id,
+                _MESSAGES.c.replaces.is_(None),  # alternatives and retries in progress
+            )
             .order_by(_MESSAGES.c.id)
         )
         messages = [StoredMessage(*row) for row in rows]
@@ -210,13 +228,15 @@ class Repository:
         return int(rows[0][0])
 
     async def set_window_start(self, chat_id: int, start_id: int) -> None:
-        """Move the trimming position of a chat."""
+        """Move the trimming position of a chat forward (never back: trimmed stays trimmed)."""
         async with self._write() as conn:
             await conn.execute(
-                update(_CHATS).where(_CHATS.c.id == chat_id).values(window_start_id=start_id)
+                update(_CHATS)
+                .where(_CHATS.c.id == chat_id, _CHATS.c.window_start_id < start_id)
+                .values(window_start_id=start_id)
             )
         for key, record in list(self._chats.items()):
-            if record.id == chat_id:
+            if record.id == chat_id and record.window_start_id < start_id:
                 self._chats[key] = replace(record, window_start_id=start_id)
 
     async def recount(self, updates: Sequence[tuple[int, int, str]]) -> None:
@@ -239,40 +259,132 @@ class Repository:
         async with self._write() as conn:
             result = await conn.execute(insert(_MESSAGES).values(values).returning(_MESSAGES.c.id))
             ids = [int(row[0]) for row in result]
-        cached = self._windows.get(chat_id)
-        if cached is not None:
-            cached[1].extend(
-                StoredMessage(i, m.role, m.author, m.content, m.token_count, m.token_model,
-                              m.status, m.seed)
-                for i, m in zip(ids, messages, strict=True)
-            )  # fmt: skip
+        rows = self._cached_rows(chat_id)
+        if rows is not None:
+            rows.extend(
+                StoredMessage(i, *_message_fields(m)) for i, m in zip(ids, messages, strict=True)
+            )
         return ids
+
+    def _cached_rows(self, chat_id: int) -> list[StoredMessage] | None:
+        cached = self._windows.get(chat_id)
+        return None if cached is None else cached[1]
+
+    async def begin_turn(
+        self, chat_id: int, user: NewMessage | None, *, replaces: int | None = None
+    ) -> tuple[int | None, int]:
+        """Write a turn ahead of generation: the user message (None for a /retry) and an empty
+        reply row marked generating, in one transaction. Returns (user id, reply id)."""
+        now = _now()
+        reply = {
+            "chat_id": chat_id, "created_at": now, "role": "assistant", "author": None,
+            "content": "", "token_count": 0, "token_model": "", "seed": None,
+            "status": MessageStatus.GENERATING, "replaces": replaces,
+        }  # fmt: skip
+        values = [] if user is None else [{"chat_id": chat_id, "created_at": now, **asdict(user)}]
+        async with self._write() as conn:
+            ids = []
+            for row in [*values, reply]:  # one at a time: ids in this order on every database
+                result = await conn.execute(insert(_MESSAGES).values(row).returning(_MESSAGES.c.id))
+                ids.append(int(result.scalar_one()))
+        rows = self._cached_rows(chat_id)
+        if rows is not None:
+            if user is not None:
+                rows.append(StoredMessage(ids[0], *_message_fields(user)))
+            if replaces is None:
+                rows.append(
+                    StoredMessage(ids[-1], "assistant", None, "", 0, "", MessageStatus.GENERATING,
+                                  None)
+                )  # fmt: skip
+        return (ids[0] if user is not None else None), ids[-1]
+
+    async def checkpoint(self, reply_id: int, content: str, reply_ref: str | None) -> None:
+        """Save a growing reply (one short transaction; the row stays marked generating)."""
+        async with self._write() as conn:
+            await conn.execute(
+                update(_MESSAGES)
+                .where(_MESSAGES.c.id == reply_id, _MESSAGES.c.status == MessageStatus.GENERATING)
+                .values(content=content, reply_ref=reply_ref)
+            )
+
+    async def finish_turn(
+        self, chat_id: int, reply_id: int, reply: NewMessage, reply_ref: str | None,
+        *, replaces: int | None = None,
+    ) -> None:  # fmt: skip
+        """Store a finished (or interrupted) reply in its row.
+
+        For a /retry (replaces = the old reply's id) the new reply takes the old one's place in
+        the history and the old text moves to reply_id's row as an alternative, in one
+        transaction: until then the old reply was untouched.
+        """
+        new = {
+            "content": reply.content, "token_count": reply.token_count,
+            "token_model": reply.token_model, "status": reply.status, "seed": reply.seed,
+            "reply_ref": reply_ref,
+        }  # fmt: skip
+        async with self._write() as conn:
+            if replaces is None:
+                await conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == reply_id).values(new))
+            else:
+                columns = [_MESSAGES.c[name] for name in new]
+                old = (await conn.execute(select(*columns).where(_MESSAGES.c.id == replaces))).one()
+                kept = dict(zip(new, old, strict=True))
+                kept["status"] = MessageStatus.ALTERNATIVE
+                await conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == replaces).values(new))
+                await conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == reply_id).values(kept))
+        rows = self._cached_rows(chat_id)
+        if rows is not None:
+            place = replaces if replaces is not None else reply_id
+            for index, row in enumerate(rows):
+                if row.id == place:
+                    rows[index] = replace(
+                        row, content=reply.content, token_count=reply.token_count,
+                        token_model=reply.token_model, status=reply.status, seed=reply.seed,
+                    )  # fmt: skip
+
+    async def discard_reply(self, chat_id: int, reply_id: int) -> None:
+        """Delete a reply row that never got text (a refused turn, a failed /retry)."""
+        async with self._write() as conn:
+            await conn.execute(delete(_MESSAGES).where(_MESSAGES.c.id == reply_id))
+        rows = self._cached_rows(chat_id)
+        if rows is not None:
+            rows[:] = [r for r in rows if r.id != reply_id]
+
+    async def recover_cut_replies(self) -> list[CutReply]:
+        """After a crash: replies left generating become interrupted (and stay in the history);
+        a /retry cut by the crash is dropped, so the reply it was replacing stays. Returns the
+        cut replies that have a platform message, so adapters can mark them."""
+        generating = _MESSAGES.c.status == MessageStatus.GENERATING
+        async with self._write() as conn:
+            found = await conn.execute(
+                select(_CHATS.c.platform, _CHATS.c.chat_key, _MESSAGES.c.content,
+                       _MESSAGES.c.reply_ref)
+                .join(_CHATS, _CHATS.c.id == _MESSAGES.c.chat_id)
+                .where(generating, _MESSAGES.c.replaces.is_(None),
+                       _MESSAGES.c.reply_ref.is_not(None))
+            )  # fmt: skip
+            cut = [CutReply(ChatKey(p, k), content, ref) for p, k, content, ref in found]
+            await conn.execute(
+                delete(_MESSAGES).where(generating, _MESSAGES.c.replaces.is_not(None))
+            )
+            await conn.execute(
+                update(_MESSAGES).where(generating).values(status=MessageStatus.INTERRUPTED)
+            )
+        self._windows.clear()
+        return cut
 
     async def clear_history(self, chat_id: int) -> int:
         """Forget a chat's messages (its settings stay); returns how many were deleted."""
         async with self._write() as conn:
             result = await conn.execute(delete(_MESSAGES).where(_MESSAGES.c.chat_id == chat_id))
-            await conn.execute(
-                update(_CHATS).where(_CHATS.c.id == chat_id).values(window_start_id=0)
-            )
         self._forget(chat_id)
         return int(result.rowcount or 0)
-
-    async def delete_messages(self, chat_id: int, message_ids: Sequence[int]) -> None:
-        """Delete some of a chat's messages (e.g. the turn /retry replaces)."""
-        async with self._write() as conn:
-            await conn.execute(
-                delete(_MESSAGES).where(
-                    _MESSAGES.c.chat_id == chat_id, _MESSAGES.c.id.in_(list(message_ids))
-                )
-            )
-        self._windows.pop(chat_id, None)
 
     async def last_turn(self, chat_id: int) -> tuple[StoredMessage, StoredMessage] | None:
         """The newest user message and the reply after it, if the chat ends with a reply."""
         rows = await self._read(
             select(*_MESSAGE_COLUMNS)
-            .where(_MESSAGES.c.chat_id == chat_id)
+            .where(_MESSAGES.c.chat_id == chat_id, _MESSAGES.c.replaces.is_(None))
             .order_by(_MESSAGES.c.id.desc())
             .limit(2)
         )
@@ -285,8 +397,24 @@ class Repository:
         """The newest assistant message of a chat."""
         rows = await self._read(
             select(*_MESSAGE_COLUMNS)
-            .where(_MESSAGES.c.chat_id == chat_id, _MESSAGES.c.role == "assistant")
+            .where(
+                _MESSAGES.c.chat_id == chat_id,
+                _MESSAGES.c.role == "assistant",
+                _MESSAGES.c.replaces.is_(None),
+            )
             .order_by(_MESSAGES.c.id.desc())
             .limit(1)
         )
         return StoredMessage(*rows[0]) if rows else None
+
+    async def alternatives(self, reply_id: int) -> list[StoredMessage]:
+        """Earlier replies that /retry replaced with reply_id's text, oldest first."""
+        rows = await self._read(
+            select(*_MESSAGE_COLUMNS)
+            .where(
+                _MESSAGES.c.replaces == reply_id,
+                _MESSAGES.c.status == MessageStatus.ALTERNATIVE,
+            )
+            .order_by(_MESSAGES.c.id)
+        )
+        return [StoredMessage(*row) for row in rows]

@@ -139,3 +139,19 @@ def test_run_without_a_token_says_where_to_put_it(tmp_path: Path) -> None:
     assert (
         "[telegram] is enabled but no token was found: set $BOTKIT_TELEGRAM_TOKEN" in result.stderr
     )
+
+
+def test_piped_chat_refuses_huge_and_undecodable_lines_and_goes_on(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    lines = b"x" * 70_000 + b"\n" + b"caf\xe9 au lait\n" + b"y" * 2_000_000 + b"\n/temp\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "botkit", "chat", "--config", str(config)],
+        input=lines, capture_output=True, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    out = result.stdout.decode("utf-8")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "your message is 70,000 characters; the limit is 16,000" in out
+    assert "that line is not valid UTF-8 (byte 4); nothing was sent" in out
+    assert "longer than 1,048,576 bytes; nothing was sent" in out
+    assert "temperature is 0.7" in out
+    assert "Traceback" not in result.stderr.decode()
