@@ -296,6 +296,8 @@ class Conversation:
         async with line.order:
             turn = await self.bot.repo.last_turn(ctx.chat.id)
             if turn is None:
+                if not line.waiting:
+                    self._lines.pop(ctx.chat.id, None)  # no turn will forget this line
                 raise NothingToRetry("there is no reply to retry in this chat yet")
             _, old = turn
             if seed is None and old.seed is not None:
