@@ -10,7 +10,16 @@ from pathlib import Path
 from bench.common import Result, write_json
 
 # memory first: its resident-memory figure must not include the other benchmarks' models
-BENCHMARKS = ["memory", "overhead", "followup", "warm", "history", "throughput", "fairness"]
+BENCHMARKS = [
+    "memory",
+    "overhead",
+    "followup",
+    "checkpoint",
+    "warm",
+    "history",
+    "throughput",
+    "fairness",
+]
 
 
 def table(results: list[Result]) -> str:

@@ -44,7 +44,8 @@ async def started_bot(
             # and a queue long enough for every message of the fairness run.
             "service": {"rate_limit_per_minute": 0, "max_queue": 10_000},
         }
-        data.update(sections)
+        storage = {**data["storage"], **sections.pop("storage", {})}
+        data.update(sections, storage=storage)
         bot = Bot(Config(**data), backends=backend_objects)
         await bot.start()
         try:

@@ -58,7 +58,7 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
 
         dc = config.discord
         token = _required_secret("discord", dc.token_env, dc.credential)
-        adapters.append(DiscordAdapter(dc, token, bot.registry))
+        adapters.append(DiscordAdapter(dc, token, bot.registry, bot.cut_replies))
     if config.console.enabled and sys.stdin.isatty():
         adapters.append(ConsoleAdapter(user_name=config.console.user_name))
     return adapters

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
+from botkit.core.streaming import INTERRUPTED_MARK
 
 __all__ = ["ConsoleAdapter", "ConsoleTarget"]
 
@@ -144,7 +145,7 @@ class ConsoleAdapter:
                     task = asyncio.current_task()
                     if task is not None and task.cancelling():
                         raise  # we are being cancelled, not just the reply
-                    self.target.out.write(" [interrupted]")
+                    self.target.out.write(INTERRUPTED_MARK)
                     self.target.line_open = True
                 finally:
                     self._current = None

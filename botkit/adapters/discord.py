@@ -27,9 +27,10 @@ from botkit.adapters.discord_commands import command_signature, slash_command
 from botkit.config import DiscordConfig
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
-from botkit.core.streaming import ReplyStream
+from botkit.core.streaming import ReplyStream, interrupted_ending
 from botkit.plugins.api import Command, CommandRegistry
 from botkit.secrets import install_redaction
+from botkit.store.repository import CutReply
 
 __all__ = ["ChannelTarget", "DiscordAdapter", "InteractionTarget"]
 
@@ -51,26 +52,36 @@ class _Sent:
     message: Any = None
 
 
+def _reference(handle: _Sent) -> str:
+    return f"{handle.message.channel.id}:{handle.message.id}"
+
+
 @dataclass
 class ChannelTarget:
     """Replies in a channel: the first piece answers the user's message, edits grow it."""
 
     channel: Any
     min_edit_interval: float
-    reference: discord.Message | None = None
+    reply_to: discord.Message | None = None
     max_length: int = MAX_LENGTH
 
     async def send(self, text: str) -> _Sent:
-        """channel.send, never pinging."""
+        """channel.send, never pinging; the first piece answers the user's message (if it is
+        still there: Discord refuses a reply to a deleted message unless told not to fail)."""
+        reference = self.reply_to.to_reference(fail_if_not_exists=False) if self.reply_to else None
         message = await self.channel.send(
-            text, reference=self.reference, mention_author=False, allowed_mentions=NO_PINGS
+            text, reference=reference, mention_author=False, allowed_mentions=NO_PINGS
         )
-        self.reference = None
+        self.reply_to = None
         return _Sent("channel", message)
 
     async def edit(self, handle: _Sent, text: str) -> None:
         """message.edit."""
         await handle.message.edit(content=text, allowed_mentions=NO_PINGS)
+
+    def reference(self, handle: _Sent) -> str:
+        """channel id:message id."""
+        return _reference(handle)
 
     async def send_image(self, png: bytes, text: str) -> None:
         """The chart as an attachment, its text with it (or after it, when long)."""
@@ -125,6 +136,11 @@ class InteractionTarget:
         else:
             await handle.message.edit(content=text, allowed_mentions=NO_PINGS)
 
+    def reference(self, handle: _Sent) -> str | None:
+        """channel id:message id, for a piece sent as a plain channel message; the interaction's
+        own messages can only be edited with its token, which is never stored."""
+        return _reference(handle) if handle.kind == "channel" else None
+
     async def send_error(self, text: str) -> None:
         """Errors are ephemeral: only the user who asked sees them."""
         if self.expired:
@@ -166,8 +182,15 @@ class DiscordAdapter:
 
     name = "discord"
 
-    def __init__(self, config: DiscordConfig, token: str, registry: CommandRegistry) -> None:
+    def __init__(
+        self,
+        config: DiscordConfig,
+        token: str,
+        registry: CommandRegistry,
+        cut_replies: list[CutReply] | None = None,
+    ) -> None:
         self.config = config
+        self._cut_replies = [r for r in cut_replies or [] if r.chat.platform == "discord"]
         self._token = token
         self._registry = registry
         self._router: Router | None = None
@@ -229,7 +252,24 @@ class DiscordAdapter:
     async def on_ready(self) -> None:
         """The gateway session is up and the guilds are known."""
         log.info("discord: connected as %s", self.client.user if self.client else "?")
+        await self._mark_cut_replies()
         self.ready.set()
+
+    async def _mark_cut_replies(self) -> None:
+        """Replies a crash cut mid-stream: end their last message with the interrupted mark."""
+        cut, self._cut_replies = self._cut_replies, []
+        if self.client is None:
+            return
+        for reply in cut:
+            channel_id, _, message_id = reply.reply_ref.partition(":")
+            text = interrupted_ending(reply.content, MAX_LENGTH)
+            try:
+                channel = self.client.get_partial_messageable(int(channel_id))
+                await channel.get_partial_message(int(message_id)).edit(
+                    content=text, allowed_mentions=NO_PINGS
+                )
+            except (discord.HTTPException, ValueError) as exc:
+                log.warning("discord: could not mark a cut reply: %s", exc)
 
     async def _sync(self) -> None:
         """Register the slash commands where they differ from what Discord has."""
@@ -328,7 +368,7 @@ class DiscordAdapter:
             mentioned=mentioned,
             reply_to_bot=reply_to_bot,
         )
-        target = ChannelTarget(message.channel, self.config.edit_interval, reference=message)
+        target = ChannelTarget(message.channel, self.config.edit_interval, reply_to=message)
         # A missing typing indicator is no reason to drop the message.
         with contextlib.suppress(discord.HTTPException):
             await message.channel.typing()

@@ -22,7 +22,7 @@ from typing import Any
 from telegram import BotCommand, Message, ReplyParameters, Update
 from telegram import User as TgUser
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageEntityType
-from telegram.error import InvalidToken, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -33,10 +33,9 @@ from telegram.ext import (
 )
 
 from botkit.config import TelegramConfig
-from botkit.core.conversation import INTERRUPTED_MARK
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
-from botkit.core.streaming import ReplyStream, split_message
+from botkit.core.streaming import ReplyStream, interrupted_ending
 from botkit.plugins.api import CommandRegistry
 from botkit.secrets import install_redaction
 from botkit.store.repository import CutReply
@@ -75,8 +74,14 @@ class TelegramTarget:
         return message.message_id
 
     async def edit(self, handle: int, text: str) -> None:
-        """editMessageText."""
-        await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=handle)
+        """editMessageText; an edit that changes nothing Telegram can see is not an error."""
+        try:
+            await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=handle)
+        except BadRequest as exc:
+            # Telegram trims the text before comparing, so a reply that only grew by
+            # whitespace is "not modified" (a 400), though our copy differs.
+            if "not modified" not in exc.message.lower():
+                raise
 
     def reference(self, handle: int) -> str:
         """The message id (the chat is the conversation's own)."""
@@ -228,10 +233,10 @@ class TelegramAdapter:
         assert self._app is not None
         for cut in self._cut_replies:
             chat_id = int(cut.chat.chat_id.split(":", 1)[0])
-            text = split_message(cut.content, MAX_LENGTH - len(INTERRUPTED_MARK))[-1]
+            text = interrupted_ending(cut.content, MAX_LENGTH)
             try:
                 await self._app.bot.edit_message_text(
-                    text + INTERRUPTED_MARK, chat_id=chat_id, message_id=int(cut.reply_ref)
+                    text, chat_id=chat_id, message_id=int(cut.reply_ref)
                 )
             except (TelegramError, ValueError) as exc:
                 log.warning("telegram: could not mark a cut reply: %s", exc)

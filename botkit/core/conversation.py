@@ -35,7 +35,7 @@ from botkit.backends.base import (
     Usage,
 )
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
-from botkit.core.streaming import RecoverableTarget, ReplyStream
+from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
 from botkit.store.models import MessageStatus
 from botkit.store.repository import ChatRecord, NewMessage, StoredMessage
 
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["ContextReport", "Conversation", "NothingToRetry", "PromptPlan", "Reply"]
 
 log = logging.getLogger(__name__)
-
-INTERRUPTED_MARK = " [interrupted]"
 
 
 class NothingToRetry(Exception):
@@ -406,6 +404,7 @@ class Conversation:
         interval = self.bot.config.storage.checkpoint_interval
         started = time.perf_counter()
         saved = started
+        shown: object = None  # the platform message of the last checkpoint
         first: float | None = None
         usage: Usage | None = None
         chat_name = str(turn.ctx.chat.key)
@@ -415,8 +414,11 @@ class Conversation:
                     first = time.perf_counter()
                     metrics.ttft.labels(backend.name).observe(first - started)
                 await stream.append(chunk.text)
-                if time.perf_counter() - saved >= interval:
+                # Also when the reply's end moves to a new platform message, so that a crash
+                # right after it can still mark that message as cut.
+                if time.perf_counter() - saved >= interval or stream.last_handle is not shown:
                     saved = time.perf_counter()
+                    shown = stream.last_handle
                     ref = self._reference(turn, stream)
                     await self.bot.repo.checkpoint(turn.reply_id, stream.text, ref)
             if chunk.usage is not None:

@@ -12,13 +12,22 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["RecoverableTarget", "ReplyStream", "ReplyTarget", "split_message"]
+__all__ = [
+    "INTERRUPTED_MARK",
+    "RecoverableTarget",
+    "ReplyStream",
+    "ReplyTarget",
+    "interrupted_ending",
+    "split_message",
+]
 
 log = logging.getLogger(__name__)
 
 _FENCE = "```"
 _CLOSE = "\n```"
 _MIN_LIMIT = 32
+
+INTERRUPTED_MARK = " [interrupted]"
 
 
 class ReplyTarget(Protocol):
@@ -97,6 +106,11 @@ def split_message(text: str, limit: int) -> list[str]:
     return pieces
 
 
+def interrupted_ending(text: str, limit: int) -> str:
+    """The last message of a cut reply of text, ending with the interrupted mark."""
+    return split_message(text, limit - len(INTERRUPTED_MARK))[-1].rstrip() + INTERRUPTED_MARK
+
+
 class ReplyStream:
     """Grows a reply on a target: edits no more often than the target allows, splits as needed.
 
@@ -155,28 +169,32 @@ class ReplyStream:
         await self._flush()
 
     async def _flush(self) -> None:
-        if not self._text.strip() or self._refusals >= self._GIVE_UP:
+        # A refusal moves the rest to a new message at once (up to _GIVE_UP times in a row),
+        # so text appended last is never left unshown.
+        while self._refusals < self._GIVE_UP and self._text[self._offset :].strip():
+            self._last_flush = self._clock()
+            try:
+                await self._show(self._text[self._offset :])
+            except Exception as exc:
+                self._refusals += 1
+                log.warning(
+                    "the platform refused a reply update (%s); the reply goes on in a new message",
+                    exc,
+                )
+                self._offset = self._shown_upto
+                self._handles.clear()
+                self._shown.clear()
+                continue
+            self._refusals = 0
+            self._shown_upto = len(self._text)
             return
-        self._last_flush = self._clock()
-        rest = self._text[self._offset :]
-        try:
-            for index, piece in enumerate(split_message(rest, self.target.max_length)):
-                if index < len(self._handles):
-                    if self._shown[index] != piece:
-                        await self.target.edit(self._handles[index], piece)
-                        self._shown[index] = piece
-                else:
-                    self._handles.append(await self.target.send(piece))
-                    self._shown.append(piece)
-        except Exception as exc:
-            self._refusals += 1
-            log.warning(
-                "the platform refused a reply update (%s); the reply goes on in a new message",
-                exc,
-            )
-            self._offset = self._shown_upto
-            self._handles.clear()
-            self._shown.clear()
-            return
-        self._refusals = 0
-        self._shown_upto = len(self._text)
+
+    async def _show(self, rest: str) -> None:
+        for index, piece in enumerate(split_message(rest, self.target.max_length)):
+            if index < len(self._handles):
+                if self._shown[index] != piece:
+                    await self.target.edit(self._handles[index], piece)
+                    self._shown[index] = piece
+            else:
+                self._handles.append(await self.target.send(piece))
+                self._shown.append(piece)

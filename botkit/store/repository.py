@@ -353,16 +353,16 @@ class Repository:
     async def recover_cut_replies(self) -> list[CutReply]:
         """After a crash: replies left generating become interrupted (and stay in the history);
         a /retry cut by the crash is dropped, so the reply it was replacing stays. Returns the
-        cut replies that have a platform message, so adapters can mark them."""
+        cut replies (retries too) that have a platform message, so adapters can mark them."""
         generating = _MESSAGES.c.status == MessageStatus.GENERATING
         async with self._write() as conn:
             found = await conn.execute(
-                select(_CHATS.c.platform, _CHATS.c.chat_key, _MESSAGES.c.content,
-                       _MESSAGES.c.reply_ref)
+                select(
+                    _CHATS.c.platform, _CHATS.c.chat_key, _MESSAGES.c.content, _MESSAGES.c.reply_ref
+                )
                 .join(_CHATS, _CHATS.c.id == _MESSAGES.c.chat_id)
-                .where(generating, _MESSAGES.c.replaces.is_(None),
-                       _MESSAGES.c.reply_ref.is_not(None))
-            )  # fmt: skip
+                .where(generating, _MESSAGES.c.reply_ref.is_not(None))
+            )
             cut = [CutReply(ChatKey(p, k), content, ref) for p, k, content, ref in found]
             await conn.execute(
                 delete(_MESSAGES).where(generating, _MESSAGES.c.replaces.is_not(None))

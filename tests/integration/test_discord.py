@@ -25,6 +25,7 @@ from tests.emulators.discord import (
     InteractionRecord,
     MessageRecord,
 )
+from tests.gated import GatedBackend
 
 
 @dataclass
@@ -87,7 +88,7 @@ async def discord_bot(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = Bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = DiscordAdapter(config.discord, emulator.token, bot.registry)
+        adapter = DiscordAdapter(config.discord, emulator.token, bot.registry, bot.cut_replies)
         task = asyncio.create_task(adapter.start(bot.router))
         async with asyncio.timeout(30):
             await adapter.ready.wait()
@@ -261,3 +262,44 @@ async def test_probs_arrives_as_a_chart_attachment(discord_bot: StartHarness) ->
     assert record.original is not None
     assert record.original.attachments == ["chart.png"]
     assert "raw   after" in (record.original_content or "")
+
+
+async def test_a_question_deleted_before_the_answer_still_gets_it(
+    discord_bot: StartHarness,
+) -> None:
+    backend = GatedBackend()
+    backend.enqueue("Here is the answer.")
+    dc = await discord_bot(backend)
+    question = await dc.emulator.user_message("A question", mentions_bot=True)
+    async with asyncio.timeout(60):
+        await backend.started.wait()
+    await dc.emulator.delete_message(int(question["id"]))
+    backend.gate.set()
+    await dc.handled(str(question["id"]))
+    # Discord refuses a reply to a deleted message unless it may go without the reference.
+    (answer,) = dc.emulator.sent_to(GENERAL_ID)
+    assert (answer.content, answer.reference) == ("Here is the answer.", None)
+
+
+async def test_a_reply_cut_by_a_crash_is_marked_after_the_restart(
+    discord_bot: StartHarness,
+) -> None:
+    backend = GatedBackend(stop_at=1, chunk=12)
+    backend.enqueue("Once upon a time there was a fox.")
+    dc = await discord_bot(backend)
+    await dc.emulator.user_message("Tell a story", mentions_bot=True)
+    async with asyncio.timeout(60):
+        await backend.started.wait()  # the first piece is shown and checkpointed
+    (cut,) = dc.emulator.sent_to(GENERAL_ID)
+    assert cut.content == "Once upon a "
+    # The process dies here: its reply is never finished. The next start finds it.
+    await dc.adapter.stop()
+    again = await discord_bot(ScriptedBackend("local"), emulator=dc.emulator)
+    assert cut.content == "Once upon a [interrupted]"
+    chat = await again.bot.repo.chat(ChatKey("discord", str(GENERAL_ID)))
+    rows = await again.bot.repo.window(chat.id, 0)
+    assert [(r.content, r.status) for r in rows] == [
+        ("Tell a story", "complete"),
+        ("Once upon a ", "interrupted"),
+    ]
+    backend.gate.set()  # let the first bot's turn end before teardown

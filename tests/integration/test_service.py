@@ -9,10 +9,12 @@ import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.emulators.ollama import OllamaEmulator
 from tests.emulators.telegram import BotApiEmulator
 
 
@@ -59,11 +61,14 @@ async def start_service(
     notify: NotifySocket,
     grace: float,
     token: str | None = None,
+    extra: str = "",
 ) -> asyncio.subprocess.Process:
+    """botkit run on Telegram (emulated); extra is appended to the [telegram] section."""
     config = tmp_path / "config.toml"
     config.write_text(
-        f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n'
         f'[telegram]\nenabled = true\napi_base_url = "{emulator.base_url}"\npoll_timeout = 1\n'
+        f"{extra}\n"
+        f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\ncheckpoint_interval = 0.1\n'
         f"[service]\ngrace_period = {grace}\n[console]\nenabled = false\n",
         encoding="utf-8",
     )
@@ -79,6 +84,17 @@ async def start_service(
         env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+@asynccontextmanager
+async def killed_after(process: asyncio.subprocess.Process) -> AsyncIterator[None]:
+    """Whatever happens in the block, the process is gone after it (kill -9 if need be)."""
+    try:
+        yield
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 def integrity(database: Path) -> str:
@@ -124,19 +140,13 @@ async def test_kill_9_in_a_burst_loses_no_committed_turn(
     tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket
 ) -> None:
     process = await start_service(tmp_path, emulator, notify, 5.0)
-    try:
+    async with killed_after(process):
         await notify.expect("READY=1")
         await emulator.user_message("/maxtokens 8")
         for i in range(12):
             await emulator.user_message(f"Say a number: {i}", chat_id=3000 + i, user_id=3000 + i)
         async with asyncio.timeout(60):  # some replies are done, others are not
             await emulator.wait_for(lambda: len({m.chat_id for m in emulator.messages}) >= 4)
-        process.kill()
-        await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     database = tmp_path / "bot.db"
     assert integrity(database) == "ok"
     with sqlite3.connect(database) as db:
@@ -144,6 +154,67 @@ async def test_kill_9_in_a_burst_loses_no_committed_turn(
             "SELECT chat_id, count(*) FROM messages GROUP BY chat_id HAVING count(*) % 2 = 1"
         ).fetchall()
     assert turns == []  # every stored turn is whole: question and answer together
+
+
+async def test_kill_9_mid_reply_keeps_the_partial_reply_and_marks_it_after_restart(
+    tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket
+) -> None:
+    ollama = OllamaEmulator(hold_after=3)  # two chunks shown, then the daemon hangs
+    await ollama.start()
+    backend = (
+        f'dm_edit_interval = 0.0\n[backends.big]\nkind = "ollama"\nhost = "{ollama.url}"\n'
+        'model = "smollm2:135m"\n[defaults]\nbackend = "big"\nseed = 7\n'
+    )
+    database = tmp_path / "bot.db"
+    try:
+        process = await start_service(tmp_path, emulator, notify, 5.0, extra=backend)
+        async with killed_after(process):  # kill -9 mid-reply
+            await notify.expect("READY=1")
+            story = await emulator.user_message("Tell me a story about a fox.")
+            async with asyncio.timeout(60):
+                await ollama.holding.wait()
+                # An edit is made only after the checkpoint of the message it edits.
+                await emulator.wait_for(lambda: any(m.edits for m in emulator.sent_to(1001)))
+            assert emulator.delivered(story)  # confirmed to Telegram once it was committed
+            shown = emulator.sent_to(1001)[0]
+        assert integrity(database) == "ok"
+        with sqlite3.connect(database) as db:
+            rows = db.execute("SELECT role, content, status, reply_ref FROM messages").fetchall()
+        (user, reply) = rows
+        assert user[:3] == ("user", "Tell me a story about a fox.", "complete")
+        assert reply[::2] == ("assistant", "generating")
+        partial = reply[1]
+        assert partial.strip()
+        assert shown.text.startswith(partial.strip())
+        assert reply[3] == str(shown.message_id)
+
+        ollama.hold_after = None
+        process = await start_service(tmp_path, emulator, notify, 5.0, extra=backend)
+        async with killed_after(process):
+            async with asyncio.timeout(60):
+                # The cut message is edited to say so, before anything else is answered.
+                await emulator.wait_for(lambda: shown.text.endswith("[interrupted]"))
+            assert shown.text == partial.strip() + " [interrupted]"
+            await emulator.user_message("Go on.")
+            async with asyncio.timeout(60):
+                await emulator.wait_for(lambda: len(ollama.records) == 2)
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(60):
+                assert await process.wait() == 0
+        assert ollama.records[1].body["messages"][1:] == [
+            {"role": "user", "content": "Tell me a story about a fox."},
+            {"role": "assistant", "content": partial},
+            {"role": "user", "content": "Go on."},
+        ]
+        with sqlite3.connect(database) as db:
+            rows = db.execute("SELECT role, status FROM messages ORDER BY id").fetchall()
+        assert rows[:3] == [
+            ("user", "complete"),
+            ("assistant", "interrupted"),
+            ("user", "complete"),
+        ]
+    finally:
+        await ollama.stop()
 
 
 async def test_a_refused_token_exits_with_status_2(

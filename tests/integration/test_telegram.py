@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from botkit.adapters.telegram import TelegramAdapter
+from botkit.backends.base import Message
 from botkit.backends.scripted import ScriptedBackend
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey
@@ -22,6 +23,7 @@ from botkit.plugins.charts import PROBS_SIZE
 from botkit.secrets import install_redaction, read_secret
 from tests.conftest import MakeConfig
 from tests.emulators.telegram import BotApiEmulator, SentMessage
+from tests.gated import GatedBackend
 
 GROUP = -100200
 ADMIN = 42
@@ -66,7 +68,9 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = Bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = TelegramAdapter(config.telegram, token, bot.registry, webhook_secret)
+        adapter = TelegramAdapter(
+            config.telegram, token, bot.registry, webhook_secret, bot.cut_replies
+        )
         task = asyncio.create_task(adapter.start(bot.router))
         ready = "setWebhook" if webhook_secret else "getUpdates"
         async with asyncio.timeout(30):
@@ -141,7 +145,8 @@ async def test_a_10000_character_reply_arrives_as_three_messages(telegram: Start
     sent = await tg.say("Write a lot.")
     assert len(sent) == 3
     assert all(len(m.text) <= 4096 for m in sent)
-    assert "".join(m.text for m in sent) == text
+    # Telegram trims each message, so the spaces at the cuts are gone; no word is lost or cut.
+    assert [word for m in sent for word in m.text.split()] == text.split()
 
 
 async def test_a_429_on_an_edit_is_waited_out(telegram: StartHarness) -> None:
@@ -151,7 +156,7 @@ async def test_a_429_on_an_edit_is_waited_out(telegram: StartHarness) -> None:
     tg = await telegram(backend)
     tg.emulator.fail_next["editMessageText"].append((429, "Too Many Requests: retry after 1", 1))
     sent = await tg.say("Go.")
-    assert sent[0].text == text
+    assert sent[0].text == text.strip()  # Telegram trims
     assert tg.emulator.calls.count("editMessageText") >= 2  # the refused edit was retried
 
 
@@ -282,3 +287,74 @@ async def test_probs_arrives_as_a_chart_with_its_numbers(telegram: StartHarness)
     numbers = caption if caption is not None else texts[-1].text
     assert "raw   after" in numbers
     assert "survive the cut" in numbers
+
+
+async def test_a_reply_whose_message_is_deleted_goes_on_in_a_new_message(
+    telegram: StartHarness,
+) -> None:
+    backend = GatedBackend(stop_at=1, chunk=10)
+    text = "First part, then the second part after the gate."
+    backend.enqueue(text)
+    tg = await telegram(backend)
+    update = await tg.emulator.user_message("Talk to me.")
+    async with asyncio.timeout(60):
+        await backend.started.wait()
+    (first,) = tg.emulator.sent_to(1001)
+    assert first.text == "First part"
+    tg.emulator.delete_message(1001, first.message_id)  # the user deletes it mid-reply
+    backend.gate.set()
+    async with asyncio.timeout(60):
+        await tg.adapter.wait_handled(update)
+    later = [m.text for m in tg.emulator.sent_to(1001)[1:]]
+    assert later == [text.removeprefix("First part").strip()]  # the rest, not an error
+    chat = await tg.bot.repo.chat(ChatKey("telegram", "1001"))
+    (_, reply) = await tg.bot.repo.window(chat.id, 0)
+    assert (reply.content, reply.status) == (text, "complete")
+
+
+class SlowToCount(ScriptedBackend):
+    """Holds the tokenizing of a message containing "hold" (before it is stored) until told."""
+
+    def __init__(self) -> None:
+        super().__init__("local")
+        self.counting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def message_tokens(self, message: Message) -> int:
+        if "hold" in message["content"]:
+            self.counting.set()
+            await self.release.wait()
+        return await super().message_tokens(message)
+
+
+async def test_an_update_is_confirmed_to_telegram_only_once_its_message_is_stored(
+    telegram: StartHarness,
+) -> None:
+    backend = SlowToCount()
+    tg = await telegram(backend)
+    update = await tg.emulator.user_message("hold on to this")
+    async with asyncio.timeout(60):
+        await backend.counting.wait()
+    # Telegram forgets an update once a getUpdates asks past it: not before it is stored.
+    assert not tg.emulator.delivered(update)
+    chat = await tg.bot.repo.chat(ChatKey("telegram", "1001"))
+    assert await tg.bot.repo.window(chat.id, 0) == []
+    backend.release.set()
+    async with asyncio.timeout(60):
+        await tg.adapter.wait_handled(update)
+        await tg.emulator.wait_for(lambda: tg.emulator.delivered(update))
+    rows = await tg.bot.repo.window(chat.id, 0)
+    assert [(r.role, r.content) for r in rows] == [
+        ("user", "hold on to this"),
+        ("assistant", "echo: hold on to this"),
+    ]
+
+
+async def test_an_edit_that_only_adds_whitespace_is_not_an_error(telegram: StartHarness) -> None:
+    backend = ScriptedBackend("local", chunk=6)
+    text = "Hello " + "\n" * 6 + "world!"  # the second chunk changes nothing Telegram shows
+    backend.enqueue(text)
+    tg = await telegram(backend, dm_edit_interval=0.0)
+    await tg.say("Hi")
+    # One message edited in place, not a "refused" edit that moved the rest to a new one.
+    assert [m.text for m in tg.emulator.sent_to(1001)] == [text]

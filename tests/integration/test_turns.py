@@ -4,32 +4,14 @@ plain-text user input, strict role alternation, platform errors mid-reply."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 
 from botkit.adapters.memory import MemoryTarget
-from botkit.backends.base import Chunk, GenerationParams, Message
 from botkit.backends.scripted import ScriptedBackend
 from botkit.core.app import Bot
 from botkit.store.models import MessageStatus
 from botkit.store.repository import NewMessage
 from tests.conftest import REPO, MakeConfig, incoming, say
-
-
-class GatedBackend(ScriptedBackend):
-    """Streams its reply only when the test opens the gate; says when a stream started."""
-
-    def __init__(self) -> None:
-        super().__init__("local")
-        self.gate = asyncio.Event()
-        self.started = asyncio.Event()
-
-    async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
-    ) -> AsyncIterator[Chunk]:
-        self.started.set()
-        await self.gate.wait()
-        async for chunk in super().stream(messages, params, cache_key=cache_key):
-            yield chunk
+from tests.gated import GatedBackend
 
 
 async def gated_bot(make_config: MakeConfig, **service: int) -> tuple[Bot, GatedBackend]:

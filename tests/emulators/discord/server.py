@@ -508,6 +508,17 @@ class DiscordEmulator:
         await self._notify()
         return record
 
+    async def delete_message(self, message_id: int) -> None:
+        """A user or moderator deletes a message (a user's or the bot's): later edits, fetches
+        and replies to it get 404 Unknown Message (10008), as on Discord."""
+        record = self._records.get(message_id)
+        if record is not None:
+            self._delete_message(record)
+            await self._echo("MESSAGE_DELETE", record)
+        elif self._payloads.pop(message_id, None) is None:
+            raise ValueError(f"no message {message_id}")
+        await self._notify()
+
     async def dispatch(self, event: str, data: JSON, *, guild: bool = True) -> None:
         """Dispatch a raw event to the shard of the guild (guild=False: shard 0)."""
         session = self._target(guild)

@@ -7,8 +7,9 @@ min_p, repeat_penalty, seed, num_predict, num_ctx). Like Ollama, a prompt longer
 is truncated silently (oldest messages first); the emulator records that it happened, with the
 real token count of every prompt, so tests can prove botkit never relies on it.
 
-Test hooks: `cut_after` breaks the next streams off after that many chunks; `stall` makes chat
-requests hang until the emulator stops; `records` lists
+Test hooks: `cut_after` breaks the next streams off after that many chunks; `hold_after` stops
+sending after that many chunks and keeps the stream open until the emulator stops (`holding` is
+set then); `stall` makes chat requests hang until the emulator stops; `records` lists
 every chat request as received; `max_in_flight` is the most chats generated at once.
 """
 
@@ -60,6 +61,8 @@ class OllamaEmulator:
     models: list[EmulatedModel] = field(default_factory=lambda: [EmulatedModel("smollm2:135m")])
     engines_per_ctx: int = 2
     cut_after: int | None = None
+    hold_after: int | None = None
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
     stall: bool = False
     records: list[ChatRecord] = field(default_factory=list)
     max_in_flight: int = 0
@@ -247,6 +250,10 @@ class OllamaEmulator:
                         return response
                     await response.write(self._line(model, chunk.text, done=False))
                     sent += 1
+                    if self.hold_after is not None and sent >= self.hold_after:
+                        self.holding.set()  # a daemon that hangs mid-reply
+                        await self._released.wait()
+                        raise asyncio.CancelledError
             if chunk.usage is not None:
                 final = {
                     "done_reason": "length" if chunk.usage.stop_reason == "length" else "stop",

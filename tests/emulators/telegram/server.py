@@ -42,6 +42,7 @@ class SentMessage:
     reply_to: int | None = None
     edits: int = 0
     photo: bool = False
+    deleted: bool = False
 
 
 @dataclass
@@ -275,6 +276,13 @@ class BotApiEmulator:
                     )
             return self._reply(list(self._updates))
 
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A user (or an admin) deletes a message the bot sent: later edits of it fail with
+        "message to edit not found", as on the real server."""
+        for message in self.messages:
+            if (message.chat_id, message.message_id) == (chat_id, message_id):
+                message.deleted = True
+
     def delivered(self, update_id: int) -> bool:
         """Whether the bot has confirmed (by its next offset) receiving the update."""
         return self._confirmed >= update_id
@@ -284,8 +292,10 @@ class BotApiEmulator:
         return self._reply(True)
 
     async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
-        text = str(params.get("text", ""))
-        if not text.strip():
+        # The server trims the text (tdlib td/telegram/MessageEntity.cpp, fix_formatted_text
+        # strips leading and trailing whitespace unless it is a draft).
+        text = str(params.get("text", "")).strip()
+        if not text:
             return self._error(400, "Bad Request: message text is empty")
         if len(text) > 4096:
             return self._error(400, "Bad Request: message is too long")
@@ -319,9 +329,16 @@ class BotApiEmulator:
     async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:
         chat_id = int(params["chat_id"])
         message_id = int(params["message_id"])
-        text = str(params.get("text", ""))
+        text = str(params.get("text", "")).strip()  # trimmed as in sendMessage
+        if not text:
+            return self._error(400, "Bad Request: message text is empty")
         target = next(
-            (m for m in self.messages if m.chat_id == chat_id and m.message_id == message_id), None
+            (
+                m
+                for m in self.messages
+                if m.chat_id == chat_id and m.message_id == message_id and not m.deleted
+            ),
+            None,
         )
         if target is None:
             return self._error(400, "Bad Request: message to edit not found")
