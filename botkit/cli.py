@@ -16,7 +16,7 @@ from botkit.backends.base import BackendError
 from botkit.config import Config, ConfigError, load_config
 from botkit.core.app import Bot
 from botkit.secrets import install_redaction, read_secret, redact
-from botkit.service import AdapterError, build_adapters, run_adapters
+from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
 from botkit.systemd import Notifier
 
@@ -194,9 +194,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `botkit` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # Everything after "bench" is python -m bench's, options too (argparse would take
+        # "--json" as its own and refuse it).
+        return _bench(argv[1:])
     args = _parser().parse_args(argv)
-    if args.command == "bench":
-        return _bench(args.bench_args)
     if args.command == "init":
         if args.path.exists() and not args.force:
             print(f"{args.path} exists; use --force to overwrite it", file=sys.stderr)
@@ -216,5 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, NotMigrated, BackendError, AdapterError) as exc:
         print(f"botkit: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except AdapterFailed as exc:
+        print(f"botkit: an adapter failed, stopping: {redact(str(exc))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

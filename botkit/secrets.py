@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 __all__ = ["RedactingFilter", "install_redaction", "read_secret", "redact"]
@@ -16,10 +17,22 @@ _SECRETS: set[str] = set()
 _MASK = "[REDACTED]"
 
 
+# Secrets that are not configured but come and go: Discord interaction tokens, which discord.py
+# logs at DEBUG inside URLs (/webhooks/<application id>/<token>/…,
+# /interactions/<id>/<token>/callback) and in INTERACTION_CREATE payloads ("token": "...").
+# Each is enough to answer as the bot for 15 minutes.
+_PATTERNS = (
+    re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.\-]+"),
+    re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+"""),
+)
+
+
 def redact(text: str) -> str:
-    """text with every known secret replaced by [REDACTED]."""
+    """text with every known secret (and every interaction token) replaced by [REDACTED]."""
     for secret in _SECRETS:
         text = text.replace(secret, _MASK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(rf"\g<1>{_MASK}", text)
     return text
 
 
@@ -27,8 +40,6 @@ class RedactingFilter(logging.Filter):
     """Replaces every known secret in a log record's message with [REDACTED]."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _SECRETS:
-            return True
         message = record.getMessage()
         redacted = redact(message)
         if redacted != message or record.exc_info:

@@ -15,7 +15,7 @@ from botkit.core.app import Bot
 from botkit.secrets import read_secret
 from botkit.systemd import Notifier
 
-__all__ = ["AdapterError", "build_adapters", "run_adapters"]
+__all__ = ["AdapterError", "AdapterFailed", "build_adapters", "run_adapters"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,11 @@ _BAD_TOKEN = {"LoginFailure", "InvalidToken"}
 
 class AdapterError(Exception):
     """An adapter cannot start (e.g. its token is missing); the message says how to fix it."""
+
+
+class AdapterFailed(Exception):
+    """An adapter stopped with an error: the whole service stops, so that systemd restarts it
+    (a partial outage would otherwise go on unnoticed)."""
 
 
 def _required_secret(section: str, env: str, credential: str, what: str = "token") -> str:
@@ -69,7 +74,8 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
 
     Stopping is graceful: no new messages are taken, replies in flight may finish within
     [service] grace_period, the rest are cut and stored as interrupted, then the adapters
-    disconnect.
+    disconnect. An adapter that fails stops them all: AdapterError for a refused token (exit
+    status 2, no restart), AdapterFailed otherwise (exit status 1, systemd restarts).
     """
     notifier = notifier or Notifier()
     loop = asyncio.get_running_loop()
@@ -84,20 +90,28 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
     watchdog = asyncio.create_task(notifier.watchdog())
     ready = asyncio.create_task(_announce_ready(adapters, notifier))
     stop_wait = asyncio.create_task(stop_requested.wait())
+
+    def failed() -> bool:
+        return any(t.done() and not t.cancelled() and t.exception() for t in running)
+
     try:
         await asyncio.wait([*running, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-        while not stop_requested.is_set() and not all(t.done() for t in running):
-            # An adapter ended (the console at end of input): the others go on.
+        while not (stop_requested.is_set() or failed() or all(t.done() for t in running)):
+            # An adapter ended without an error (the console at end of input): the others go on.
             await asyncio.wait(
                 [*(t for t in running if not t.done()), stop_wait],
                 return_when=asyncio.FIRST_COMPLETED,
             )
         log.info("stopping: no new messages are taken")
         notifier.notify("STOPPING=1", "STATUS=finishing replies in flight")
+        # First stop taking (what Telegram still holds stays there for the next start), then
+        # let the replies in flight finish.
+        await asyncio.gather(*(a.stop_taking() for a in adapters))
         cut = await bot.router.drain(bot.config.service.grace_period)
         if cut:
             log.warning("%d replies were cut by the shutdown and stored as interrupted", cut)
         await asyncio.gather(*(a.stop() for a in adapters))
+        errors = []
         for adapter, result in zip(
             adapters, await asyncio.gather(*running, return_exceptions=True), strict=True
         ):
@@ -105,6 +119,9 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
                 raise AdapterError(f"{adapter.name}: the token was refused ({result})")
             if isinstance(result, BaseException):
                 log.error("adapter %s stopped with an error: %r", adapter.name, result)
+                errors.append(f"{adapter.name}: {result!r}")
+        if errors:
+            raise AdapterFailed("; ".join(errors))
     finally:
         for task in (watchdog, ready, stop_wait):
             task.cancel()

@@ -18,5 +18,9 @@ class Adapter(Protocol):
     async def start(self, router: Router) -> None:
         """Connect and deliver every incoming message to router until stopped or done."""
 
+    async def stop_taking(self) -> None:
+        """Take no new messages; where the platform keeps what is not taken (Telegram), leave
+        it there for the next start. Replies in flight go on."""
+
     async def stop(self) -> None:
-        """Stop taking messages and disconnect."""
+        """Disconnect (after stop_taking and the drain of replies in flight)."""

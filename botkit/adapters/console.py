@@ -177,6 +177,9 @@ class ConsoleAdapter:
             self.stdout.write(f"{self.user.name}> ")
             self.stdout.flush()
 
+    async def stop_taking(self) -> None:
+        """Lines typed from now on are answered "restarting" by the router."""
+
     async def stop(self) -> None:
         """Stop after the current message."""
         self._stopping.set()

@@ -27,7 +27,7 @@ from botkit.adapters.discord_commands import command_signature, slash_command
 from botkit.config import DiscordConfig
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
-from botkit.core.streaming import ReplyStream, interrupted_ending
+from botkit.core.streaming import ReplyStream, interrupted_ending, split_message
 from botkit.plugins.api import Command, CommandRegistry
 from botkit.secrets import install_redaction
 from botkit.store.repository import CutReply
@@ -142,14 +142,18 @@ class InteractionTarget:
         return _reference(handle) if handle.kind == "channel" else None
 
     async def send_error(self, text: str) -> None:
-        """Errors are ephemeral: only the user who asked sees them."""
+        """Errors are ephemeral: only the user who asked sees them (split at 2,000 characters,
+        like every message)."""
+        pieces = split_message(text, self.max_length)
         if self.expired:
-            await self._channel_send(text)
+            for piece in pieces:
+                await self._channel_send(piece)
             return
         if not self._original_used:
             self._original_used = True
             await self.interaction.delete_original_response()
-        await self.interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        for piece in pieces:
+            await self.interaction.followup.send(piece, ephemeral=True, allowed_mentions=NO_PINGS)
 
     async def send_image(self, png: bytes, text: str) -> None:
         """The chart as an attachment of the response, its text with it (or after, when long)."""
@@ -175,6 +179,13 @@ class InteractionTarget:
         if not self._original_used and not self.expired:
             self._original_used = True
             await self.interaction.edit_original_response(content="Done.")
+
+
+class _NoVoiceWarnings(logging.Filter):
+    """botkit uses no voice: drop discord.py's warnings that voice libraries are missing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
 
 
 class DiscordAdapter:
@@ -219,6 +230,9 @@ class DiscordAdapter:
     async def start(self, router: Router) -> None:
         """Log in, sync the slash commands if they changed, and serve until stop()."""
         install_redaction()
+        client_log = logging.getLogger("discord.client")
+        if not any(isinstance(f, _NoVoiceWarnings) for f in client_log.filters):
+            client_log.addFilter(_NoVoiceWarnings())
         cfg = self.config
         if cfg.api_base_url:
             discord.http.Route.BASE = cfg.api_base_url
@@ -244,6 +258,10 @@ class DiscordAdapter:
                 connection.result()  # a fatal error (e.g. bad token) surfaces here
         finally:
             await client.close()
+
+    async def stop_taking(self) -> None:
+        """Discord does not keep events for later: from now on the router answers each one
+        (privately, for a slash command) that the bot is restarting."""
 
     async def stop(self) -> None:
         """Disconnect; in-flight replies finish through REST."""

@@ -27,9 +27,6 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
-    ContextTypes,
-    MessageHandler,
-    filters,
 )
 
 from botkit.config import TelegramConfig
@@ -138,6 +135,9 @@ class TelegramAdapter:
         self.username = ""
         self.bot_id = 0
         self._offset: int | None = None
+        self._taking = True
+        self._fetching = False
+        self._poll_task: asyncio.Task[None] | None = None
 
     async def start(self, router: Router) -> None:
         """Connect, publish the command menu, and poll until stop()."""
@@ -157,7 +157,6 @@ class TelegramAdapter:
             .concurrent_updates(True)
             .build()
         )
-        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message))
         self._app = app
         await app.initialize()
         self.username = app.bot.username
@@ -169,12 +168,13 @@ class TelegramAdapter:
             return
         self.ready.set()
         log.info("telegram: connected as @%s (long polling)", self.username)
-        poll = asyncio.create_task(self._poll())
+        poll = self._poll_task = asyncio.create_task(self._poll())
         stop = asyncio.create_task(self._stopped.wait())
         try:
             await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
-            if poll.done():
+            if poll.done() and not poll.cancelled():
                 poll.result()  # a refused token ends the adapter
+            await self._stopped.wait()  # polling ended by stop_taking: replies still go out
         finally:
             for task in (poll, stop):
                 task.cancel()
@@ -188,8 +188,9 @@ class TelegramAdapter:
         assert self._app is not None
         bot = self._app.bot
         delay = 1.0
-        while True:
+        while self._taking:
             try:
+                self._fetching = True
                 updates = await bot.get_updates(
                     offset=self._offset,
                     timeout=self.config.poll_timeout,
@@ -207,6 +208,8 @@ class TelegramAdapter:
                 await asyncio.sleep(delay)  # back off while Telegram is unreachable
                 delay = min(delay * 2, 30.0)
                 continue
+            finally:
+                self._fetching = False
             delay = 1.0
             accepted = []
             for update in updates:
@@ -248,23 +251,33 @@ class TelegramAdapter:
 
         cfg = self.config
         assert cfg.webhook_url is not None
-        server = WebhookServer(app, self._webhook_secret, cfg.webhook_path)
+        server = WebhookServer(app.bot, self._webhook_secret, cfg.webhook_path, self._deliver)
         await server.start(cfg.webhook_listen, cfg.webhook_port)
         await app.bot.set_webhook(
             cfg.webhook_url, secret_token=self._webhook_secret, allowed_updates=[Update.MESSAGE]
         )
-        await app.start()
         self.ready.set()
         log.info("telegram: connected as @%s (webhook on port %s)", self.username, server.port)
         try:
             await self._stopped.wait()
         finally:
             await server.stop()
-            await app.stop()
             await app.shutdown()
 
+    async def stop_taking(self) -> None:
+        """Fetch no more updates and confirm only those taken: the rest stay with Telegram
+        for the next start (webhook mode: answer 503, so Telegram sends them again later)."""
+        self._taking = False
+        poll = self._poll_task
+        if poll is None:
+            return
+        if self._fetching:
+            poll.cancel()  # nothing of this fetch is taken or confirmed
+        await asyncio.gather(poll, return_exceptions=True)  # start() reports its errors
+        await self._confirm()
+
     async def stop(self) -> None:
-        """Stop polling; in-flight replies finish."""
+        """Disconnect; in-flight replies have finished (or were cut)."""
         self._stopped.set()
 
     @staticmethod
@@ -320,10 +333,17 @@ class TelegramAdapter:
             self._seen.popitem(last=False)
         return True
 
-    async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Webhook mode: PTB hands each update over."""
+    async def _deliver(self, update: Update) -> bool:
+        """Webhook mode: take an update; returns once it is committed (then Telegram may
+        forget it), or False when the adapter takes no more (Telegram will send it again)."""
+        if not self._taking:
+            return False
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._process(update, future)
+        task = asyncio.create_task(self._process(update, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await future
+        return True
 
     async def _process(self, update: Update, accepted: asyncio.Future[None]) -> None:
         def accept() -> None:

@@ -1,18 +1,20 @@
 """The HTTP endpoint Telegram calls in webhook mode (aiohttp).
 
 PTB's own webhook server compares the secret token with `!=`; this one uses a constant-time
-comparison, so the secret cannot be guessed byte by byte from response times.
+comparison, so the secret cannot be guessed byte by byte from response times. It answers 200
+only once the update is committed, and 503 while the bot is shutting down: Telegram keeps an
+update and sends it again until it gets a 2xx ("In case of an unsuccessful request, we will
+give up after a reasonable amount of attempts", Bot API, setWebhook).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from telegram import Update
-from telegram.ext import Application
+from telegram import Bot, Update
 
 __all__ = ["SECRET_HEADER", "WebhookServer"]
 
@@ -22,12 +24,17 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 class WebhookServer:
-    """Receives updates by POST and queues them for the PTB application."""
+    """Receives updates by POST and hands each to deliver (True: taken and committed)."""
 
     def __init__(
-        self, app: Application[Any, Any, Any, Any, Any, Any], secret: str | None, path: str
+        self,
+        bot: Bot,
+        secret: str | None,
+        path: str,
+        deliver: Callable[[Update], Awaitable[bool]],
     ) -> None:
-        self._app = app
+        self._bot = bot
+        self._deliver = deliver
         self._secret = secret
         self._path = path
         self._runner: web.AppRunner | None = None
@@ -63,7 +70,7 @@ class WebhookServer:
             data = await request.json()
         except ValueError:
             return web.Response(status=400, text="not JSON")
-        update = Update.de_json(data, self._app.bot)
-        if update is not None:
-            await self._app.update_queue.put(update)
+        update = Update.de_json(data, self._bot)
+        if update is not None and not await self._deliver(update):
+            return web.Response(status=503, text="restarting")
         return web.Response(text="ok")

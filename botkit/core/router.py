@@ -44,8 +44,9 @@ class Router:
         return len(self._active)
 
     async def drain(self, grace: float) -> int:
-        """Stop taking messages; let those in flight finish for up to grace seconds, then
-        cancel the rest (their replies are stored as interrupted). Returns how many were cut."""
+        """Stop taking messages (a message that still comes is told to send again later); let
+        those in flight finish for up to grace seconds, then cancel the rest (their replies are
+        stored as interrupted). Returns how many were cut."""
         self.accepting = False
         pending = set(self._active)
         if pending:
@@ -89,7 +90,12 @@ class Router:
 
         try:
             text = incoming.text.strip()
-            if not text or not self.accepting:
+            if not text:
+                return
+            if not self.accepting:
+                # Shutting down; the platform could not keep this message for the next start.
+                ctx = await self.context(incoming, target)
+                await ctx.reply_error("the bot is restarting; send that again in a moment")
                 return
             self.bot.metrics.messages.labels(incoming.chat.platform).inc()
             task = asyncio.current_task()

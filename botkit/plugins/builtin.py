@@ -275,6 +275,25 @@ def _describe(info: BackendInfo) -> list[str]:
     return lines + [f"{k}: {v}" for k, v in info.extra.items()]
 
 
+# Telegram deep links (t.me/bot?start=PAYLOAD) send "/start PAYLOAD": up to 64 of A-Z a-z 0-9 _ -
+# (Bot API, "Deep linking"). botkit has no use for it yet, but must not refuse it.
+StartPayload = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+@plugin.command("start")
+async def start(ctx: Context, payload: StartPayload | None = None) -> str:
+    """Say hello (Telegram sends /start when someone opens the bot for the first time)."""
+    where = (
+        "Write to me and I answer"
+        if ctx.incoming.is_dm
+        else "Mention me or reply to one of my messages and I answer"
+    )
+    return (
+        f"Hi! I am a chat bot running a language model on this server ({ctx.settings.backend}). "
+        f"{where}. /help lists the commands."
+    )
+
+
 @plugin.command("help")
 async def help_(ctx: Context) -> str:
     """List the commands."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +13,7 @@ import discord
 import pytest
 
 from botkit.adapters.discord import DiscordAdapter
+from botkit.backends.base import BackendUnavailable, Chunk, GenerationParams, Message
 from botkit.backends.scripted import ScriptedBackend
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey
@@ -303,3 +306,53 @@ async def test_a_reply_cut_by_a_crash_is_marked_after_the_restart(
         ("Once upon a ", "interrupted"),
     ]
     backend.gate.set()  # let the first bot's turn end before teardown
+
+
+class FailingBackend(ScriptedBackend):
+    """A model server that refuses every request with a very long explanation."""
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+    ) -> AsyncIterator[Chunk]:
+        raise BackendUnavailable("the model server said: " + "no " * 900)
+        yield Chunk("")  # an async generator, like every backend's stream
+
+
+async def test_a_long_error_is_split_like_any_message(discord_bot: StartHarness) -> None:
+    dc = await discord_bot(FailingBackend("local"))
+    record = await dc.slash("ask", {"question": "Hello?"})
+    errors = [m.content for m in record.followups if m.ephemeral]
+    assert len(errors) == 2
+    assert all(len(e) <= 2000 for e in errors)
+    assert " ".join(errors).split() == ["⚠", "the", "model", "server", "said:", *["no"] * 900]
+
+
+async def test_a_slash_command_during_shutdown_is_told_to_come_back(
+    discord_bot: StartHarness,
+) -> None:
+    dc = await discord_bot(ScriptedBackend("local"))
+    await dc.adapter.stop_taking()
+    assert await dc.bot.router.drain(1.0) == 0
+    record = await dc.slash("temp")
+    (notice,) = [m.content for m in record.followups if m.ephemeral]
+    assert "restarting" in notice
+    assert record.original_content is None  # no silent "Done."
+
+
+async def test_interaction_tokens_never_reach_the_logs(discord_bot: StartHarness) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        dc = await discord_bot(ScriptedBackend("local"))
+        record = await dc.slash("temp")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    output = stream.getvalue()
+    assert "/webhooks/" in output  # discord.py did log the interaction's webhook requests
+    assert record.token not in output
+    assert "voice will NOT be supported" not in output  # botkit uses no voice

@@ -228,3 +228,16 @@ async def test_a_refused_token_exits_with_status_2(
     assert code == 2, stderr  # RestartPreventExitStatus=2 in the unit: no restart loop
     assert "the token was refused" in stderr
     assert wrong not in stderr
+
+
+async def test_an_adapter_that_fails_stops_the_service_with_status_1(
+    tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket
+) -> None:
+    emulator.fail_next["setMyCommands"].append((500, "Internal Server Error", None))
+    process = await start_service(tmp_path, emulator, notify, 1.0)
+    async with killed_after(process), asyncio.timeout(60):
+        code = await process.wait()
+    stderr = (await process.stderr.read()).decode() if process.stderr else ""
+    assert code == 1, stderr  # Restart=on-failure: systemd starts it again
+    assert "an adapter failed" in stderr
+    assert "telegram" in stderr

@@ -23,6 +23,7 @@ from botkit.plugins.charts import PROBS_SIZE
 from botkit.secrets import install_redaction, read_secret
 from tests.conftest import MakeConfig
 from tests.emulators.telegram import BotApiEmulator, SentMessage
+from tests.emulators.telegram.server import BOT_USERNAME
 from tests.gated import GatedBackend
 
 GROUP = -100200
@@ -252,6 +253,11 @@ async def test_webhook_mode_checks_the_secret_token(telegram: StartHarness) -> N
         await tg.adapter.wait_handled(update_id)
     texts = [m.text for m in tg.emulator.sent_to(1001)]
     assert texts == ["temperature is 0.7 (default 0.7)"]
+    # Shutting down: an update is refused, so that Telegram sends it again to the next start.
+    await tg.adapter.stop_taking()
+    status, late = await tg.emulator.post_webhook("/temp", secret)
+    assert status == 503
+    assert not tg.adapter.is_handled(late)
 
 
 async def test_allow_and_deny_lists(telegram: StartHarness) -> None:
@@ -358,3 +364,44 @@ async def test_an_edit_that_only_adds_whitespace_is_not_an_error(telegram: Start
     await tg.say("Hi")
     # One message edited in place, not a "refused" edit that moved the rest to a new one.
     assert [m.text for m in tg.emulator.sent_to(1001)] == [text]
+
+
+async def test_start_greets_and_names_help_in_dms_and_groups(telegram: StartHarness) -> None:
+    tg = await telegram(ScriptedBackend("local"))
+    (greeting,) = await tg.say("/start")
+    assert "/help" in greeting.text
+    assert "unknown" not in greeting.text
+    (linked,) = await tg.say("/start ref_42")  # a deep link t.me/bot?start=ref_42
+    assert linked.text == greeting.text
+    (in_group,) = await tg.say(f"/start@{BOT_USERNAME}", chat_id=GROUP, group=True)
+    assert "Mention me" in in_group.text
+    (helped,) = await tg.say(f"/help@{BOT_USERNAME}", chat_id=GROUP, group=True)
+    assert helped.text.startswith("Commands:")
+
+
+async def test_updates_arriving_during_shutdown_stay_with_telegram_for_the_next_start(
+    telegram: StartHarness,
+) -> None:
+    tg = await telegram(ScriptedBackend("local"))
+    first = await tg.emulator.user_message("hello")
+    async with asyncio.timeout(60):
+        await tg.adapter.wait_handled(first)
+    await tg.adapter.stop_taking()
+    late = await tg.emulator.user_message("are you there?")
+    assert await tg.bot.router.drain(5.0) == 0
+    assert tg.emulator.delivered(first)  # taken: confirmed
+    assert not tg.emulator.delivered(late)
+    await tg.adapter.stop()
+    # The next start gets the late message (and not the first one again).
+    bot = Bot(tg.bot.config, backends={"local": ScriptedBackend("local")})
+    await bot.start()
+    adapter = TelegramAdapter(tg.adapter.config, tg.emulator.token, bot.registry)
+    task = asyncio.create_task(adapter.start(bot.router))
+    try:
+        async with asyncio.timeout(60):
+            await adapter.wait_handled(late)
+    finally:
+        await adapter.stop()
+        await task
+        await bot.close()
+    assert [m.text for m in tg.emulator.sent_to(1001)] == ["echo: hello", "echo: are you there?"]
