@@ -220,7 +220,9 @@ class DiscordConfig(_Section):
     # Seconds to wait for more guilds after the last GUILD_CREATE before on_ready.
     guild_ready_timeout: float = Field(default=2.0, ge=0.0, le=60.0)
     # For a proxy or a local emulator only: the REST base and the gateway URL.
-    api_base_url: str | None = Field(default=None, pattern=r"^https?://")
+    # The REST prefix with the version, e.g. http://127.0.0.1:8080/api/v10 (discord.py's
+    # Route.BASE, which every route is appended to).
+    api_base_url: str | None = Field(default=None, pattern=r"^https?://.+/api/v\d+/?$")
     gateway_url: str | None = Field(default=None, pattern=r"^wss?://")
 
     @model_validator(mode="after")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # What discord.py and python-telegram-bot raise for a refused token: restarting will not help.
 _BAD_TOKEN = {"LoginFailure", "InvalidToken"}
+
+
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class AdapterError(Exception):
@@ -57,6 +61,13 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
             secret = _required_secret(
                 "telegram", tg.webhook_secret_env, tg.webhook_secret_credential, what
             )
+            if not _WEBHOOK_SECRET.fullmatch(secret):
+                # Telegram refuses it at setWebhook (Bot API, setWebhook: secret_token).
+                raise AdapterError(
+                    f"[telegram] the webhook secret token has {len(secret)} characters, "
+                    f"{len(set(re.sub(r'[A-Za-z0-9_-]', '', secret)))} of them not allowed: "
+                    f"Telegram accepts 1-256 characters of A-Z a-z 0-9 _ - only"
+                )
         adapters.append(TelegramAdapter(tg, token, bot.registry, secret, bot.cut_replies))
     if config.discord.enabled:
         from botkit.adapters.discord import DiscordAdapter

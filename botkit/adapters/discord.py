@@ -26,6 +26,7 @@ from discord import app_commands
 from botkit.adapters.discord_commands import command_signature, slash_command
 from botkit.config import DiscordConfig
 from botkit.core.events import ChatKey, Incoming, User
+from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
 from botkit.core.streaming import ReplyStream, interrupted_ending, split_message
 from botkit.plugins.api import Command, CommandRegistry
@@ -37,6 +38,7 @@ __all__ = ["ChannelTarget", "DiscordAdapter", "InteractionTarget"]
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 2000
+_HANDLED_EVENTS = 4096  # message and interaction ids remembered (for wait_handled)
 NO_PINGS = discord.AllowedMentions.none()
 
 
@@ -209,7 +211,7 @@ class DiscordAdapter:
         self.ready = asyncio.Event()
         self.synced = False
         self.client: discord.Client | None = None
-        self._handled: set[str] = set()
+        self._handled: RecentKeys[str] = RecentKeys(_HANDLED_EVENTS)
         self._handled_changed = asyncio.Condition()
         self.tree: app_commands.CommandTree[Any] | None = None
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from telegram.ext import (
 
 from botkit.config import TelegramConfig
 from botkit.core.events import ChatKey, Incoming, User
+from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
 from botkit.core.streaming import ReplyStream, interrupted_ending
 from botkit.plugins.api import CommandRegistry
@@ -129,9 +129,9 @@ class TelegramAdapter:
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._stopped = asyncio.Event()
         self.ready = asyncio.Event()
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._seen: RecentKeys[int] = RecentKeys(_SEEN_UPDATES)  # against duplicates
         self._handled = asyncio.Condition()
-        self._handled_ids: set[int] = set()
+        self._handled_ids: RecentKeys[int] = RecentKeys(_SEEN_UPDATES)
         self.username = ""
         self.bot_id = 0
         self._offset: int | None = None
@@ -325,14 +325,6 @@ class TelegramAdapter:
             return False
         return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 
-    def _first_time(self, update_id: int) -> bool:
-        if update_id in self._seen:
-            return False
-        self._seen[update_id] = None
-        while len(self._seen) > _SEEN_UPDATES:
-            self._seen.popitem(last=False)
-        return True
-
     async def _deliver(self, update: Update) -> bool:
         """Webhook mode: take an update; returns once it is committed (then Telegram may
         forget it), or False when the adapter takes no more (Telegram will send it again)."""
@@ -351,7 +343,7 @@ class TelegramAdapter:
                 accepted.set_result(None)
 
         try:
-            if self._first_time(update.update_id):
+            if self._seen.add(update.update_id):
                 await self._handle(update, accept)
         except Exception:
             log.exception("telegram: handling update %s failed", update.update_id)

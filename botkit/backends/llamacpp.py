@@ -36,10 +36,13 @@ from botkit.backends.base import (
 from botkit.backends.model_files import bundled_model_path
 from botkit.backends.state_cache import CachedState, StateCache
 from botkit.config import LlamaCppConfig
+from botkit.core.recent import LruCache
 
 __all__ = ["LlamaCppBackend", "quantization_name"]
 
 log = logging.getLogger(__name__)
+
+_PROMPT_CACHE_TOKENS = 262_144  # about 10 MB of Python ints
 
 # llama.cpp's `general.file_type` values (enum llama_ftype) for the common formats.
 _FILE_TYPES = {
@@ -123,7 +126,11 @@ class LlamaCppBackend:
         self._framing: Any = None
         self._eos: int = -1
         self._message_cache: dict[tuple[str, str], int] = {}
-        self._prompt_cache: dict[tuple[object, ...], list[int]] = {}
+        # Persona and anchor prompts, tokenized: bounded by tokens (a message may be 16,000
+        # characters), not by count.
+        self._prompt_cache: LruCache[tuple[object, ...], list[int]] = LruCache(
+            _PROMPT_CACHE_TOKENS, len
+        )
         self._live_canonical = 0  # context tokens evaluated in the canonical batch shape
 
     @property
@@ -209,9 +216,8 @@ class LlamaCppBackend:
             key = (generation, *((m["role"], m["content"]) for m in messages))
             cached = self._prompt_cache.get(key)
             if cached is None:
-                cached = self._prompt_cache[key] = self._render_tokens(messages, generation)
-                if len(self._prompt_cache) > 1024:
-                    self._prompt_cache.pop(next(iter(self._prompt_cache)))
+                cached = self._render_tokens(messages, generation)
+                self._prompt_cache.put(key, cached)
             return list(cached)
         return self._render_tokens(messages, generation)
 

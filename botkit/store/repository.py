@@ -178,7 +178,7 @@ class Repository:
                     )
                 )  # fmt: skip
                 row = (await conn.execute(query)).one()
-                self._windows[row.id] = (0, [])  # a new chat: its window is known to be empty
+                self._keep_window(row.id, 0, [])  # a new chat: its window is known to be empty
             return self._remember_chat(_record(row))
 
     async def set_setting(self, chat_id: int, name: str, value: Any) -> None:
@@ -213,10 +213,15 @@ class Repository:
             .order_by(_MESSAGES.c.id)
         )
         messages = [StoredMessage(*row) for row in rows]
+        self._keep_window(chat_id, start_id, messages)
+        return list(messages)
+
+    def _keep_window(self, chat_id: int, start_id: int, messages: list[StoredMessage]) -> None:
+        """Cache a chat's kept window; the least recently used chats' windows go first."""
         self._windows[chat_id] = (start_id, messages)
+        self._windows.move_to_end(chat_id)
         while len(self._windows) > self._cached_chats:
             self._windows.popitem(last=False)
-        return list(messages)
 
     async def count_before(self, chat_id: int, start_id: int) -> int:
         """How many stored messages lie before start_id (no longer sent to the model)."""

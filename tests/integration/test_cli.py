@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from botkit.config import load_config
 from tests.conftest import REPO
 
@@ -141,6 +143,40 @@ def test_run_without_a_token_says_where_to_put_it(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        (None, "no webhook secret token (1-256 characters A-Z a-z 0-9 _ -) was found"),
+        ("has spaces and a dot.", "Telegram accepts 1-256 characters of A-Z a-z 0-9 _ - only"),
+        ("x" * 257, "the webhook secret token has 257 characters"),
+    ],
+    ids=["missing", "bad-characters", "too-long"],
+)
+def test_webhook_mode_refuses_a_missing_or_invalid_secret(
+    tmp_path: Path, secret: str | None, problem: str
+) -> None:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '[telegram]\nenabled = true\nmode = "webhook"\nwebhook_url = "https://example.org/tg"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "BOTKIT_TELEGRAM_TOKEN": "123:not-a-real-token"}
+    env.pop("BOTKIT_TELEGRAM_WEBHOOK_SECRET", None)
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    if secret is not None:
+        env["BOTKIT_TELEGRAM_WEBHOOK_SECRET"] = secret
+    result = subprocess.run(
+        [sys.executable, "-m", "botkit", "run", "--config", str(config)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert problem in result.stderr
+    if secret is not None:
+        assert secret not in result.stderr
+
+
 def test_piped_chat_refuses_huge_and_undecodable_lines_and_goes_on(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     lines = b"x" * 70_000 + b"\n" + b"caf\xe9 au lait\n" + b"y" * 2_000_000 + b"\n/temp\n"
@@ -155,3 +191,11 @@ def test_piped_chat_refuses_huge_and_undecodable_lines_and_goes_on(tmp_path: Pat
     assert "longer than 1,048,576 bytes; nothing was sent" in out
     assert "temperature is 0.7" in out
     assert "Traceback" not in result.stderr.decode()
+
+
+def test_bench_options_go_to_the_benchmarks(tmp_path: Path) -> None:
+    result = botkit("bench", "--json", str(tmp_path / "r.json"), "--only", "nope", cwd=tmp_path)
+    # python -m bench itself refused the unknown benchmark: --json reached it too.
+    assert result.returncode == 2
+    assert "invalid choice: 'nope'" in result.stderr
+    assert "unrecognized arguments" not in result.stderr

@@ -101,6 +101,25 @@ async def test_turns_are_stored_in_order_and_reset_keeps_settings(db_url: str) -
         await engine.dispose()
 
 
+async def test_the_repository_caches_a_bounded_number_of_chats(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        assert await ensure_migrated(engine, auto_migrate_new=True)
+        repo = Repository(engine, cached_chats=3)
+        chats = [await repo.chat(ChatKey("test", str(i))) for i in range(10)]
+        for chat in chats:
+            await repo.window(chat.id, 0)
+        assert (len(repo._chats), len(repo._windows)) == (3, 3)
+        # A chat no longer cached is read again, the same.
+        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        await repo.begin_turn(chats[0].id, user)
+        assert [r.content for r in await repo.window(chats[0].id, 0)] == ["q", ""]
+        assert (await repo.chat(ChatKey("test", "0"))).id == chats[0].id
+        await repo.close()
+    finally:
+        await engine.dispose()
+
+
 async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> None:
     config = Config(storage={"url": db_url})
     for run in range(2):
