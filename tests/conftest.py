@@ -43,15 +43,20 @@ async def bot(make_config: MakeConfig) -> AsyncIterator[Bot]:
     await instance.close()
 
 
-def incoming(text: str, chat: str = "a", *, user: str = "alice", is_dm: bool = True) -> Incoming:
-    """A console-platform message."""
+def incoming(
+    text: str, chat: str = "a", *, user: str = "alice", is_dm: bool = True, trusted: bool = True
+) -> Incoming:
+    """A message from the bot's owner (trusted=False: from anyone else)."""
     return Incoming(
-        chat=ChatKey("test", chat), user=User(id=user, name=user), text=text, is_dm=is_dm
+        chat=ChatKey("test", chat),
+        user=User(id=user, name=user, trusted=trusted),
+        text=text,
+        is_dm=is_dm,
     )
 
 
-async def say(bot: Bot, text: str, chat: str = "a") -> MemoryTarget:
+async def say(bot: Bot, text: str, chat: str = "a", *, trusted: bool = True) -> MemoryTarget:
     """Send text to the bot in chat and return what it answered."""
     target = MemoryTarget()
-    await bot.router.handle(incoming(text, chat), target)
+    await bot.router.handle(incoming(text, chat, trusted=trusted), target)
     return target

@@ -74,7 +74,7 @@ class ConsoleAdapter:
         stdout: TextIO | None = None,
     ) -> None:
         self.chat = ChatKey("console", chat)
-        self.user = User(id="console", name=user_name)
+        self.user = User(id="console", name=user_name, trusted=True)  # the owner, at the host
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.interactive = self.stdin.isatty()

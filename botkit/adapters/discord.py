@@ -313,6 +313,29 @@ class DiscordAdapter:
 
     # --- who may do what ------------------------------------------------------------------
 
+    async def _roles(self, user: Any, is_dm: bool) -> list[int] | None:
+        """The user's role ids. In a DM there are none on the message, so with role lists
+        configured they are looked up in the bot's guilds (a denied role must not be bypassed
+        by a DM); None when that lookup failed (the caller refuses: fail closed)."""
+        if not is_dm:
+            return [r.id for r in getattr(user, "roles", [])]
+        cfg = self.config
+        if not (cfg.deny_role_ids or cfg.allow_role_ids) or self.client is None:
+            return []
+        roles: list[int] = []
+        for guild in self.client.guilds:
+            member = guild.get_member(user.id)
+            if member is None:
+                try:
+                    member = await guild.fetch_member(user.id)
+                except discord.NotFound:
+                    continue  # not in this guild
+                except discord.HTTPException as exc:
+                    log.warning("discord: could not look up a DM sender's roles: %s", exc)
+                    return None
+            roles += [r.id for r in member.roles]
+        return roles
+
     def _allowed(self, user_id: int, role_ids: list[int], channel_id: int) -> bool:
         cfg = self.config
         if user_id in cfg.deny_user_ids or channel_id in cfg.deny_channel_ids:
@@ -325,8 +348,13 @@ class DiscordAdapter:
             return False
         return not (cfg.allow_channel_ids and channel_id not in cfg.allow_channel_ids)
 
-    def _can_change(self, user: Any, manage_guild: bool, is_dm: bool) -> bool:
-        if is_dm or manage_guild or user.id in self.config.settings_user_ids:
+    def _user(self, user: Any, manage_guild: bool, is_dm: bool) -> User:
+        """Everyone changes their DM's settings; internals are for owners and managers only."""
+        manager = self._is_manager(user, manage_guild)
+        return User(str(user.id), user.display_name, is_dm or manager, trusted=manager)
+
+    def _is_manager(self, user: Any, manage_guild: bool) -> bool:
+        if manage_guild or user.id in self.config.settings_user_ids:
             return True
         roles = [r.id for r in getattr(user, "roles", [])]
         return any(r in self.config.settings_role_ids for r in roles)
@@ -372,17 +400,13 @@ class DiscordAdapter:
         mentioned, reply_to_bot, text = self._addressed(message)
         if not (is_dm or mentioned or reply_to_bot) or not text:
             return
-        roles = [r.id for r in getattr(message.author, "roles", [])]
-        if not self._allowed(message.author.id, roles, message.channel.id):
+        roles = await self._roles(message.author, is_dm)
+        if roles is None or not self._allowed(message.author.id, roles, message.channel.id):
             return
         perms = getattr(message.author, "guild_permissions", None)
         incoming = Incoming(
             chat=ChatKey("discord", str(message.channel.id)),
-            user=User(
-                str(message.author.id),
-                message.author.display_name,
-                self._can_change(message.author, bool(perms and perms.manage_guild), is_dm),
-            ),
+            user=self._user(message.author, bool(perms and perms.manage_guild), is_dm),
             text=text,
             is_dm=is_dm,
             mentioned=mentioned,
@@ -414,23 +438,20 @@ class DiscordAdapter:
             return
         channel_id = interaction.channel_id or 0
         user = interaction.user
-        roles = [r.id for r in getattr(user, "roles", [])]
-        if not self._allowed(user.id, roles, channel_id):
+        is_dm = interaction.guild_id is None
+        roles = await self._roles(user, is_dm)
+        if roles is None or not self._allowed(user.id, roles, channel_id):
             await target.send_error("⚠ you are not allowed to use this bot here")
             return
-        is_dm = interaction.guild_id is None
         args = " ".join(
             str(values[p.name]) for p in command.params if values.get(p.name) is not None
         )
         incoming = Incoming(
             chat=ChatKey("discord", str(channel_id)),
-            user=User(
-                str(user.id),
-                user.display_name,
-                self._can_change(user, interaction.permissions.manage_guild, is_dm),
-            ),
+            user=self._user(user, interaction.permissions.manage_guild, is_dm),
             text=f"/{command.name} {args}".strip(),
             is_dm=is_dm,
+            options={k: v for k, v in values.items() if v is not None},
         )
         await self._router.handle(incoming, target)
         await target.finish()

@@ -380,7 +380,13 @@ class TelegramAdapter:
         )
         incoming = Incoming(
             chat=ChatKey("telegram", key),
-            user=User(str(sender.id), sender.full_name, can_change),
+            # Internals are for the owners, and for group admins (DMs are anyone's).
+            user=User(
+                str(sender.id),
+                sender.full_name,
+                can_change,
+                trusted=sender.id in self.config.settings_user_ids or (can_change and not is_dm),
+            ),
             text=text,
             is_dm=is_dm,
             mentioned=mentioned,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from botkit.backends.base import Backend, BackendError
+from botkit.backends.base import Backend, BackendError, ModelNotFound
 from botkit.backends.llamacpp import LlamaCppBackend
+from botkit.backends.model_files import bundled_model_path
 from botkit.config import BackendConfig, Config, OllamaConfig
 from botkit.core.conversation import Conversation
 from botkit.core.router import Router
@@ -39,6 +41,23 @@ def build_backends(config: Config) -> dict[str, Backend]:
     return {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
 
 
+def _internals(config: Config) -> list[tuple[str, str]]:
+    """What untrusted users must not see, longest first (a path may contain another)."""
+    found: dict[str, str] = {}
+    for backend in config.backends.values():
+        host = getattr(backend, "host", None)
+        if host:
+            found[str(host).rstrip("/")] = "the model server"
+        path = getattr(backend, "model_path", None)
+        if path is not None:
+            for form in {str(path), str(Path(path).resolve())}:
+                found[form] = Path(path).name
+    with contextlib.suppress(ModelNotFound):
+        bundled = bundled_model_path()
+        found[str(bundled)] = bundled.name
+    return sorted(found.items(), key=lambda item: -len(item[0]))
+
+
 class Bot:
     """A running botkit: start() it, hand messages to .router, close() it."""
 
@@ -64,6 +83,14 @@ class Bot:
         self._engine: AsyncEngine | None = None
         self._repo: Repository | None = None
         self.cut_replies: list[CutReply] = []  # replies a crash cut, for adapters to mark
+        self._internals = _internals(config)
+
+    def hide_internals(self, text: str) -> str:
+        """text without model server addresses and file paths (for untrusted users): a path
+        becomes its file name, an address "the model server"."""
+        for secret, shown in self._internals:
+            text = text.replace(secret, shown)
+        return text
 
     @property
     def repo(self) -> Repository:

@@ -40,16 +40,20 @@ class Context:
         if self.on_accepted is not None:
             self.on_accepted()
 
+    def _shown(self, text: str) -> str:
+        """text as this user may see it: internals hidden unless they are trusted."""
+        return text if self.incoming.user.trusted else self.bot.hide_internals(text)
+
     async def reply(self, text: str) -> None:
         """Send text to the chat (split at the platform's limit)."""
         stream = ReplyStream(self.target)
-        await stream.finish(text)
+        await stream.finish(self._shown(text))
 
     async def reply_image(self, png: bytes, text: str) -> None:
         """Send a picture with its text where the platform can show one, else just the text."""
         send_image = getattr(self.target, "send_image", None)
         if send_image is not None:
-            await send_image(png, text)
+            await send_image(png, self._shown(text))
         else:
             await self.reply(text)
 
@@ -57,6 +61,6 @@ class Context:
         """Tell the user what went wrong: privately where the platform can (Discord)."""
         send_error = getattr(self.target, "send_error", None)
         if send_error is not None:
-            await send_error(f"⚠ {text}")
+            await send_error(self._shown(f"⚠ {text}"))
         else:
             await self.reply(f"⚠ {text}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ChatKey", "Incoming", "User"]
 
@@ -25,6 +27,9 @@ class User:
     id: str
     name: str
     can_change_settings: bool = True
+    # May see the bot's internals in replies (model server addresses, file paths): the
+    # configured owners and, in groups, admins. Everyone else sees them hidden.
+    trusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,9 @@ class Incoming:
     is_dm: bool = True
     mentioned: bool = False
     reply_to_bot: bool = False
+    # A command whose arguments came typed (a Discord slash command's options, by parameter
+    # name): they are validated as they are, never joined into text and parsed again.
+    options: Mapping[str, Any] | None = None
 
     @property
     def addressed_to_bot(self) -> bool:

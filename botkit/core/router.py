@@ -163,7 +163,8 @@ class Router:
             raise CommandError(
                 f"only people allowed to change this chat's settings can use /{name}"
             )
-        values = command.parse(args)
+        options = ctx.incoming.options
+        values = command.parse(args) if options is None else command.check(options)
         if command.uses_model:
             self.check_rate(ctx)
         if not command.writes_ahead:

@@ -16,7 +16,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -135,8 +135,9 @@ class Param:
         """The accepted values, in words."""
         return describe(self.annotation)
 
-    def validate(self, raw: str) -> Any:
-        """The raw text converted and checked; ValueError with pydantic's reason if not."""
+    def validate(self, raw: Any) -> Any:
+        """The raw value (text, or already typed) converted and checked; ValueError with
+        pydantic's reason if not."""
         base, _ = strip_optional(self.annotation)
         try:
             return TypeAdapter(base).validate_python(raw)
@@ -199,7 +200,7 @@ class Command:
         """Split and validate the text after the command name."""
         named, remaining = self._take_named(text.strip())
         rest = self.rest_index
-        values: dict[str, Any] = {}
+        raws: dict[str, Any] = {}
         for index, param in enumerate(self.params):
             raw: str | None
             if rest is not None and index > rest:
@@ -210,6 +211,23 @@ class Command:
                 parts = remaining.split(None, 1)
                 raw = parts[0] if parts else None
                 remaining = parts[1] if len(parts) > 1 else ""
+            if raw is not None:
+                raws[param.name] = raw
+        if remaining:
+            raise CommandError(
+                f"/{self.name} takes {len(self.params)} argument(s); unexpected: {remaining!r}. "
+                f"Usage: {self.usage}"
+            )
+        return self.check(raws)
+
+    def check(self, raws: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate arguments by name (text, or values already typed by the platform)."""
+        unknown = set(raws) - {p.name for p in self.params}
+        if unknown:
+            raise CommandError(f"/{self.name} has no argument {sorted(unknown)[0]!r}: {self.usage}")
+        values: dict[str, Any] = {}
+        for param in self.params:
+            raw = raws.get(param.name)
             if raw is None:
                 if param.required:
                     raise CommandError(
@@ -219,16 +237,12 @@ class Command:
             try:
                 values[param.name] = param.validate(raw)
             except ValueError as exc:
-                shown = raw if len(raw) <= 40 else f"{raw[:40]}… ({len(raw)} characters)"
+                shown = str(raw)
+                shown = shown if len(shown) <= 40 else f"{shown[:40]}… ({len(shown)} characters)"
                 raise CommandError(
                     f"/{self.name}: {shown!r} is not a valid {param.name}: {exc}. "
                     f"Allowed: {param.allowed}. Usage: {self.usage}"
                 ) from None
-        if remaining:
-            raise CommandError(
-                f"/{self.name} takes {len(self.params)} argument(s); unexpected: {remaining!r}. "
-                f"Usage: {self.usage}"
-            )
         return values
 
 

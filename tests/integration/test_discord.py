@@ -20,6 +20,7 @@ from botkit.core.events import ChatKey
 from tests.conftest import MakeConfig
 from tests.emulators.discord import (
     ADMIN_ID,
+    ADMINS_ROLE_ID,
     ALICE_ID,
     GENERAL_ID,
     GUILD_ID,
@@ -267,6 +268,24 @@ async def test_probs_arrives_as_a_chart_attachment(discord_bot: StartHarness) ->
     assert "raw   after" in (record.original_content or "")
 
 
+async def test_probs_takes_every_typed_option_of_the_slash_command(
+    discord_bot: StartHarness,
+) -> None:
+    dc = await discord_bot()
+    options = {"text": "The capital of France is", "temperature": 0.3, "top_k": 2, "top_p": 0.99}
+    record = await dc.slash("probs", options)
+    content = record.original_content or ""
+    # The text is the text option alone, and the options are used, not appended to it.
+    assert content.startswith("Next token after 'The capital of France is' ")
+    assert "settings: temperature 0.3, top_k 2, top_p 0.99," in content
+    assert content.count("  cut") >= 8  # of the 10 shown, top_k 2 leaves at most 2
+    # A value outside the range (Discord enforces it too) gets the same clear error as text.
+    bad = await dc.slash("probs", {"text": "Hi", "top_p": 0})
+    (error,) = [m.content for m in bad.followups if m.ephemeral]
+    assert "is not a valid top_p" in error
+    assert "Allowed:" in error
+
+
 async def test_a_question_deleted_before_the_answer_still_gets_it(
     discord_bot: StartHarness,
 ) -> None:
@@ -356,3 +375,17 @@ async def test_interaction_tokens_never_reach_the_logs(discord_bot: StartHarness
     assert "/webhooks/" in output  # discord.py did log the interaction's webhook requests
     assert record.token not in output
     assert "voice will NOT be supported" not in output  # botkit uses no voice
+
+
+async def test_a_denied_role_cannot_use_the_bot_by_dm_either(discord_bot: StartHarness) -> None:
+    dc = await discord_bot(ScriptedBackend("local"), deny_role_ids=[ADMINS_ROLE_ID])
+    # Admin has the denied role in the guild; a DM carries no roles, they are looked up.
+    assert await dc.dm("hello", user_id=ADMIN_ID) == []
+    denied = await dc.slash(
+        "temp", user_id=ADMIN_ID, channel_id=dc.emulator.dm_channel_id(ADMIN_ID)
+    )
+    assert [m.content for m in denied.followups if m.ephemeral] == [
+        "⚠ you are not allowed to use this bot here"
+    ]
+    # Alice, without it, is answered.
+    assert [m.content for m in await dc.dm("hello")] == ["echo: hello"]

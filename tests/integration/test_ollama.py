@@ -120,6 +120,12 @@ async def test_a_daemon_that_is_down_gets_a_clear_reply_and_other_backends_work(
     try:
         reply = await say(bot, "Hello?")
         assert reply.text.startswith(f"⚠ Ollama at {host} is not reachable")
+        # Anyone but the owner (and group admins) sees no addresses or paths.
+        hidden = await say(bot, "Hello?", trusted=False)
+        assert hidden.text.startswith("⚠ Ollama at the model server is not reachable")
+        shown = (await say(bot, "/model", trusted=False)).text
+        assert host not in shown
+        assert "Ollama at the model server" in shown
         assert "this chat now uses backend local" in (await say(bot, "/model local")).text
         answer = await say(bot, "Hello again!")
         assert answer.text
