@@ -21,17 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from botkit.core.settings import (
-    ChatSettings,
-    MaxTokens,
-    MinP,
-    Persona,
-    RepeatPenalty,
-    Seed,
-    Temperature,
-    TopK,
-    TopP,
-)
+from botkit.core.settings import ChatSettings
 
 __all__ = [
     "BackendConfig",
@@ -123,22 +113,9 @@ BackendConfig = Annotated[
 ]
 
 
-class DefaultsConfig(_Section):
-    """Settings every chat starts with; each chat may override them with commands."""
-
-    backend: str = "local"
-    persona: Persona = "You are a helpful assistant."
-    temperature: Temperature = 0.7
-    top_k: TopK = 40
-    top_p: TopP = 0.95
-    min_p: MinP = 0.05
-    repeat_penalty: RepeatPenalty = 1.1
-    max_tokens: MaxTokens = 256
-    seed: Seed = -1
-
-    def to_settings(self) -> ChatSettings:
-        """These defaults as a ChatSettings value."""
-        return ChatSettings(**self.model_dump())
+# Settings every chat starts with; each chat may override them with commands. Declared once,
+# in core/settings.py.
+DefaultsConfig = ChatSettings
 
 
 class HistoryConfig(_Section):

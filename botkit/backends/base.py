@@ -9,6 +9,8 @@ from typing import Literal, Protocol, TypedDict, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from botkit.core.settings import SamplingOptions
+
 __all__ = [
     "Backend",
     "BackendBusy",
@@ -34,21 +36,14 @@ class Message(TypedDict):
     content: str
 
 
-@dataclass(frozen=True, slots=True)
-class GenerationParams:
-    """Sampling settings for one reply. seed is the concrete seed (never -1 here).
+class GenerationParams(SamplingOptions):
+    """Sampling options for one reply (declared in core/settings.py). seed is the concrete seed
+    (never -1 here).
 
     repeatable: the chat fixed its seed, so the same history must give the same reply whatever
     a backend had cached (llama.cpp then evaluates every prompt in one batch shape).
     """
 
-    temperature: float
-    top_k: int
-    top_p: float
-    min_p: float
-    repeat_penalty: float
-    max_tokens: int
-    seed: int
     repeatable: bool = False
 
 

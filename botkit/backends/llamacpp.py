@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 
 _PROMPT_CACHE_TOKENS = 262_144  # about 10 MB of Python ints
 
+# Llama.generate's names for the sampling options where they differ from ours; the length and
+# the seed are applied by the loop and set_seed.
+_SAMPLER_NAMES = {"temperature": "temp"}
+_NOT_SAMPLERS = {"max_tokens", "seed"}
+
 # llama.cpp's `general.file_type` values (enum llama_ftype) for the common formats.
 _FILE_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
@@ -380,15 +385,12 @@ class LlamaCppBackend:
         completion: list[int] = []
         reason: str = "length"
         # The prompt is fully evaluated, so generate() samples from the live logits at once.
-        for token in llm.generate(
-            prompt,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repeat_penalty,
-            reset=True,
-        ):
+        sampler = {
+            _SAMPLER_NAMES.get(k, k): v
+            for k, v in params.sampling().items()
+            if k not in _NOT_SAMPLERS
+        }
+        for token in llm.generate(prompt, **sampler, reset=True):
             if stop.is_set():
                 reason = "cancelled"
                 break

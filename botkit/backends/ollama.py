@@ -32,6 +32,11 @@ __all__ = ["OllamaBackend"]
 
 log = logging.getLogger(__name__)
 
+# Ollama's names for the sampling options where they differ from ours; the others (temperature,
+# top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, seed) are the same
+# (Ollama's api.Options, docs/modelfile.md).
+_OPTION_NAMES = {"max_tokens": "num_predict"}
+
 
 class OllamaBackend:
     """A model served by Ollama."""
@@ -147,16 +152,8 @@ class OllamaBackend:
                 f"the prompt is about {estimate} tokens and the reply may take "
                 f"{params.max_tokens}, but num_ctx is {self.context_window}"
             )
-        options = {
-            "temperature": params.temperature,
-            "top_k": params.top_k,
-            "top_p": params.top_p,
-            "min_p": params.min_p,
-            "repeat_penalty": params.repeat_penalty,
-            "seed": params.seed,
-            "num_predict": params.max_tokens,
-            "num_ctx": self.context_window,
-        }
+        options = {_OPTION_NAMES.get(k, k): v for k, v in params.sampling().items()}
+        options["num_ctx"] = self.context_window
         parts = await self._call(
             self._client.chat(
                 model=self.config.model,

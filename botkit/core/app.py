@@ -70,7 +70,7 @@ class Bot:
     ) -> None:
         self.config = config
         self.base_dir = base_dir or Path.cwd()
-        self.defaults = config.defaults.to_settings()
+        self.defaults = config.defaults
         self.backends: dict[str, Backend] = (
             backends if backends is not None else build_backends(config)
         )

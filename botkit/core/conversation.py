@@ -392,13 +392,7 @@ class Conversation:
         """Generate into stream, checkpointing the reply row as it grows."""
         backend, metrics = turn.backend, self.bot.metrics
         params = GenerationParams(
-            temperature=settings.temperature,
-            top_k=settings.top_k,
-            top_p=settings.top_p,
-            min_p=settings.min_p,
-            repeat_penalty=settings.repeat_penalty,
-            max_tokens=settings.max_tokens,
-            seed=seed,
+            **{**settings.sampling(), "seed": seed},
             repeatable=settings.seed != RANDOM_SEED,
         )
         interval = self.bot.config.storage.checkpoint_interval

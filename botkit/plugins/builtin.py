@@ -14,13 +14,9 @@ from botkit.core.router import MAX_MESSAGE_CHARS
 from botkit.core.settings import (
     RANDOM_SEED,
     SEED_MAX,
-    MaxTokens,
-    MinP,
     Persona,
-    RepeatPenalty,
-    Temperature,
-    TopK,
-    TopP,
+    SamplingOptions,
+    option_type,
 )
 from botkit.plugins.api import Command, CommandError, Param, Plugin
 from botkit.plugins.charts import context_chart
@@ -80,34 +76,19 @@ def _check_max_tokens(ctx: Context, value: int) -> None:
         )
 
 
-for _command in (
-    _setting_command(
-        "temp", "temperature", "temperature", Temperature,
-        "Show or set the temperature: 0 always picks the likeliest token, higher is more random",
-    ),
-    _setting_command(
-        "topk", "top_k", "top_k", TopK,
-        "Show or set top-k: sample only from the k likeliest tokens (0 = off)",
-    ),
-    _setting_command(
-        "topp", "top_p", "top_p", TopP,
-        "Show or set top-p: sample from the smallest set of tokens whose probabilities reach p",
-    ),
-    _setting_command(
-        "minp", "min_p", "min_p", MinP,
-        "Show or set min-p: drop tokens less likely than min_p × the top token's probability",
-    ),
-    _setting_command(
-        "repeatpenalty", "repeat_penalty", "repeat_penalty", RepeatPenalty,
-        "Show or set the repeat penalty (1 = off; above 1 discourages repeating tokens)",
-    ),
-    _setting_command(
-        "maxtokens", "max_tokens", "max_tokens", MaxTokens,
-        "Show or set the longest reply, in tokens (reserved from the context window)",
-        _check_max_tokens,
-    ),
-):  # fmt: skip
-    plugin.add(_command)
+# Setting checks beyond the option's own range.
+_CHECKS: dict[str, Callable[[Context, Any], None]] = {"max_tokens": _check_max_tokens}
+
+# One command per sampling option that names one (core/settings.py declares them all).
+for _name, _info in SamplingOptions.model_fields.items():
+    _extra = _info.json_schema_extra if isinstance(_info.json_schema_extra, dict) else {}
+    if isinstance(_extra.get("command"), str):
+        plugin.add(
+            _setting_command(
+                str(_extra["command"]), _name, _name, option_type(_name),
+                _info.description or _name, _CHECKS.get(_name),
+            )
+        )  # fmt: skip
 
 SeedValue = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
 

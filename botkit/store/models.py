@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,7 +39,7 @@ class Base(DeclarativeBase):
 
 
 class ChatRow(Base):
-    """One conversation. A NULL setting means "use the config default"."""
+    """One conversation, with the settings it overrides (the rest are the config defaults)."""
 
     __tablename__ = "chats"
     __table_args__ = (UniqueConstraint("platform", "chat_key", name="uq_chats_platform_key"),)
@@ -46,15 +47,9 @@ class ChatRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     platform: Mapped[str] = mapped_column(String(32))
     chat_key: Mapped[str] = mapped_column(String(255))
-    backend: Mapped[str | None] = mapped_column(String(64))
-    persona: Mapped[str | None] = mapped_column(Text)
-    temperature: Mapped[float | None] = mapped_column(Float)
-    top_k: Mapped[int | None] = mapped_column(Integer)
-    top_p: Mapped[float | None] = mapped_column(Float)
-    min_p: Mapped[float | None] = mapped_column(Float)
-    repeat_penalty: Mapped[float | None] = mapped_column(Float)
-    max_tokens: Mapped[int | None] = mapped_column(Integer)
-    seed: Mapped[int | None] = mapped_column(BigInteger)
+    # {"temperature": 0.3, "persona": "…"}: one JSON object, validated against ChatSettings
+    # when written and when read, so a new sampling option needs no migration.
+    overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Messages with a smaller id are no longer sent to the model (trimmed with hysteresis).
     window_start_id: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

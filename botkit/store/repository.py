@@ -14,12 +14,12 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botkit.core.events import ChatKey
-from botkit.core.settings import ChatSettings
+from botkit.core.settings import ChatSettings, valid_overrides
 from botkit.store.models import ChatRow, MessageRow, MessageStatus
 
 __all__ = ["ChatRecord", "CutReply", "NewMessage", "Repository", "StoredMessage"]
 
-_SETTING_COLUMNS = ChatSettings.names()
+_SETTINGS = frozenset(ChatSettings.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ def _record(row: Any) -> ChatRecord:
     return ChatRecord(
         id=row.id,
         key=ChatKey(row.platform, row.chat_key),
-        overrides={name: getattr(row, name) for name in _SETTING_COLUMNS},
+        overrides=valid_overrides(row.overrides),
         window_start_id=row.window_start_id,
     )
 
@@ -173,8 +173,8 @@ class Repository:
                 now = _now()
                 await conn.execute(
                     insert(_CHATS).values(
-                        platform=key.platform, chat_key=key.chat_id, window_start_id=0,
-                        created_at=now, updated_at=now,
+                        platform=key.platform, chat_key=key.chat_id, overrides={},
+                        window_start_id=0, created_at=now, updated_at=now,
                     )
                 )  # fmt: skip
                 row = (await conn.execute(query)).one()
@@ -182,18 +182,27 @@ class Repository:
             return self._remember_chat(_record(row))
 
     async def set_setting(self, chat_id: int, name: str, value: Any) -> None:
-        """Override one setting for a chat; None returns it to the config default."""
-        if name not in _SETTING_COLUMNS:
+        """Override one setting for a chat (validated here); None returns it to the config
+        default. The overrides are one JSON object: a new option needs no migration."""
+        if name not in _SETTINGS:
             raise KeyError(name)
+        if value is not None:
+            ChatSettings.model_validate({name: value})  # raises ValidationError if out of range
         async with self._write() as conn:
+            stored = (
+                await conn.execute(select(_CHATS.c.overrides).where(_CHATS.c.id == chat_id))
+            ).scalar_one()
+            overrides = {k: v for k, v in valid_overrides(stored).items() if k != name}
+            if value is not None:
+                overrides[name] = value
             await conn.execute(
                 update(_CHATS)
                 .where(_CHATS.c.id == chat_id)
-                .values({name: value, "updated_at": _now()})
+                .values(overrides=overrides, updated_at=_now())
             )
         for key, record in list(self._chats.items()):
             if record.id == chat_id:
-                self._chats[key] = replace(record, overrides={**record.overrides, name: value})
+                self._chats[key] = replace(record, overrides=overrides)
 
     async def window(self, chat_id: int, start_id: int) -> list[StoredMessage]:
         """Messages from start_id on, oldest first: one range scan of (chat_id, id)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from botkit.core.app import Bot
-from tests.conftest import say
+from tests.conftest import REPO, MakeConfig, say
 
 
 @pytest.mark.parametrize(
@@ -16,6 +16,8 @@ from tests.conftest import say
         ("/temp 9", "less than or equal to 2"),
         ("/topk 1.5", "valid integer"),
         ("/topp 0", "greater than 0"),
+        ("/presencepenalty 3", "Allowed: a number from -2.0 up to 2.0"),
+        ("/frequencypenalty -2.5", "greater than or equal to -2"),
         ("/seed banana", "Allowed: a whole number from 0 up to 4294967295 or one of random"),
         ("/maxtokens 5000", "Allowed: 1 to 1023"),
         ("/temp 0.5 0.7", "unexpected: '0.7'"),
@@ -54,8 +56,9 @@ async def test_settings_lists_every_value_with_its_default(bot: Bot) -> None:
     await say(bot, "/topk 5")
     await say(bot, "/seed 7")
     text = (await say(bot, "/settings")).text
-    for name in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "max_tokens"):
-        assert name in text
+    for name in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
+                 "frequency_penalty", "max_tokens"):  # fmt: skip
+        assert f" {name}: " in text
     assert "* top_k: 5  (default 40)" in text
     assert "* seed: 7  (default random)" in text
 
@@ -95,3 +98,18 @@ async def test_reset_forgets_history_but_keeps_settings(bot: Bot) -> None:
     assert "(2 messages forgotten)" in (await say(bot, "/reset")).text
     assert "(0 messages)" in (await say(bot, "/context")).text
     assert "0.1" in (await say(bot, "/temp")).text
+
+
+async def test_presence_and_frequency_penalties_reach_the_model(make_config: MakeConfig) -> None:
+    greedy = {"temperature": 0.0, "max_tokens": 60, "seed": 1, "repeat_penalty": 1.0}
+    bot = Bot(make_config(defaults=greedy), base_dir=REPO)
+    await bot.start()
+    try:
+        question = "List the days of the week, twice."
+        plain = (await say(bot, question, chat="plain")).text
+        assert plain == (await say(bot, question, chat="again")).text  # greedy: repeatable
+        for command, chat in (("/presencepenalty 2", "presence"), ("/frequencypenalty 2", "freq")):
+            assert "set to 2 (was 0)" in (await say(bot, command, chat=chat)).text
+            assert (await say(bot, question, chat=chat)).text != plain
+    finally:
+        await bot.close()

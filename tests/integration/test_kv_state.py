@@ -86,7 +86,7 @@ async def test_the_final_chunk_arrives_before_the_state_is_saved() -> None:
     await backend.start()
     try:
         messages: list[Message] = [{"role": "user", "content": "Say hello."}]
-        params = GenerationParams(0.0, 40, 0.95, 0.05, 1.1, 8, 1)
+        params = GenerationParams(temperature=0.0, max_tokens=8, seed=1)
         async for chunk in backend.stream(messages, params, cache_key="a"):
             if chunk.usage is not None:
                 backend.events.append("final chunk")

@@ -57,7 +57,8 @@ async def test_streams_a_reply_with_the_chats_options(
     bot = await start_bot(make_config, ollama.url, keep_alive="10m")
     try:
         for command in ("/temp 0.3", "/topk 5", "/topp 0.5", "/minp 0.1", "/seed 42",
-                        "/maxtokens 40", "/repeatpenalty 1.2"):  # fmt: skip
+                        "/maxtokens 40", "/repeatpenalty 1.2", "/presencepenalty 0.5",
+                        "/frequencypenalty -0.25"):  # fmt: skip
             assert "set to" in (await say(bot, command)).text
         reply = await say(bot, "Tell me about the moon.")
         assert reply.text
@@ -70,7 +71,8 @@ async def test_streams_a_reply_with_the_chats_options(
         assert body["messages"][-1] == {"role": "user", "content": "Tell me about the moon."}
         assert body["options"] == {
             "temperature": 0.3, "top_k": 5, "top_p": 0.5, "min_p": 0.1, "repeat_penalty": 1.2,
-            "seed": 42, "num_predict": 40, "num_ctx": 8192,
+            "presence_penalty": 0.5, "frequency_penalty": -0.25, "seed": 42, "num_predict": 40,
+            "num_ctx": 8192,
         }  # fmt: skip
     finally:
         await bot.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -68,6 +68,45 @@ async def test_migrations_create_exactly_the_models_schema_and_downgrade(db_url:
             await conn.run_sync(downgrade)
             tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
         assert set(tables) <= {"alembic_version"}
+    finally:
+        await engine.dispose()
+
+
+async def test_settings_move_into_json_and_back(db_url: str) -> None:
+    engine = create_engine(db_url)
+
+    def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
+        def run(connection: Connection) -> None:
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(migrations_dir()))
+            cfg.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+
+        return run
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0002"))
+            await conn.execute(
+                text(
+                    "INSERT INTO chats (platform, chat_key, temperature, persona, seed, "
+                    "window_start_id, created_at, updated_at) VALUES ('t', 'x', 0.3, 'Be brief.', "
+                    "4294967295, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+        async with engine.begin() as conn:
+            await conn.run_sync(to("head"))
+        repo = Repository(engine)
+        chat = await repo.chat(ChatKey("t", "x"))
+        assert chat.overrides == {"temperature": 0.3, "persona": "Be brief.", "seed": 4294967295}
+        await repo.set_setting(chat.id, "presence_penalty", 0.5)  # a new option: no migration
+        await repo.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0002", down=True))
+            row = (
+                await conn.execute(text("SELECT temperature, persona, seed, top_k FROM chats"))
+            ).one()
+        assert tuple(row) == (0.3, "Be brief.", 4294967295, None)
     finally:
         await engine.dispose()
 

@@ -3,9 +3,10 @@
 Implements /api/version, /api/tags, /api/show, and /api/chat (NDJSON stream or one JSON body),
 with 404 {"error": ...} for unknown models. Replies are generated for real by the bundled
 SmolLM2 model through llama.cpp, honouring the request's options (temperature, top_k, top_p,
-min_p, repeat_penalty, seed, num_predict, num_ctx). Like Ollama, a prompt longer than num_ctx
-is truncated silently (oldest messages first); the emulator records that it happened, with the
-real token count of every prompt, so tests can prove botkit never relies on it.
+min_p, repeat_penalty, presence_penalty, frequency_penalty, seed, num_predict, num_ctx). Like
+Ollama, a prompt longer than num_ctx is truncated silently (oldest messages first); the
+emulator records that it happened, with the real token count of every prompt, so tests can
+prove botkit never relies on it.
 
 Test hooks: `cut_after` breaks the next streams off after that many chunks; `hold_after` stops
 sending after that many chunks and keeps the stream open until the emulator stops (`holding` is
@@ -221,14 +222,19 @@ class OllamaEmulator:
         room = num_ctx - record.prompt_tokens
         num_predict = int(options.get("num_predict", -1))
         max_tokens = room if num_predict < 0 else min(num_predict, room)
-        params = GenerationParams(
+        # Ollama's defaults (api/types.go DefaultOptions); botkit's ranges are not the server's,
+        # so nothing is validated here.
+        params = GenerationParams.model_construct(
             temperature=float(options.get("temperature", 0.8)),
             top_k=int(options.get("top_k", 40)),
             top_p=float(options.get("top_p", 0.9)),
             min_p=float(options.get("min_p", 0.0)),
             repeat_penalty=float(options.get("repeat_penalty", 1.1)),
+            presence_penalty=float(options.get("presence_penalty", 0.0)),
+            frequency_penalty=float(options.get("frequency_penalty", 0.0)),
             max_tokens=max(1, max_tokens),
             seed=int(options.get("seed", 0)),
+            repeatable=False,
         )
         model = record.body["model"]
         started = time.monotonic_ns()
