@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from botkit.backends.base import Backend
+from botkit.compose import build_bot
 from botkit.config import Config
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey, Incoming, User
@@ -46,7 +47,7 @@ async def started_bot(
         }
         storage = {**data["storage"], **sections.pop("storage", {})}
         data.update(sections, storage=storage)
-        bot = Bot(Config(**data), backends=backend_objects)
+        bot = build_bot(Config(**data), backends=backend_objects)
         await bot.start()
         try:
             yield bot

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from botkit.adapters.console import ConsoleAdapter
 from botkit.backends.base import BackendError
+from botkit.compose import build_bot
 from botkit.config import Config, ConfigError, load_config
-from botkit.core.app import Bot
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
@@ -62,7 +62,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
 
 
 async def _chat(config: Config, base_dir: Path, chat: str) -> int:
-    bot = Bot(config, base_dir=base_dir)
+    bot = build_bot(config, base_dir=base_dir)
     try:
         await bot.start()
         for error in bot.plugin_errors:
@@ -81,7 +81,7 @@ async def _chat(config: Config, base_dir: Path, chat: str) -> int:
 async def _run(config: Config, base_dir: Path) -> int:
     notifier = Notifier()
     notifier.notify("STATUS=loading the model and the database")
-    bot = Bot(config, base_dir=base_dir)
+    bot = build_bot(config, base_dir=base_dir)
     try:
         await bot.start()
         for error in bot.plugin_errors:
@@ -121,7 +121,7 @@ async def _check(config: Config, base_dir: Path) -> int:
         problems.append(f"storage: {exc}")
     finally:
         await engine.dispose()
-    bot = Bot(config, base_dir=base_dir)
+    bot = build_bot(config, base_dir=base_dir)
     for name, backend in bot.backends.items():
         try:
             await backend.start()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from botkit.adapters.memory import MemoryTarget
+from botkit.compose import build_bot
 from botkit.config import Config
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey, Incoming, User
@@ -37,7 +38,7 @@ def make_config(tmp_path: Path) -> MakeConfig:
 @pytest.fixture
 async def bot(make_config: MakeConfig) -> AsyncIterator[Bot]:
     """A started Bot with the real bundled model and default settings."""
-    instance = Bot(make_config(), base_dir=REPO)
+    instance = build_bot(make_config(), base_dir=REPO)
     await instance.start()
     yield instance
     await instance.close()

@@ -25,11 +25,11 @@ from discord import app_commands
 
 from botkit.adapters.discord_commands import command_signature, slash_command
 from botkit.config import DiscordConfig
+from botkit.core.commands import Command, CommandRegistry
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
 from botkit.core.streaming import ReplyStream, interrupted_ending, split_message
-from botkit.plugins.api import Command, CommandRegistry
 from botkit.secrets import install_redaction
 from botkit.store.repository import CutReply
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 import discord
 from discord import app_commands
 
-from botkit.plugins.api import Command, Param, constraints
+from botkit.core.commands import Command, Param, constraints
 
 __all__ = ["SlashHandler", "command_signature", "slash_command"]
 

@@ -29,11 +29,11 @@ from telegram.ext import (
 )
 
 from botkit.config import TelegramConfig
+from botkit.core.commands import CommandRegistry
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
 from botkit.core.streaming import ReplyStream, interrupted_ending
-from botkit.plugins.api import CommandRegistry
 from botkit.secrets import install_redaction
 from botkit.store.repository import CutReply
 

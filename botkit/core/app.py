@@ -1,4 +1,4 @@
-"""The Bot: wires config, store, backends, scheduler, plugins and router together."""
+"""The Bot: holds config, store, backends, scheduler, command registry and router together."""
 
 from __future__ import annotations
 
@@ -9,36 +9,20 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botkit.backends.base import Backend, BackendError, ModelNotFound
-from botkit.backends.llamacpp import LlamaCppBackend
 from botkit.backends.model_files import bundled_model_path
-from botkit.config import BackendConfig, Config, OllamaConfig
+from botkit.config import Config
+from botkit.core.commands import CommandRegistry
 from botkit.core.conversation import Conversation
 from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
 from botkit.metrics import Metrics
-from botkit.plugins.api import CommandRegistry
-from botkit.plugins.loader import load_plugins
 from botkit.store.db import create_engine, ensure_migrated
 from botkit.store.repository import ChatRecord, CutReply, Repository
 
-__all__ = ["Bot", "build_backend", "build_backends"]
+__all__ = ["Bot"]
 
 log = logging.getLogger(__name__)
-
-
-def build_backend(name: str, config: BackendConfig) -> Backend:
-    """The backend object for one [backends.NAME] section."""
-    if isinstance(config, OllamaConfig):
-        from botkit.backends.ollama import OllamaBackend
-
-        return OllamaBackend(name, config)
-    return LlamaCppBackend(name, config)
-
-
-def build_backends(config: Config) -> dict[str, Backend]:
-    """One backend object per [backends.NAME] section."""
-    return {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
 
 
 def _internals(config: Config) -> list[tuple[str, str]]:
@@ -59,21 +43,19 @@ def _internals(config: Config) -> list[tuple[str, str]]:
 
 
 class Bot:
-    """A running botkit: start() it, hand messages to .router, close() it."""
+    """A running botkit: start() it (or `async with`), hand messages to .router, close() it.
+
+    Built by botkit.compose.build_bot, which chooses the backends and registers the commands;
+    the core knows neither the backend classes nor any plugin.
+    """
 
     def __init__(
-        self,
-        config: Config,
-        *,
-        backends: dict[str, Backend] | None = None,
-        base_dir: Path | None = None,
+        self, config: Config, *, backends: dict[str, Backend], base_dir: Path | None = None
     ) -> None:
         self.config = config
         self.base_dir = base_dir or Path.cwd()
         self.defaults = config.defaults
-        self.backends: dict[str, Backend] = (
-            backends if backends is not None else build_backends(config)
-        )
+        self.backends = backends
         self.scheduler = FairScheduler()
         self.registry = CommandRegistry()
         self.conversation = Conversation(self)
@@ -99,8 +81,16 @@ class Bot:
             raise RuntimeError("Bot.start() has not been called")
         return self._repo
 
+    async def __aenter__(self) -> Bot:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
     async def start(self) -> None:
-        """Open the store (checking migrations), load plugins and backends."""
+        """Open the store (checking migrations) and start the backends. (The commands are
+        registered by whoever builds the bot: botkit.compose.build_bot.)"""
         engine = create_engine(self.config.storage.url)
         self._engine = engine
         if await ensure_migrated(engine, auto_migrate_new=self.config.storage.auto_migrate_new):
@@ -109,13 +99,6 @@ class Bot:
         self.cut_replies = await self._repo.recover_cut_replies()
         if self.cut_replies:
             log.warning("%d replies were cut by a crash; marked interrupted", len(self.cut_replies))
-        from botkit.plugins.builtin import plugin as builtin
-        from botkit.plugins.explain import plugin as explain
-
-        self.registry.add_plugin(builtin)
-        self.registry.add_plugin(explain)
-        folders = [p if p.is_absolute() else self.base_dir / p for p in self.config.plugins.paths]
-        self.plugin_errors = load_plugins(self.registry, self.config.plugins.enabled, folders)
         for name, backend in self.backends.items():
             try:
                 await backend.start()

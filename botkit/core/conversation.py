@@ -304,6 +304,30 @@ class Conversation:
         reply = await self._run(_Turn(ctx, backend, reply_id, old.id, None, seed, old.id))
         return reply, old
 
+    async def complete(
+        self, ctx: Context, messages: list[Message], max_tokens: int | None = None
+    ) -> str:
+        """One generation outside the chat's history (for plugins): with the chat's model and
+        sampling options, admitted and scheduled like a reply; nothing is stored."""
+        backend, settings = ctx.backend, ctx.settings
+        self._admit(backend)
+        limit = max_tokens or settings.max_tokens
+        prompt = await backend.count_tokens(messages)
+        if prompt + limit > backend.context_window:
+            raise ContextOverflow(
+                f"that request is {prompt} tokens and its answer may take {limit}: more than "
+                f"the {backend.context_window}-token window"
+            )
+        seed = random.randint(0, SEED_MAX) if settings.seed == RANDOM_SEED else settings.seed
+        params = GenerationParams(
+            **{**settings.sampling(), "max_tokens": limit, "seed": seed},
+            repeatable=settings.seed != RANDOM_SEED,
+        )
+        chat = str(ctx.chat.key)
+        async with self.bot.scheduler.slot(backend.name, backend.max_parallel, chat):
+            pieces = [c.text async for c in backend.stream(messages, params, cache_key=f"{chat}+")]
+        return "".join(pieces)
+
     async def cancel(self, chat_id: int) -> None:
         """Stop the chat's replies in flight and its waiting turns (for /reset); returns when
         they have stored what they had."""

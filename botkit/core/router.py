@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from botkit.backends.base import BackendError
+from botkit.core.commands import CommandError
 from botkit.core.context import Context
 from botkit.core.conversation import NothingToRetry
 from botkit.core.events import Incoming
 from botkit.core.limits import RateLimiter
+from botkit.core.plugin_context import PluginContext
 from botkit.core.streaming import ReplyTarget
-from botkit.plugins.api import CommandError
 
 if TYPE_CHECKING:
     from botkit.core.app import Bot
@@ -169,6 +170,10 @@ class Router:
             self.check_rate(ctx)
         if not command.writes_ahead:
             ctx.accepted()  # nothing of the user's to store: the platform may confirm it now
-        result = await command.handler(ctx, **values)
+        if command.internal:
+            result = await command.handler(ctx, **values)
+        else:
+            plugin_ctx = PluginContext(ctx, command.plugin, counted=command.uses_model)
+            result = await command.handler(plugin_ctx, **values)
         if result:
             await ctx.reply(result)

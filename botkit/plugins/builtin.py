@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from botkit.backends.base import BackendError, BackendInfo
+from botkit.core.commands import Command, CommandError, Param, Plugin
 from botkit.core.context import Context
 from botkit.core.router import MAX_MESSAGE_CHARS
 from botkit.core.settings import (
@@ -18,12 +19,11 @@ from botkit.core.settings import (
     SamplingOptions,
     option_type,
 )
-from botkit.plugins.api import Command, CommandError, Param, Plugin
 from botkit.plugins.charts import context_chart
 
 __all__ = ["plugin"]
 
-plugin = Plugin("builtin", help="The commands every botkit has")
+plugin = Plugin("builtin", help="The commands every botkit has", internal=True)
 
 Question = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
 

@@ -14,15 +14,15 @@ import numpy as np
 from pydantic import Field
 
 from botkit.backends.base import TokenInspector
+from botkit.core.commands import CommandError, Plugin
 from botkit.core.context import Context
 from botkit.core.sampling import sample_distribution
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, Temperature, TopK, TopP
-from botkit.plugins.api import CommandError, Plugin
 from botkit.plugins.charts import probs_chart, token_label
 
 __all__ = ["plugin"]
 
-plugin = Plugin("explain", help="See what the model does")
+plugin = Plugin("explain", help="See what the model does", internal=True)
 
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 SHOWN = 10

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from botkit.plugins.api import CommandRegistry, Plugin
+from botkit.core.commands import CommandRegistry, Plugin
 
 __all__ = ["ENTRY_POINT_GROUP", "load_plugins"]
 

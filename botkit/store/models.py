@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "ChatRow", "MessageRow", "MessageStatus"]
+__all__ = ["Base", "ChatRow", "MessageRow", "MessageStatus", "PluginDataRow"]
 
 
 def _now() -> datetime:
@@ -78,3 +78,16 @@ class MessageRow(Base):
     reply_ref: Mapped[str | None] = mapped_column(String(255))
     # Set on a regenerated reply's row while it is generated, and on the alternative it left.
     replaces: Mapped[int | None] = mapped_column(Integer)
+
+
+class PluginDataRow(Base):
+    """One value a plugin stored under its own name (a plugin's key-value store)."""
+
+    __tablename__ = "plugin_data"
+
+    plugin: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=_now, onupdate=_now
+    )

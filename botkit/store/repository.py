@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botkit.core.events import ChatKey
 from botkit.core.settings import ChatSettings, valid_overrides
-from botkit.store.models import ChatRow, MessageRow, MessageStatus
+from botkit.store.models import ChatRow, MessageRow, MessageStatus, PluginDataRow
 
 __all__ = ["ChatRecord", "CutReply", "NewMessage", "Repository", "StoredMessage"]
 
@@ -70,6 +70,7 @@ class CutReply:
 
 _CHATS: Table = ChatRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
 _MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
+_PLUGIN_DATA: Table = PluginDataRow.__table__  # type: ignore[assignment]
 _MESSAGE_COLUMNS = (
     _MESSAGES.c.id,
     _MESSAGES.c.role,
@@ -386,6 +387,27 @@ class Repository:
             )
         self._windows.clear()
         return cut
+
+    async def plugin_value(self, plugin: str, key: str) -> Any:
+        """What plugin stored under key (None if nothing)."""
+        rows = await self._read(
+            select(_PLUGIN_DATA.c.value).where(
+                _PLUGIN_DATA.c.plugin == plugin, _PLUGIN_DATA.c.key == key
+            )
+        )
+        return rows[0][0] if rows else None
+
+    async def set_plugin_value(self, plugin: str, key: str, value: Any) -> None:
+        """Store a JSON value for plugin under key (None deletes it), in one transaction."""
+        where = (_PLUGIN_DATA.c.plugin == plugin, _PLUGIN_DATA.c.key == key)
+        async with self._write() as conn:
+            await conn.execute(delete(_PLUGIN_DATA).where(*where))
+            if value is not None:
+                await conn.execute(
+                    insert(_PLUGIN_DATA).values(
+                        plugin=plugin, key=key, value=value, updated_at=_now()
+                    )
+                )
 
     async def clear_history(self, chat_id: int) -> int:
         """Forget a chat's messages (its settings stay); returns how many were deleted."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from botkit.compose import build_bot
 from botkit.core.app import Bot
 from tests.conftest import REPO, MakeConfig, say
 
@@ -102,7 +103,7 @@ async def test_reset_forgets_history_but_keeps_settings(bot: Bot) -> None:
 
 async def test_presence_and_frequency_penalties_reach_the_model(make_config: MakeConfig) -> None:
     greedy = {"temperature": 0.0, "max_tokens": 60, "seed": 1, "repeat_penalty": 1.0}
-    bot = Bot(make_config(defaults=greedy), base_dir=REPO)
+    bot = build_bot(make_config(defaults=greedy), base_dir=REPO)
     await bot.start()
     try:
         question = "List the days of the week, twice."

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from botkit.adapters.memory import MemoryTarget
 from botkit.backends.base import BackendUnavailable, Chunk, GenerationParams, Message
 from botkit.backends.llamacpp import LlamaCppBackend
+from botkit.compose import build_bot
 from botkit.config import LlamaCppConfig
 from botkit.core.app import Bot
 from botkit.core.conversation import Reply
@@ -30,7 +31,7 @@ async def test_prompt_never_exceeds_a_small_window_and_keeps_the_newest(
         backends={"local": {"n_ctx": 512}},
         defaults={"max_tokens": 48, "temperature": 0.0},
     )
-    bot = Bot(config, base_dir=REPO)
+    bot = build_bot(config, base_dir=REPO)
     await bot.start()
     try:
         starts = []
@@ -162,7 +163,7 @@ async def test_a_backend_failure_mid_reply_keeps_the_partial_text(
 ) -> None:
     config = make_config()
     backend = BreaksMidway("local", LlamaCppConfig())
-    bot = Bot(config, backends={"local": backend}, base_dir=REPO)
+    bot = build_bot(config, backends={"local": backend}, base_dir=REPO)
     await bot.start()
     try:
         reply = await say(bot, "Tell me about cats.")
@@ -180,7 +181,7 @@ async def test_a_backend_failure_mid_reply_keeps_the_partial_text(
 async def test_a_message_too_long_for_the_window_is_refused_and_not_stored(
     make_config: MakeConfig,
 ) -> None:
-    bot = Bot(make_config(backends={"local": {"n_ctx": 512}}, defaults={"max_tokens": 64}))
+    bot = build_bot(make_config(backends={"local": {"n_ctx": 512}}, defaults={"max_tokens": 64}))
     await bot.start()
     try:
         reply = await say(bot, "word " * 800)

@@ -15,6 +15,7 @@ import pytest
 from botkit.adapters.discord import DiscordAdapter
 from botkit.backends.base import BackendUnavailable, Chunk, GenerationParams, Message
 from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey
 from tests.conftest import MakeConfig
@@ -90,7 +91,7 @@ async def discord_bot(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
                      "gateway_url": emulator.gateway_url, "guild_ids": [GUILD_ID],
                      "guild_ready_timeout": 0.05, **cfg},
         )  # fmt: skip
-        bot = Bot(config, backends={"local": backend} if backend else None)
+        bot = build_bot(config, backends={"local": backend} if backend else None)
         await bot.start()
         adapter = DiscordAdapter(config.discord, emulator.token, bot.registry, bot.cut_replies)
         task = asyncio.create_task(adapter.start(bot.router))

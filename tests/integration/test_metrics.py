@@ -10,13 +10,14 @@ from prometheus_client import generate_latest
 
 from botkit.adapters.memory import MemoryTarget
 from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
 from botkit.core.app import Bot
 from botkit.core.limits import RateLimiter
 from tests.conftest import MakeConfig, incoming, say
 
 
 async def scripted_bot(make_config: MakeConfig, **service: int) -> Bot:
-    bot = Bot(make_config(service=service), backends={"local": ScriptedBackend("local")})
+    bot = build_bot(make_config(service=service), backends={"local": ScriptedBackend("local")})
     await bot.start()
     return bot
 

@@ -14,6 +14,7 @@ import pytest
 from ollama import AsyncClient, ResponseError
 
 from botkit.adapters.memory import MemoryTarget
+from botkit.compose import build_bot
 from botkit.core.app import Bot
 from botkit.store.models import MessageStatus
 from tests.conftest import MakeConfig, incoming, say
@@ -40,7 +41,7 @@ async def start_bot(
         },
         defaults={"backend": "big", "max_tokens": max_tokens},
     )
-    bot = Bot(config)
+    bot = build_bot(config)
     await bot.start()
     return bot
 
@@ -143,7 +144,7 @@ async def test_an_unknown_model_names_the_pull_command(
         backends={"big": {"kind": "ollama", "host": ollama.url, "model": "llama9:70b"}},
         defaults={"backend": "big"},
     )
-    bot = Bot(config)
+    bot = build_bot(config)
     await bot.start()
     try:
         reply = (await say(bot, "Hi")).text

@@ -1,20 +1,26 @@
-"""Plugins: the example plugin from plugins/, a broken plugin, entry of commands into /help."""
+"""Plugins: the shipped examples (dice with its store, summarize with the model), a broken
+plugin, the narrow plugin context, commands in /help, and a wheel that works on its own."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
-from botkit.core.app import Bot
-from tests.conftest import REPO, MakeConfig, say
+from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
+from tests.conftest import REPO, MakeConfig, incoming, say
 
 
 async def test_example_plugin_loads_from_the_config(make_config: MakeConfig) -> None:
-    bot = Bot(make_config(plugins={"paths": [str(REPO / "plugins")], "enabled": ["dice"]}))
-    await bot.start()
-    try:
+    config = make_config(plugins={"enabled": ["dice"]})  # shipped: found by its entry point
+    async with build_bot(config) as bot:
         reply = (await say(bot, "/roll 3d6")).text
-        match = re.fullmatch(r"🎲 3d6: (\d) \+ (\d) \+ (\d) = (\d+)", reply)
+        match = re.fullmatch(
+            r"🎲 3d6: (\d) \+ (\d) \+ (\d) = (\d+) \(roll #1 in this chat\)", reply
+        )
         assert match is not None, reply
         dice = [int(g) for g in match.groups()[:3]]
         assert all(1 <= d <= 6 for d in dice)
@@ -23,8 +29,11 @@ async def test_example_plugin_loads_from_the_config(make_config: MakeConfig) -> 
         assert "Allowed: text matching ^\\d{1,3}d\\d{1,4}$ (like 2d6)" in bad
         assert "/roll [spec…] — Roll dice" in (await say(bot, "/help")).text
         assert "[dice]" in (await say(bot, "/help")).text
-    finally:
-        await bot.close()
+        assert (await say(bot, "/roll")).text.endswith("(roll #2 in this chat)")
+        assert (await say(bot, "/roll", chat="b")).text.endswith("(roll #1 in this chat)")
+    # The plugin's store is in the database: the tally survives a restart.
+    async with build_bot(config) as bot:
+        assert (await say(bot, "/roll")).text.endswith("(roll #3 in this chat)")
 
 
 async def test_a_broken_plugin_is_reported_and_the_bot_still_starts(
@@ -35,11 +44,11 @@ async def test_a_broken_plugin_is_reported_and_the_bot_still_starts(
     (folder / "broken.py").write_text("import no_such_module_here\n", encoding="utf-8")
     config = make_config(
         plugins={
-            "paths": [str(folder), str(REPO / "plugins")],
+            "paths": [str(folder)],
             "enabled": ["broken", "dice", "nope"],
         }
     )
-    bot = Bot(config)
+    bot = build_bot(config)
     await bot.start()
     try:
         assert len(bot.plugin_errors) == 2
@@ -48,3 +57,84 @@ async def test_a_broken_plugin_is_reported_and_the_bot_still_starts(
         assert (await say(bot, "/roll 1d2")).text.startswith("🎲")
     finally:
         await bot.close()
+
+
+async def test_summarize_uses_the_model_through_the_rules_and_stores_nothing(
+    make_config: MakeConfig,
+) -> None:
+    backend = ScriptedBackend("local")
+    config = make_config(plugins={"enabled": ["summarize"]}, service={"rate_limit_per_minute": 3})
+    async with build_bot(config, backends={"local": backend}) as bot:
+        assert "Nothing to summarize" in (await say(bot, "/summarize")).text
+        backend.enqueue("Nice to meet you, Ana.", "Ana said hello.")
+        await say(bot, "Hi, I'm Ana")
+        assert (await say(bot, "/summarize")).text == "Ana said hello."
+        prompt = backend.prompts[-1]
+        assert prompt[0] == {"role": "system", "content": "You write short, factual summaries."}
+        assert "User: Hi, I'm Ana\nAssistant: Nice to meet you, Ana." in prompt[1]["content"]
+        chat = await bot.repo.chat(incoming("").chat)
+        assert len(await bot.repo.window(chat.id, 0)) == 2  # the summary is not in the history
+        # Three uses of the model this minute (the first /summarize had nothing to do, but
+        # counted): a fourth is refused like a chat message.
+        assert "faster than 3 a minute" in (await say(bot, "/summarize")).text
+
+
+async def test_a_plugin_sees_only_the_plugin_context(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    (tmp_path / "peek.py").write_text(
+        "from botkit.plugins.api import Plugin, PluginContext\n"
+        "plugin = Plugin('peek')\n"
+        "@plugin.command('peek')\n"
+        "async def peek(ctx: PluginContext) -> str:\n"
+        "    names = sorted(n for n in dir(ctx) if not n.startswith('_'))\n"
+        "    return ' '.join(names)\n",
+        encoding="utf-8",
+    )
+    config = make_config(plugins={"paths": [str(tmp_path)], "enabled": ["peek"]})
+    async with build_bot(config) as bot:
+        shown = (await say(bot, "/peek")).text.split()
+    assert shown == [
+        "chat_id", "generate", "history", "is_dm", "reply", "reply_error", "reply_image",
+        "settings", "store", "user_name",
+    ]  # fmt: skip
+
+
+def test_the_built_wheel_with_the_init_config_loads_its_plugins(tmp_path: Path) -> None:
+    """pip install of the wheel, `botkit init`, `botkit chat`: no plugin fails to load."""
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "-w", str(dist), str(REPO)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = dist.glob("botkit-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+         str(wheel)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    # The dependencies (llama-cpp-python takes minutes to build) come from this environment,
+    # as a plain path: its editable botkit is not visible there.
+    site = next(venv.glob("lib/python3*/site-packages"))
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    where = subprocess.run(
+        [str(python), "-c", "import botkit; print(botkit.__file__)"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert where.stdout.startswith(str(venv))
+    work = tmp_path / "work"
+    work.mkdir()
+    botkit = str(venv / "bin" / "botkit")
+    subprocess.run([botkit, "init"], cwd=work, check=True, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [botkit, "chat"], input="/roll 2d6\n/help\n", cwd=work, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "failed to load" not in result.stderr
+    assert "🎲 2d6:" in result.stdout
+    assert "/summarize" in result.stdout

@@ -15,8 +15,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
 from botkit.config import Config
-from botkit.core.app import Bot
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
 from botkit.store.models import Base, MessageStatus
@@ -163,7 +163,7 @@ async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> 
     config = Config(storage={"url": db_url})
     for run in range(2):
         backend = ScriptedBackend("local")
-        bot = Bot(config, backends={"local": backend})
+        bot = build_bot(config, backends={"local": backend})
         await bot.start()
         try:
             if run == 0:

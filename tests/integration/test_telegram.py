@@ -17,6 +17,7 @@ from PIL import Image
 from botkit.adapters.telegram import TelegramAdapter
 from botkit.backends.base import Message
 from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey
 from botkit.plugins.charts import PROBS_SIZE
@@ -67,7 +68,7 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
             telegram={"enabled": True, "api_base_url": emulator.base_url, "poll_timeout": 1,
                       **telegram},
         )  # fmt: skip
-        bot = Bot(config, backends={"local": backend} if backend else None)
+        bot = build_bot(config, backends={"local": backend} if backend else None)
         await bot.start()
         adapter = TelegramAdapter(
             config.telegram, token, bot.registry, webhook_secret, bot.cut_replies
@@ -393,7 +394,7 @@ async def test_updates_arriving_during_shutdown_stay_with_telegram_for_the_next_
     assert not tg.emulator.delivered(late)
     await tg.adapter.stop()
     # The next start gets the late message (and not the first one again).
-    bot = Bot(tg.bot.config, backends={"local": ScriptedBackend("local")})
+    bot = build_bot(tg.bot.config, backends={"local": ScriptedBackend("local")})
     await bot.start()
     adapter = TelegramAdapter(tg.adapter.config, tg.emulator.token, bot.registry)
     task = asyncio.create_task(adapter.start(bot.router))

@@ -7,6 +7,7 @@ import asyncio
 
 from botkit.adapters.memory import MemoryTarget
 from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
 from botkit.core.app import Bot
 from botkit.store.models import MessageStatus
 from botkit.store.repository import NewMessage
@@ -17,7 +18,7 @@ from tests.gated import GatedBackend
 async def gated_bot(make_config: MakeConfig, **service: int) -> tuple[Bot, GatedBackend]:
     backend = GatedBackend()
     config = make_config(service={"rate_limit_per_minute": 0, **service})
-    bot = Bot(config, backends={"local": backend}, base_dir=REPO)
+    bot = build_bot(config, backends={"local": backend}, base_dir=REPO)
     await bot.start()
     return bot, backend
 
@@ -71,7 +72,7 @@ async def test_a_reply_left_generating_by_a_crash_is_interrupted_on_the_next_sta
     make_config: MakeConfig,
 ) -> None:
     config = make_config()
-    bot = Bot(config, backends={"local": ScriptedBackend("local")}, base_dir=REPO)
+    bot = build_bot(config, backends={"local": ScriptedBackend("local")}, base_dir=REPO)
     await bot.start()
     chat = await bot.repo.chat(incoming("").chat)
     user = NewMessage("user", None, "Tell me a story", 5, "scripted", MessageStatus.COMPLETE)
@@ -80,7 +81,7 @@ async def test_a_reply_left_generating_by_a_crash_is_interrupted_on_the_next_sta
     await bot.close()  # as a kill -9 would leave it: the row still says generating
 
     backend = ScriptedBackend("local")
-    bot = Bot(config, backends={"local": backend}, base_dir=REPO)
+    bot = build_bot(config, backends={"local": backend}, base_dir=REPO)
     await bot.start()
     try:
         assert [(c.content, c.reply_ref) for c in bot.cut_replies] == [("Once upon a", "17")]
@@ -102,7 +103,7 @@ async def test_an_empty_interrupted_reply_keeps_the_roles_alternating(
     make_config: MakeConfig,
 ) -> None:
     backend = ScriptedBackend("local")
-    bot = Bot(make_config(), backends={"local": backend}, base_dir=REPO)
+    bot = build_bot(make_config(), backends={"local": backend}, base_dir=REPO)
     await bot.start()
     try:
         chat = await bot.repo.chat(incoming("").chat)
@@ -121,7 +122,7 @@ async def test_an_empty_interrupted_reply_keeps_the_roles_alternating(
 
 async def test_retry_keeps_the_old_reply_as_an_alternative(make_config: MakeConfig) -> None:
     backend = ScriptedBackend("local")
-    bot = Bot(make_config(), backends={"local": backend}, base_dir=REPO)
+    bot = build_bot(make_config(), backends={"local": backend}, base_dir=REPO)
     await bot.start()
     try:
         backend.enqueue("First answer.", "Second answer.")
@@ -186,7 +187,7 @@ async def test_reset_stops_the_reply_in_flight_and_nothing_comes_back(
 async def test_group_members_without_permission_cannot_reset_or_retry(
     make_config: MakeConfig,
 ) -> None:
-    bot = Bot(make_config(), backends={"local": ScriptedBackend("local")}, base_dir=REPO)
+    bot = build_bot(make_config(), backends={"local": ScriptedBackend("local")}, base_dir=REPO)
     await bot.start()
     try:
         await say(bot, "Hello")
@@ -239,7 +240,7 @@ async def test_a_platform_error_mid_reply_goes_on_in_a_new_message_and_is_stored
     make_config: MakeConfig,
 ) -> None:
     backend = ScriptedBackend("local", chunk=10)
-    bot = Bot(make_config(), backends={"local": backend}, base_dir=REPO)
+    bot = build_bot(make_config(), backends={"local": backend}, base_dir=REPO)
     await bot.start()
     try:
         text = "One two three four five six seven eight nine ten eleven twelve."

@@ -18,7 +18,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_example_config_is_valid_and_matches_the_defaults() -> None:
     example = load_config(Path(__file__).resolve().parents[2] / "config.example.toml")
     assert example.defaults == load_config(None).defaults
-    assert example.plugins.enabled == ["dice"]
+    assert example.plugins.enabled == ["dice", "summarize"]
 
 
 def test_unknown_keys_are_rejected(tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""An example plugin: /roll dice like 2d6. Copy this file to start your own plugin."""
+"""An example plugin: /roll dice like 2d6, with a per-chat tally in the plugin's own store.
+
+Copy this file into your plugins folder (config [plugins] paths) to start your own plugin.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from botkit.core.context import Context
-from botkit.plugins.api import CommandError, Plugin
+from botkit.plugins.api import CommandError, Plugin, PluginContext
 
 plugin = Plugin("dice", help="Dice rolls")
 
@@ -16,11 +18,15 @@ DiceSpec = Annotated[str, Field(pattern=r"^\d{1,3}d\d{1,4}$", description="like 
 
 
 @plugin.command("roll")
-async def roll(ctx: Context, spec: DiceSpec = "1d6") -> str:
+async def roll(ctx: PluginContext, spec: DiceSpec = "1d6") -> str:
     """Roll dice, e.g. /roll 2d6 (up to 100 dice with up to 1000 sides)."""
     count, sides = (int(part) for part in spec.split("d"))
     if not 1 <= count <= 100 or not 2 <= sides <= 1000:
         raise CommandError("/roll: use 1 to 100 dice with 2 to 1000 sides, e.g. /roll 2d6")
     rolls = [random.randint(1, sides) for _ in range(count)]
+    tally = f"rolls:{ctx.chat_id}"
+    total = int(await ctx.store.get(tally, 0)) + 1
+    await ctx.store.set(tally, total)
     shown = " + ".join(str(r) for r in rolls)
-    return f"🎲 {spec}: {shown} = {sum(rolls)}" if count > 1 else f"🎲 {spec}: {rolls[0]}"
+    result = f"{shown} = {sum(rolls)}" if count > 1 else str(rolls[0])
+    return f"🎲 {spec}: {result} (roll #{total} in this chat)"

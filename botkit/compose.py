@@ -1,0 +1,48 @@
+"""The composition root: builds a Bot from a config, with its backends and commands.
+
+The only place that knows every concrete part: which backend class serves a [backends.NAME]
+section, and which plugins are registered (botkit's own, then the configured ones). The core
+imports none of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from botkit.backends.base import Backend
+from botkit.config import BackendConfig, Config, OllamaConfig
+from botkit.core.app import Bot
+from botkit.plugins.builtin import plugin as builtin
+from botkit.plugins.explain import plugin as explain
+from botkit.plugins.loader import load_plugins
+
+__all__ = ["build_backend", "build_bot"]
+
+
+def build_backend(name: str, config: BackendConfig) -> Backend:
+    """The backend object for one [backends.NAME] section."""
+    if isinstance(config, OllamaConfig):
+        from botkit.backends.ollama import OllamaBackend
+
+        return OllamaBackend(name, config)
+    from botkit.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(name, config)
+
+
+def build_bot(
+    config: Config,
+    *,
+    backends: dict[str, Backend] | None = None,
+    base_dir: Path | None = None,
+) -> Bot:
+    """A Bot (not started) with a backend per [backends.NAME] (unless given), the built-in
+    commands and the plugins the config enables; plugins that fail are in bot.plugin_errors."""
+    if backends is None:
+        backends = {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
+    bot = Bot(config, backends=backends, base_dir=base_dir)
+    bot.registry.add_plugin(builtin)
+    bot.registry.add_plugin(explain)
+    folders = [p if p.is_absolute() else bot.base_dir / p for p in config.plugins.paths]
+    bot.plugin_errors = load_plugins(bot.registry, config.plugins.enabled, folders)
+    return bot

@@ -1,0 +1,137 @@
+"""What a plugin's command may use: the narrow, documented Context of the plugin API.
+
+A plugin replies (text, an image, an error), reads the chat's settings and its history, asks
+the chat's model for a completion (admitted, rate-limited and scheduled like any reply: a
+plugin cannot jump the queue), and keeps its own state in a key-value store. Everything else
+(the store, the scheduler, the backends, other chats) stays private to botkit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botkit.backends.base import Message
+from botkit.core.commands import CommandError
+from botkit.core.settings import ChatSettings
+
+if TYPE_CHECKING:
+    from botkit.core.context import Context
+
+__all__ = ["HistoryMessage", "PluginContext", "PluginStore"]
+
+_MAX_KEY = 255
+_MAX_VALUE = 64 * 1024  # bytes of JSON
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    """One message of the chat as the model sees it (oldest first)."""
+
+    role: str  # "user" or "assistant"
+    author: str | None  # a group member's name; None in a DM and for the bot
+    text: str
+
+
+class PluginStore:
+    """A plugin's own key-value store: JSON values (up to 64 KiB each) under string keys,
+    kept in botkit's database across restarts. Keys are the plugin's alone; put the chat id
+    (`ctx.chat_id`) in a key for per-chat state."""
+
+    def __init__(self, ctx: Context, plugin: str) -> None:
+        self._ctx = ctx
+        self._plugin = plugin
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under key, or default."""
+        value = await self._ctx.bot.repo.plugin_value(self._plugin, self._check(key))
+        return default if value is None else value
+
+    async def set(self, key: str, value: Any) -> None:
+        """Store a JSON value (None deletes the key)."""
+        if value is not None:
+            try:
+                size = len(json.dumps(value).encode())
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"plugin values must be JSON: {exc}") from None
+            if size > _MAX_VALUE:
+                raise ValueError(f"a plugin value is at most {_MAX_VALUE} bytes of JSON ({size})")
+        await self._ctx.bot.repo.set_plugin_value(self._plugin, self._check(key), value)
+
+    async def delete(self, key: str) -> None:
+        """Forget key."""
+        await self.set(key, None)
+
+    @staticmethod
+    def _check(key: str) -> str:
+        if not 1 <= len(key) <= _MAX_KEY:
+            raise ValueError(f"a plugin key is 1 to {_MAX_KEY} characters")
+        return key
+
+
+class PluginContext:
+    """The first argument of every plugin command."""
+
+    def __init__(self, ctx: Context, plugin: str, *, counted: bool = False) -> None:
+        self._ctx = ctx
+        self._counted = counted  # the command itself was counted against the rate limit
+        self.store = PluginStore(ctx, plugin)
+
+    @property
+    def user_name(self) -> str:
+        """The sender's display name."""
+        return self._ctx.incoming.user.name
+
+    @property
+    def is_dm(self) -> bool:
+        """Whether this is a private chat with the bot."""
+        return self._ctx.incoming.is_dm
+
+    @property
+    def chat_id(self) -> str:
+        """This conversation's id ("platform:id"), stable across restarts."""
+        return str(self._ctx.chat.key)
+
+    @property
+    def settings(self) -> ChatSettings:
+        """The chat's settings (read-only)."""
+        return self._ctx.settings
+
+    async def reply(self, text: str) -> None:
+        """Send text (split at the platform's limit)."""
+        await self._ctx.reply(text)
+
+    async def reply_image(self, png: bytes, text: str) -> None:
+        """Send a PNG with its text where the platform shows images, else the text alone."""
+        await self._ctx.reply_image(png, text)
+
+    async def reply_error(self, text: str) -> None:
+        """Tell the user what went wrong (privately where the platform can)."""
+        await self._ctx.reply_error(text)
+
+    async def history(self) -> list[HistoryMessage]:
+        """The messages the model sees in this chat now, oldest first (a copy)."""
+        ctx = self._ctx
+        rows = await ctx.bot.conversation.history(ctx.chat, ctx.backend)
+        return [HistoryMessage(r.role, r.author, r.content) for r in rows]
+
+    async def generate(
+        self, prompt: str, *, persona: str | None = None, max_tokens: int | None = None
+    ) -> str:
+        """The chat's model's answer to prompt (with the chat's sampling options, persona
+        unless given), not stored in the history. Counts against the user's rate limit and
+        waits for the model like a reply."""
+        ctx = self._ctx
+        if max_tokens is not None and not 1 <= max_tokens <= ctx.settings.max_tokens:
+            raise CommandError(f"max_tokens must be 1 to {ctx.settings.max_tokens}")
+        if self._counted:
+            self._counted = False  # the command's own count covers its first generation
+        else:
+            ctx.bot.router.check_rate(ctx)
+        system = ctx.settings.persona if persona is None else persona
+        messages: list[Message] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": prompt},
+        ]
+        return await ctx.bot.conversation.complete(ctx, messages, max_tokens)
