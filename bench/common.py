@@ -17,6 +17,7 @@ from botkit.compose import build_bot
 from botkit.config import Config
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey, Incoming, User
+from botkit.core.streaming import TextTarget
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def incoming(text: str, chat: str) -> Incoming:
     return Incoming(ChatKey("bench", chat), User("bench", "bench"), text)
 
 
-class TimingTarget:
+class TimingTarget(TextTarget):
     """Records when the first text of a reply arrived (time to first token).
 
     A place-in-the-queue note ("⏳ …") is not reply text.

@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from bench.common import Result, incoming, median, started_bot
+from botkit.core.streaming import TextTarget
 
 SIZES = [10, 1_000, 100_000, 1_000_000]
 REPEAT = 30
@@ -66,7 +67,7 @@ async def run() -> list[Result]:
     ]  # fmt: skip
 
 
-class _Null:
+class _Null(TextTarget):
     max_length = 1_000_000
     min_edit_interval = 0.0
 

@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 
-from botkit.adapters.base import Adapter
+from botkit.adapters.base import Adapter, TokenRefused
 from botkit.adapters.console import ConsoleAdapter
 from botkit.config import Config
 from botkit.core.app import Bot
@@ -19,10 +19,6 @@ from botkit.systemd import Notifier
 __all__ = ["AdapterError", "AdapterFailed", "build_adapters", "run_adapters"]
 
 log = logging.getLogger(__name__)
-
-
-# What discord.py and python-telegram-bot raise for a refused token: restarting will not help.
-_BAD_TOKEN = {"LoginFailure", "InvalidToken"}
 
 
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -126,7 +122,7 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
         for adapter, result in zip(
             adapters, await asyncio.gather(*running, return_exceptions=True), strict=True
         ):
-            if type(result).__name__ in _BAD_TOKEN:
+            if isinstance(result, TokenRefused):
                 raise AdapterError(f"{adapter.name}: the token was refused ({result})")
             if isinstance(result, BaseException):
                 log.error("adapter %s stopped with an error: %r", adapter.name, result)
@@ -142,11 +138,9 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
 
 
 async def _announce_ready(adapters: list[Adapter], notifier: Notifier) -> None:
-    """READY=1 once every adapter that reports readiness is connected."""
+    """READY=1 once every adapter is connected."""
     for adapter in adapters:
-        ready = getattr(adapter, "ready", None)
-        if isinstance(ready, asyncio.Event):
-            await ready.wait()
+        await adapter.ready.wait()
     names = ", ".join(a.name for a in adapters)
     notifier.notify("READY=1", f"STATUS=serving: {names}")
     log.info("ready: %s", names)

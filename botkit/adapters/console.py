@@ -18,7 +18,7 @@ from typing import TextIO
 
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
-from botkit.core.streaming import INTERRUPTED_MARK
+from botkit.core.streaming import INTERRUPTED_MARK, TextTarget
 
 __all__ = ["ConsoleAdapter", "ConsoleTarget"]
 
@@ -27,7 +27,7 @@ __all__ = ["ConsoleAdapter", "ConsoleTarget"]
 _LINE_LIMIT = 1024 * 1024
 
 
-class ConsoleTarget:
+class ConsoleTarget(TextTarget):
     """Writes replies to a text stream; an edit prints only what was appended."""
 
     max_length = 1_000_000_000
@@ -81,6 +81,7 @@ class ConsoleAdapter:
         self.target = ConsoleTarget(self.stdout, prefix="bot> " if self.interactive else "")
         self._current: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
 
     async def _lines(self) -> AsyncIterator[bytes | None]:
         """Raw input lines; None for a line longer than the reader takes (it is refused)."""
@@ -122,6 +123,7 @@ class ConsoleAdapter:
 
     async def start(self, router: Router) -> None:
         """Run until end of input (or Ctrl-C at the prompt)."""
+        self.ready.set()
         loop = asyncio.get_running_loop()
         # Signal handlers can only be installed from the main thread.
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -23,13 +23,13 @@ import discord
 import yarl
 from discord import app_commands
 
+from botkit.adapters.base import HandledHook, TokenRefused
 from botkit.adapters.discord_commands import command_signature, slash_command
 from botkit.config import DiscordConfig
 from botkit.core.commands import Command, CommandRegistry
 from botkit.core.events import ChatKey, Incoming, User
-from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
-from botkit.core.streaming import ReplyStream, interrupted_ending, split_message
+from botkit.core.streaming import ReplyStream, TextTarget, interrupted_ending, split_message
 from botkit.secrets import install_redaction
 from botkit.store.repository import CutReply
 
@@ -38,7 +38,6 @@ __all__ = ["ChannelTarget", "DiscordAdapter", "InteractionTarget"]
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 2000
-_HANDLED_EVENTS = 4096  # message and interaction ids remembered (for wait_handled)
 NO_PINGS = discord.AllowedMentions.none()
 
 
@@ -59,7 +58,7 @@ def _reference(handle: _Sent) -> str:
 
 
 @dataclass
-class ChannelTarget:
+class ChannelTarget(TextTarget):
     """Replies in a channel: the first piece answers the user's message, edits grow it."""
 
     channel: Any
@@ -96,7 +95,7 @@ class ChannelTarget:
 
 
 @dataclass
-class InteractionTarget:
+class InteractionTarget(TextTarget):
     """Replies to a deferred slash command: the original response, then follow-ups."""
 
     interaction: discord.Interaction[Any]
@@ -211,8 +210,7 @@ class DiscordAdapter:
         self.ready = asyncio.Event()
         self.synced = False
         self.client: discord.Client | None = None
-        self._handled: RecentKeys[str] = RecentKeys(_HANDLED_EVENTS)
-        self._handled_changed = asyncio.Condition()
+        self.on_handled: HandledHook | None = None
         self.tree: app_commands.CommandTree[Any] | None = None
 
     def _make_client(self) -> discord.Client:
@@ -250,7 +248,10 @@ class DiscordAdapter:
         client.event(self.on_message)
         client.event(self.on_ready)
         try:
-            await client.login(self._token)
+            try:
+                await client.login(self._token)
+            except discord.LoginFailure as exc:
+                raise TokenRefused(str(exc)) from None
             await self._sync()
             connection = asyncio.create_task(client.connect(reconnect=True))
             stop = asyncio.create_task(self._stopped.wait())
@@ -372,26 +373,16 @@ class DiscordAdapter:
         reply_to_bot = isinstance(resolved, discord.Message) and resolved.author.id == me.id
         return mentioned, reply_to_bot, " ".join(text.split(" ")).strip()
 
-    def handled(self, event_id: str) -> bool:
-        """Whether a message or interaction has been fully handled."""
-        return event_id in self._handled
-
-    async def wait_handled(self, event_id: str) -> None:
-        """Wait until a message or interaction has been fully handled (for tests)."""
-        async with self._handled_changed:
-            await self._handled_changed.wait_for(lambda: event_id in self._handled)
-
-    async def _mark_handled(self, event_id: str) -> None:
-        async with self._handled_changed:
-            self._handled.add(event_id)
-            self._handled_changed.notify_all()
+    def _handled(self, event_id: str) -> None:
+        if self.on_handled is not None:
+            self.on_handled(event_id)
 
     async def on_message(self, message: discord.Message) -> None:
         """A DM, a mention or a reply to the bot is a chat message for that channel."""
         try:
             await self._on_message(message)
         finally:
-            await self._mark_handled(str(message.id))
+            self._handled(str(message.id))
 
     async def _on_message(self, message: discord.Message) -> None:
         if message.author.bot or self._router is None:
@@ -425,7 +416,7 @@ class DiscordAdapter:
         try:
             await self._slash(interaction, command, values)
         finally:
-            await self._mark_handled(str(interaction.id))
+            self._handled(str(interaction.id))
 
     async def _slash(
         self, interaction: discord.Interaction[Any], command: Command, values: dict[str, Any]

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from botkit.core.streaming import TextTarget
+
 __all__ = ["MemoryTarget"]
 
 
 @dataclass
-class MemoryTarget:
+class MemoryTarget(TextTarget):
     """Records sent messages and edits; message i's current text is messages[i]."""
 
     max_length: int = 2000

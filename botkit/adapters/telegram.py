@@ -28,12 +28,13 @@ from telegram.ext import (
     ApplicationBuilder,
 )
 
+from botkit.adapters.base import HandledHook, TokenRefused
 from botkit.config import TelegramConfig
 from botkit.core.commands import CommandRegistry
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
-from botkit.core.streaming import ReplyStream, interrupted_ending
+from botkit.core.streaming import ReplyStream, TextTarget, interrupted_ending
 from botkit.secrets import install_redaction
 from botkit.store.repository import CutReply
 
@@ -47,7 +48,7 @@ _SEEN_UPDATES = 4096
 
 
 @dataclass
-class TelegramTarget:
+class TelegramTarget(TextTarget):
     """Sends and edits plain-text messages in one chat (or forum topic)."""
 
     bot: Any
@@ -130,8 +131,7 @@ class TelegramAdapter:
         self._stopped = asyncio.Event()
         self.ready = asyncio.Event()
         self._seen: RecentKeys[int] = RecentKeys(_SEEN_UPDATES)  # against duplicates
-        self._handled = asyncio.Condition()
-        self._handled_ids: RecentKeys[int] = RecentKeys(_SEEN_UPDATES)
+        self.on_handled: HandledHook | None = None
         self.username = ""
         self.bot_id = 0
         self._offset: int | None = None
@@ -158,7 +158,10 @@ class TelegramAdapter:
             .build()
         )
         self._app = app
-        await app.initialize()
+        try:
+            await app.initialize()
+        except InvalidToken as exc:
+            raise TokenRefused(str(exc)) from None
         self.username = app.bot.username
         self.bot_id = app.bot.id
         await app.bot.set_my_commands(telegram_commands(self._registry))
@@ -196,8 +199,8 @@ class TelegramAdapter:
                     timeout=self.config.poll_timeout,
                     allowed_updates=[Update.MESSAGE],
                 )
-            except InvalidToken:
-                raise
+            except InvalidToken as exc:
+                raise TokenRefused(str(exc)) from None
             except RetryAfter as exc:
                 wait = exc.retry_after
                 seconds = wait if isinstance(wait, int) else wait.total_seconds()
@@ -285,15 +288,6 @@ class TelegramAdapter:
         # PTB retries with backoff by itself; say what happened, never the token.
         log.warning("telegram: polling failed, retrying: %s", type(error).__name__)
 
-    def is_handled(self, update_id: int) -> bool:
-        """Whether an update has been fully handled."""
-        return update_id in self._handled_ids
-
-    async def wait_handled(self, update_id: int) -> None:
-        """Wait until an update has been fully handled (for tests)."""
-        async with self._handled:
-            await self._handled.wait_for(lambda: update_id in self._handled_ids)
-
     def _allowed(self, chat_id: int, user_id: int) -> bool:
         cfg = self.config
         if chat_id in cfg.deny_chat_ids or user_id in cfg.deny_user_ids:
@@ -349,9 +343,8 @@ class TelegramAdapter:
             log.exception("telegram: handling update %s failed", update.update_id)
         finally:
             accept()
-            async with self._handled:
-                self._handled_ids.add(update.update_id)
-                self._handled.notify_all()
+            if self.on_handled is not None:
+                self.on_handled(str(update.update_id))
 
     async def _handle(self, update: Update, accept: Callable[[], None]) -> None:
         message = update.effective_message

@@ -51,16 +51,8 @@ class Context:
 
     async def reply_image(self, png: bytes, text: str) -> None:
         """Send a picture with its text where the platform can show one, else just the text."""
-        send_image = getattr(self.target, "send_image", None)
-        if send_image is not None:
-            await send_image(png, self._shown(text))
-        else:
-            await self.reply(text)
+        await self.target.send_image(png, self._shown(text))
 
     async def reply_error(self, text: str) -> None:
         """Tell the user what went wrong: privately where the platform can (Discord)."""
-        send_error = getattr(self.target, "send_error", None)
-        if send_error is not None:
-            await send_error(self._shown(f"⚠ {text}"))
-        else:
-            await self.reply(f"⚠ {text}")
+        await self.target.send_error(self._shown(f"⚠ {text}"))

@@ -17,6 +17,7 @@ __all__ = [
     "RecoverableTarget",
     "ReplyStream",
     "ReplyTarget",
+    "TextTarget",
     "interrupted_ending",
     "split_message",
 ]
@@ -50,6 +51,26 @@ class ReplyTarget(Protocol):
     async def edit(self, handle: Any, text: str) -> None:
         """Replace the text of a message sent earlier."""
         ...
+
+    async def send_image(self, png: bytes, text: str) -> None:
+        """Send a PNG with its text (TextTarget: the text alone)."""
+        ...
+
+    async def send_error(self, text: str) -> None:
+        """Tell the user what went wrong (TextTarget: as a message; Discord: privately)."""
+        ...
+
+
+class TextTarget:
+    """The base of a target: what a platform cannot do specially falls back to text."""
+
+    async def send_image(self, png: bytes, text: str) -> None:
+        """No images here: the text, as messages."""
+        await ReplyStream(self).finish(text)  # type: ignore[arg-type]  # subclasses complete it
+
+    async def send_error(self, text: str) -> None:
+        """An error is a message like any other."""
+        await ReplyStream(self).finish(text)  # type: ignore[arg-type]
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from tests.conftest import MakeConfig
 from tests.emulators.telegram import BotApiEmulator, SentMessage
 from tests.emulators.telegram.server import BOT_USERNAME
 from tests.gated import GatedBackend
+from tests.handled import HandledLog
 
 GROUP = -100200
 ADMIN = 42
@@ -39,13 +40,14 @@ class Harness:
     emulator: BotApiEmulator
     adapter: TelegramAdapter
     bot: Bot
+    handled: HandledLog
 
     async def say(self, text: str, **kwargs: Any) -> list[SentMessage]:
         chat_id = kwargs.get("chat_id", 1001)
         before = len(self.emulator.sent_to(chat_id))
         update_id = await self.emulator.user_message(text, **kwargs)
         async with asyncio.timeout(60):
-            await self.adapter.wait_handled(update_id)
+            await self.handled.wait(update_id)
         return self.emulator.sent_to(chat_id)[before:]
 
 
@@ -73,11 +75,13 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         adapter = TelegramAdapter(
             config.telegram, token, bot.registry, webhook_secret, bot.cut_replies
         )
+        handled = HandledLog()
+        adapter.on_handled = handled.add
         task = asyncio.create_task(adapter.start(bot.router))
         ready = "setWebhook" if webhook_secret else "getUpdates"
         async with asyncio.timeout(30):
             await emulator.wait_for(lambda: ready in emulator.calls)
-        harness = Harness(emulator, adapter, bot)
+        harness = Harness(emulator, adapter, bot, handled)
         running.append((harness, task))
         return harness
 
@@ -174,7 +178,7 @@ async def test_an_update_delivered_twice_is_answered_once(telegram: StartHarness
     tg = await telegram(ScriptedBackend("local"))
     update_id = await tg.emulator.user_message("/temp")
     async with asyncio.timeout(30):
-        await tg.adapter.wait_handled(update_id)
+        await tg.handled.wait(update_id)
     message = {
         "message_id": 99,
         "date": 0,
@@ -185,7 +189,7 @@ async def test_an_update_delivered_twice_is_answered_once(telegram: StartHarness
     await tg.emulator.push_update({"update_id": update_id, "message": message})
     marker = await tg.emulator.user_message("/topk")
     async with asyncio.timeout(30):
-        await tg.adapter.wait_handled(marker)
+        await tg.handled.wait(marker)
     texts = [m.text for m in tg.emulator.sent_to(1001)]
     assert texts.count("temperature is 0.7 (default 0.7)") == 1
 
@@ -251,14 +255,14 @@ async def test_webhook_mode_checks_the_secret_token(telegram: StartHarness) -> N
     status, update_id = await tg.emulator.post_webhook("/temp", secret)
     assert status == 200
     async with asyncio.timeout(30):
-        await tg.adapter.wait_handled(update_id)
+        await tg.handled.wait(update_id)
     texts = [m.text for m in tg.emulator.sent_to(1001)]
     assert texts == ["temperature is 0.7 (default 0.7)"]
     # Shutting down: an update is refused, so that Telegram sends it again to the next start.
     await tg.adapter.stop_taking()
     status, late = await tg.emulator.post_webhook("/temp", secret)
     assert status == 503
-    assert not tg.adapter.is_handled(late)
+    assert late not in tg.handled
 
 
 async def test_allow_and_deny_lists(telegram: StartHarness) -> None:
@@ -278,9 +282,9 @@ async def test_a_slow_reply_does_not_block_other_chats(telegram: StartHarness) -
         await tg.emulator.wait_for(lambda: bool(tg.emulator.sent_to(2001)[1:]))  # streaming
     quick = await tg.say("/temp", chat_id=2002, user_id=2002)
     assert quick[0].text.startswith("temperature is")
-    assert not tg.adapter.is_handled(slow)  # still generating when the other chat got its answer
+    assert slow not in tg.handled  # still generating when the other chat got its answer
     async with asyncio.timeout(60):
-        await tg.adapter.wait_handled(slow)
+        await tg.handled.wait(slow)
 
 
 async def test_probs_arrives_as_a_chart_with_its_numbers(telegram: StartHarness) -> None:
@@ -311,7 +315,7 @@ async def test_a_reply_whose_message_is_deleted_goes_on_in_a_new_message(
     tg.emulator.delete_message(1001, first.message_id)  # the user deletes it mid-reply
     backend.gate.set()
     async with asyncio.timeout(60):
-        await tg.adapter.wait_handled(update)
+        await tg.handled.wait(update)
     later = [m.text for m in tg.emulator.sent_to(1001)[1:]]
     assert later == [text.removeprefix("First part").strip()]  # the rest, not an error
     chat = await tg.bot.repo.chat(ChatKey("telegram", "1001"))
@@ -348,7 +352,7 @@ async def test_an_update_is_confirmed_to_telegram_only_once_its_message_is_store
     assert await tg.bot.repo.window(chat.id, 0) == []
     backend.release.set()
     async with asyncio.timeout(60):
-        await tg.adapter.wait_handled(update)
+        await tg.handled.wait(update)
         await tg.emulator.wait_for(lambda: tg.emulator.delivered(update))
     rows = await tg.bot.repo.window(chat.id, 0)
     assert [(r.role, r.content) for r in rows] == [
@@ -386,7 +390,7 @@ async def test_updates_arriving_during_shutdown_stay_with_telegram_for_the_next_
     tg = await telegram(ScriptedBackend("local"))
     first = await tg.emulator.user_message("hello")
     async with asyncio.timeout(60):
-        await tg.adapter.wait_handled(first)
+        await tg.handled.wait(first)
     await tg.adapter.stop_taking()
     late = await tg.emulator.user_message("are you there?")
     assert await tg.bot.router.drain(5.0) == 0
@@ -397,10 +401,12 @@ async def test_updates_arriving_during_shutdown_stay_with_telegram_for_the_next_
     bot = build_bot(tg.bot.config, backends={"local": ScriptedBackend("local")})
     await bot.start()
     adapter = TelegramAdapter(tg.adapter.config, tg.emulator.token, bot.registry)
+    handled = HandledLog()
+    adapter.on_handled = handled.add
     task = asyncio.create_task(adapter.start(bot.router))
     try:
         async with asyncio.timeout(60):
-            await adapter.wait_handled(late)
+            await handled.wait(late)
     finally:
         await adapter.stop()
         await task
