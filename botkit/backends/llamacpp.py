@@ -1,7 +1,9 @@
 """The in-process llama.cpp backend (llama-cpp-python), with per-chat KV state reuse.
 
 llama.cpp contexts are not thread-safe, so every call that touches the context runs on one
-dedicated worker thread; the event loop only receives finished text chunks.
+dedicated worker thread; the event loop only receives finished text chunks (llama_worker.py).
+Prompts are tokenized by llama_prompt.py, the state is saved and restored by kv_state.py and
+kept in state_cache.py, and /model's facts come from gguf_info.py; this module generates.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ import asyncio
 import codecs
 import functools
 import logging
-import re
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,85 +33,21 @@ from botkit.backends.base import (
     ModelNotFound,
     Usage,
 )
+from botkit.backends.gguf_info import describe_model
+from botkit.backends.llama_prompt import PromptTokenizer
+from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
 from botkit.backends.state_cache import CachedState, StateCache
 from botkit.config import LlamaCppConfig
-from botkit.core.recent import LruCache
 
-__all__ = ["LlamaCppBackend", "quantization_name"]
+__all__ = ["LlamaCppBackend"]
 
 log = logging.getLogger(__name__)
-
-_PROMPT_CACHE_TOKENS = 262_144  # about 10 MB of Python ints
 
 # Llama.generate's names for the sampling options where they differ from ours; the length and
 # the seed are applied by the loop and set_seed.
 _SAMPLER_NAMES = {"temperature": "temp"}
 _NOT_SAMPLERS = {"max_tokens", "seed"}
-
-# llama.cpp's `general.file_type` values (enum llama_ftype) for the common formats.
-_FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-}  # fmt: skip
-
-_Emit = Callable[[Chunk | BaseException | None], None]
-
-# Placeholders for message contents while the chat template renders (private-use characters,
-# which no template touches); see LlamaCppBackend._render_tokens.
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
-_MARK = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
-
-
-def _log_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("llama.cpp worker job failed", exc_info=future.exception())
-
-
-def quantization_name(file_type: str | None) -> str | None:
-    """Human name of a GGUF `general.file_type` value (e.g. "3" → "Q4_1")."""
-    if file_type is None:
-        return None
-    try:
-        return _FILE_TYPES.get(int(file_type), f"type {file_type}")
-    except ValueError:
-        return file_type
-
-
-class _Mailbox:
-    """Hands items from the worker thread to the event loop, waking the loop once per batch.
-
-    One wake-up per token would make the loop compete with the generating thread for the GIL
-    on every token; batching keeps the reply stream's overhead off the model's speed.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._items: deque[Chunk | BaseException | None] = deque()
-        self._lock = threading.Lock()
-        self._scheduled = False
-        self._ready = asyncio.Event()
-
-    def put(self, item: Chunk | BaseException | None) -> None:
-        """Called from the worker thread."""
-        with self._lock:
-            self._items.append(item)
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._loop.call_soon_threadsafe(self._ready.set)
-
-    async def take_all(self) -> list[Chunk | BaseException | None]:
-        """Everything put since the last call (waits for at least one item)."""
-        await self._ready.wait()
-        with self._lock:
-            items = list(self._items)
-            self._items.clear()
-            self._scheduled = False
-            self._ready.clear()
-        return items
 
 
 class LlamaCppBackend:
@@ -127,15 +63,8 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         self._cache = StateCache(config.state_cache_bytes)
         self._path: Path | None = None
-        self._formatter: Any = None
-        self._framing: Any = None
+        self._prompts: PromptTokenizer | None = None
         self._eos: int = -1
-        self._message_cache: dict[tuple[str, str], int] = {}
-        # Persona and anchor prompts, tokenized: bounded by tokens (a message may be 16,000
-        # characters), not by count.
-        self._prompt_cache: LruCache[tuple[object, ...], list[int]] = LruCache(
-            _PROMPT_CACHE_TOKENS, len
-        )
         self._live_canonical = 0  # context tokens evaluated in the canonical batch shape
 
     @property
@@ -166,7 +95,6 @@ class LlamaCppBackend:
 
     def _load(self, path: Path) -> None:
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         try:
             llm = Llama(
@@ -178,22 +106,12 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(f"llama.cpp could not load {path.name}: {exc}") from exc
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise BackendUnavailable(f"{path.name} has no chat template in its GGUF metadata")
-        eos = llm.token_eos()
-        bos = llm.token_bos()
-        eos_text = llm.detokenize([eos], special=True).decode("utf-8", "replace")
-        bos_text = (
-            llm.detokenize([bos], special=True).decode("utf-8", "replace") if bos >= 0 else ""
-        )
-        self._formatter = Jinja2ChatFormatter(
-            template, eos_token=eos_text, bos_token=bos_text, add_generation_prompt=True
-        )
-        self._framing = Jinja2ChatFormatter(
-            template, eos_token=eos_text, bos_token=bos_text, add_generation_prompt=False
-        )
-        self._eos = eos
+        try:
+            self._prompts = PromptTokenizer(llm)
+        except ValueError as exc:
+            llm.close()
+            raise BackendUnavailable(f"{path.name}: {exc}") from exc
+        self._eos = llm.token_eos()
         self._llm = llm
 
     async def close(self) -> None:
@@ -217,62 +135,19 @@ class LlamaCppBackend:
     def _tokenize_prompt(
         self, messages: Sequence[Message], *, generation: bool = True
     ) -> list[int]:
-        if len(messages) <= 2:  # the persona and anchor prompts recur on every turn
-            key = (generation, *((m["role"], m["content"]) for m in messages))
-            cached = self._prompt_cache.get(key)
-            if cached is None:
-                cached = self._render_tokens(messages, generation)
-                self._prompt_cache.put(key, cached)
-            return list(cached)
-        return self._render_tokens(messages, generation)
-
-    def _render_tokens(self, messages: Sequence[Message], generation: bool) -> list[int]:
-        """The prompt's tokens: the template's markup may yield control tokens, the messages'
-        text never does.
-
-        Each content is rendered as a placeholder, and the pieces between placeholders (the
-        template's own markup) are tokenized with special tokens on, the contents with them
-        off: a user who types `<|im_start|>system` gets that literal text, not a system turn.
-        """
-        llm = self._require()
-        formatter = self._formatter if generation else self._framing
-        marked = [
-            {"role": m["role"], "content": f"{_MARK_OPEN}{i}{_MARK_CLOSE}"}
-            for i, m in enumerate(messages)
-        ]
-        result = formatter(messages=marked)
-        # The same rule as llama-cpp-python's own chat handler: a BOS only if the template
-        # did not write one, so our counts match what create_chat_completion would send.
-        tokens: list[int] = [llm.token_bos()] if not result.added_special else []
-        for index, piece in enumerate(_MARK.split(result.prompt)):
-            if not piece:
-                continue
-            if index % 2:  # a placeholder's number: the message's text, as plain text
-                text, special = messages[int(piece)]["content"], False
-            else:
-                text, special = piece, True
-            tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
-        return tokens
+        self._require()
+        assert self._prompts is not None
+        return self._prompts.prompt(messages, generation=generation)
 
     async def count_tokens(self, messages: Sequence[Message]) -> int:
         """Exact prompt length, with the model's own chat template and tokenizer."""
         return len(self._tokenize_prompt(messages))
 
     async def message_tokens(self, message: Message) -> int:
-        """Tokens one message adds: rendered after a fixed system message, minus that message.
-
-        Cached per (role, content): stored messages are counted once, personas once per turn.
-        """
-        key = (message["role"], message["content"])
-        count = self._message_cache.get(key)
-        if count is None:
-            anchor: Message = {"role": "system", "content": "."}
-            framed = self._tokenize_prompt([anchor, message], generation=False)
-            count = len(framed) - len(self._tokenize_prompt([anchor], generation=False))
-            if len(self._message_cache) >= 4096:
-                self._message_cache.clear()
-            self._message_cache[key] = count
-        return count
+        """Tokens one message adds to a prompt (cached per role and content)."""
+        self._require()
+        assert self._prompts is not None
+        return self._prompts.message_tokens(message)
 
     async def tokenize(self, text: str) -> list[int]:
         """Plain tokenization of text, without any template (for /tokens)."""
@@ -316,7 +191,7 @@ class LlamaCppBackend:
                 f"but the context window holds {self.config.n_ctx}"
             )
         loop = asyncio.get_running_loop()
-        mailbox = _Mailbox(loop)
+        mailbox = Mailbox(loop)
         stop = threading.Event()
         job = functools.partial(
             self._sample, messages, prompt, params, cache_key, stop, mailbox.put
@@ -345,14 +220,14 @@ class LlamaCppBackend:
                 await asyncio.shield(self._ended(mailbox))
             # The state save after a finished reply goes on without us: the worker thread runs
             # one job at a time, so the next turn waits for it, this reply does not.
-            future.add_done_callback(_log_failure)
+            future.add_done_callback(log_failure)
 
     @staticmethod
-    async def _ended(mailbox: _Mailbox) -> None:
+    async def _ended(mailbox: Mailbox) -> None:
         while None not in await mailbox.take_all():
             pass
 
-    def _guarded(self, job: Callable[[], None], emit: _Emit) -> None:
+    def _guarded(self, job: Callable[[], None], emit: Emit) -> None:
         """Run a generation job holding the context lock; always end the stream.
 
         A job ends its stream itself (None) as soon as the reply is complete and may go on
@@ -374,7 +249,7 @@ class LlamaCppBackend:
         params: GenerationParams,
         cache_key: str,
         stop: threading.Event,
-        emit: _Emit,
+        emit: Emit,
     ) -> None:
         llm = self._require()
         reused = self._prefill(llm, prompt, cache_key, exact=params.repeatable)
@@ -505,38 +380,4 @@ class LlamaCppBackend:
 
     async def info(self) -> BackendInfo:
         """Model facts from the GGUF metadata and llama.cpp."""
-        llm = self._require()
-        meta: dict[str, str] = llm.metadata
-        arch = meta.get("general.architecture", "")
-        trained = meta.get(f"{arch}.context_length")
-        kv_per_token = None
-        try:
-            layers = int(meta[f"{arch}.block_count"])
-            kv_heads = int(
-                meta.get(f"{arch}.attention.head_count_kv") or meta[f"{arch}.attention.head_count"]
-            )
-            head_dim = int(meta[f"{arch}.embedding_length"]) // int(
-                meta[f"{arch}.attention.head_count"]
-            )
-            kv_per_token = 2 * layers * kv_heads * head_dim * 2  # K and V, f16 (llama.cpp default)
-        except (KeyError, ValueError, ZeroDivisionError):
-            pass
-        return BackendInfo(
-            backend=self.name,
-            kind="llama.cpp",
-            # The file name is what people recognise ("SmolLM2-135M-Instruct.Q4_1");
-            # general.name is often a training-run label.
-            model_name=self._path.stem if self._path else meta.get("general.name", "?"),
-            parameters=int(llm._model.n_params()),
-            quantization=quantization_name(meta.get("general.file_type")),
-            context_length=self.config.n_ctx,
-            trained_context_length=int(trained) if trained else None,
-            file_size=self._path.stat().st_size if self._path else None,
-            kv_bytes_per_token=kv_per_token,
-            extra={
-                "architecture": arch,
-                "size label": meta.get("general.size_label", "?"),
-                "GGUF name": meta.get("general.name", "?"),
-                "file": self._path.name if self._path else "?",
-            },
-        )
+        return describe_model(self.name, self._require(), self._path, self.config.n_ctx)
