@@ -48,12 +48,8 @@ async def started_bot(
         }
         storage = {**data["storage"], **sections.pop("storage", {})}
         data.update(sections, storage=storage)
-        bot = build_bot(Config(**data), backends=backend_objects)
-        await bot.start()
-        try:
+        async with build_bot(Config(**data), backends=backend_objects) as bot:
             yield bot
-        finally:
-            await bot.close()
 
 
 def incoming(text: str, chat: str) -> Incoming:

@@ -15,6 +15,7 @@ from botkit.adapters.console import ConsoleAdapter
 from botkit.backends.base import BackendError
 from botkit.compose import build_bot
 from botkit.config import Config, ConfigError, load_config
+from botkit.core.app import Bot
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
@@ -61,31 +62,28 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
     return config, (path.resolve().parent if path else Path.cwd())
 
 
+def _warn_plugins(bot: Bot) -> None:
+    for error in bot.plugin_errors:
+        print(f"warning: {error}", file=sys.stderr)
+
+
 async def _chat(config: Config, base_dir: Path, chat: str) -> int:
-    bot = build_bot(config, base_dir=base_dir)
-    try:
-        await bot.start()
-        for error in bot.plugin_errors:
-            print(f"warning: {error}", file=sys.stderr)
+    async with build_bot(config, base_dir=base_dir) as bot:
+        _warn_plugins(bot)
         adapter = ConsoleAdapter(chat=chat, user_name=config.console.user_name)
         if adapter.interactive:
             info = await bot.backends[config.defaults.backend].info()
             print(f"botkit: chat {chat!r} with {info.model_name} ({info.backend}). "
                   "/help lists commands; Ctrl-C stops a reply; Ctrl-D quits.")  # fmt: skip
         await adapter.start(bot.router)
-    finally:
-        await bot.close()
     return 0
 
 
 async def _run(config: Config, base_dir: Path) -> int:
     notifier = Notifier()
     notifier.notify("STATUS=loading the model and the database")
-    bot = build_bot(config, base_dir=base_dir)
-    try:
-        await bot.start()
-        for error in bot.plugin_errors:
-            print(f"warning: {error}", file=sys.stderr)
+    async with build_bot(config, base_dir=base_dir) as bot:
+        _warn_plugins(bot)
         if config.metrics.enabled:
             bot.metrics.serve(config.metrics.host, config.metrics.port)
         adapters = build_adapters(config, bot)
@@ -96,8 +94,6 @@ async def _run(config: Config, base_dir: Path) -> int:
             )
             return 1
         await run_adapters(bot, adapters, notifier)
-    finally:
-        await bot.close()
     return 0
 
 

@@ -38,10 +38,8 @@ def make_config(tmp_path: Path) -> MakeConfig:
 @pytest.fixture
 async def bot(make_config: MakeConfig) -> AsyncIterator[Bot]:
     """A started Bot with the real bundled model and default settings."""
-    instance = build_bot(make_config(), base_dir=REPO)
-    await instance.start()
-    yield instance
-    await instance.close()
+    async with build_bot(make_config(), base_dir=REPO) as instance:
+        yield instance
 
 
 def incoming(

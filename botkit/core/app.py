@@ -82,7 +82,11 @@ class Bot:
         return self._repo
 
     async def __aenter__(self) -> Bot:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # what did start is released
+            raise
         return self
 
     async def __aexit__(self, *_exc: object) -> None:

@@ -103,14 +103,10 @@ async def test_reset_forgets_history_but_keeps_settings(bot: Bot) -> None:
 
 async def test_presence_and_frequency_penalties_reach_the_model(make_config: MakeConfig) -> None:
     greedy = {"temperature": 0.0, "max_tokens": 60, "seed": 1, "repeat_penalty": 1.0}
-    bot = build_bot(make_config(defaults=greedy), base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(make_config(defaults=greedy), base_dir=REPO) as bot:
         question = "List the days of the week, twice."
         plain = (await say(bot, question, chat="plain")).text
         assert plain == (await say(bot, question, chat="again")).text  # greedy: repeatable
         for command, chat in (("/presencepenalty 2", "presence"), ("/frequencypenalty 2", "freq")):
             assert "set to 2 (was 0)" in (await say(bot, command, chat=chat)).text
             assert (await say(bot, question, chat=chat)).text != plain
-    finally:
-        await bot.close()

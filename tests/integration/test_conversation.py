@@ -31,9 +31,7 @@ async def test_prompt_never_exceeds_a_small_window_and_keeps_the_newest(
         backends={"local": {"n_ctx": 512}},
         defaults={"max_tokens": 48, "temperature": 0.0},
     )
-    bot = build_bot(config, base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(config, base_dir=REPO) as bot:
         starts = []
         for turn in range(14):
             text = f"Message number {turn}: tell me one short fact about the number {turn}."
@@ -54,8 +52,6 @@ async def test_prompt_never_exceeds_a_small_window_and_keeps_the_newest(
         assert "Context window: 512 tokens" in report
         dropped = int(report.rsplit(":", 1)[1])
         assert dropped > 0
-    finally:
-        await bot.close()
 
 
 async def test_same_seed_same_history_gives_the_same_reply(bot: Bot) -> None:
@@ -163,9 +159,7 @@ async def test_a_backend_failure_mid_reply_keeps_the_partial_text(
 ) -> None:
     config = make_config()
     backend = BreaksMidway("local", LlamaCppConfig())
-    bot = build_bot(config, backends={"local": backend}, base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(config, backends={"local": backend}, base_dir=REPO) as bot:
         reply = await say(bot, "Tell me about cats.")
         assert "[interrupted]" in reply.messages[0]
         assert reply.messages[-1] == "⚠ the model process went away"
@@ -174,21 +168,17 @@ async def test_a_backend_failure_mid_reply_keeps_the_partial_text(
         assert rows[-1].status == MessageStatus.INTERRUPTED
         assert rows[-1].content
         assert (await say(bot, "/temp")).text.startswith("temperature is")
-    finally:
-        await bot.close()
 
 
 async def test_a_message_too_long_for_the_window_is_refused_and_not_stored(
     make_config: MakeConfig,
 ) -> None:
-    bot = build_bot(make_config(backends={"local": {"n_ctx": 512}}, defaults={"max_tokens": 64}))
-    await bot.start()
-    try:
+    async with build_bot(
+        make_config(backends={"local": {"n_ctx": 512}}, defaults={"max_tokens": 64})
+    ) as bot:
         reply = await say(bot, "word " * 800)
         assert "leave no room in the 512-token window" in reply.text
         assert "(0 messages)" in (await say(bot, "/context")).text
-    finally:
-        await bot.close()
 
 
 async def test_a_waiting_chat_is_told_its_place_in_the_queue(bot: Bot) -> None:

@@ -144,14 +144,10 @@ async def test_an_unknown_model_names_the_pull_command(
         backends={"big": {"kind": "ollama", "host": ollama.url, "model": "llama9:70b"}},
         defaults={"backend": "big"},
     )
-    bot = build_bot(config)
-    await bot.start()
-    try:
+    async with build_bot(config) as bot:
         reply = (await say(bot, "Hi")).text
         assert "model 'llama9:70b' is not on the Ollama server" in reply
         assert "run `ollama pull llama9:70b` there" in reply
-    finally:
-        await bot.close()
 
 
 async def test_a_stream_cut_midway_keeps_the_partial_reply(

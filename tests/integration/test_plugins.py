@@ -48,15 +48,11 @@ async def test_a_broken_plugin_is_reported_and_the_bot_still_starts(
             "enabled": ["broken", "dice", "nope"],
         }
     )
-    bot = build_bot(config)
-    await bot.start()
-    try:
+    async with build_bot(config) as bot:
         assert len(bot.plugin_errors) == 2
         assert "plugin 'broken' failed to load: ModuleNotFoundError" in bot.plugin_errors[0]
         assert "plugin 'nope' failed to load: LookupError" in bot.plugin_errors[1]
         assert (await say(bot, "/roll 1d2")).text.startswith("🎲")
-    finally:
-        await bot.close()
 
 
 async def test_summarize_uses_the_model_through_the_rules_and_stores_nothing(

@@ -163,9 +163,7 @@ async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> 
     config = Config(storage={"url": db_url})
     for run in range(2):
         backend = ScriptedBackend("local")
-        bot = build_bot(config, backends={"local": backend})
-        await bot.start()
-        try:
+        async with build_bot(config, backends={"local": backend}) as bot:
             if run == 0:
                 assert "set to 0.3" in (await say(bot, "/temp 0.3")).text
                 assert (await say(bot, "Hello")).text == "echo: Hello"
@@ -177,5 +175,3 @@ async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> 
                     "echo: Hello",
                     "Again",
                 ]
-        finally:
-            await bot.close()

@@ -81,9 +81,7 @@ async def test_a_reply_left_generating_by_a_crash_is_interrupted_on_the_next_sta
     await bot.close()  # as a kill -9 would leave it: the row still says generating
 
     backend = ScriptedBackend("local")
-    bot = build_bot(config, backends={"local": backend}, base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(config, backends={"local": backend}, base_dir=REPO) as bot:
         assert [(c.content, c.reply_ref) for c in bot.cut_replies] == [("Once upon a", "17")]
         assert await rows_of(bot) == [
             ("user", "Tell me a story", "complete"),
@@ -95,17 +93,13 @@ async def test_a_reply_left_generating_by_a_crash_is_interrupted_on_the_next_sta
             "Once upon a",
             "Go on",
         ]
-    finally:
-        await bot.close()
 
 
 async def test_an_empty_interrupted_reply_keeps_the_roles_alternating(
     make_config: MakeConfig,
 ) -> None:
     backend = ScriptedBackend("local")
-    bot = build_bot(make_config(), backends={"local": backend}, base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(make_config(), backends={"local": backend}, base_dir=REPO) as bot:
         chat = await bot.repo.chat(incoming("").chat)
         user = NewMessage("user", None, "First question", 5, "scripted", MessageStatus.COMPLETE)
         _, reply_id = await bot.repo.begin_turn(chat.id, user)
@@ -116,15 +110,11 @@ async def test_an_empty_interrupted_reply_keeps_the_roles_alternating(
         # A strict template (Mistral, Llama 2) accepts only system? (user assistant)* user.
         assert [m["role"] for m in prompt] == ["system", "user"]
         assert prompt[1]["content"] == "First question\n\nSecond question"
-    finally:
-        await bot.close()
 
 
 async def test_retry_keeps_the_old_reply_as_an_alternative(make_config: MakeConfig) -> None:
     backend = ScriptedBackend("local")
-    bot = build_bot(make_config(), backends={"local": backend}, base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(make_config(), backends={"local": backend}, base_dir=REPO) as bot:
         backend.enqueue("First answer.", "Second answer.")
         await say(bot, "A question")
         answer = await say(bot, "/retry")
@@ -137,8 +127,6 @@ async def test_retry_keeps_the_old_reply_as_an_alternative(make_config: MakeConf
         last = await bot.repo.last_reply(chat.id)
         assert last is not None
         assert [a.content for a in await bot.repo.alternatives(last.id)] == ["First answer."]
-    finally:
-        await bot.close()
 
 
 async def test_a_refused_retry_changes_nothing(make_config: MakeConfig) -> None:
@@ -187,9 +175,9 @@ async def test_reset_stops_the_reply_in_flight_and_nothing_comes_back(
 async def test_group_members_without_permission_cannot_reset_or_retry(
     make_config: MakeConfig,
 ) -> None:
-    bot = build_bot(make_config(), backends={"local": ScriptedBackend("local")}, base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(
+        make_config(), backends={"local": ScriptedBackend("local")}, base_dir=REPO
+    ) as bot:
         await say(bot, "Hello")
         for command in ("/reset", "/retry"):
             target = MemoryTarget()
@@ -203,8 +191,6 @@ async def test_group_members_without_permission_cannot_reset_or_retry(
             await bot.router.handle(member, target)
             assert "only people allowed to change this chat's settings" in target.text
         assert len(await rows_of(bot)) == 2
-    finally:
-        await bot.close()
 
 
 async def test_user_text_with_control_tokens_stays_text(bot: Bot) -> None:
@@ -240,9 +226,7 @@ async def test_a_platform_error_mid_reply_goes_on_in_a_new_message_and_is_stored
     make_config: MakeConfig,
 ) -> None:
     backend = ScriptedBackend("local", chunk=10)
-    bot = build_bot(make_config(), backends={"local": backend}, base_dir=REPO)
-    await bot.start()
-    try:
+    async with build_bot(make_config(), backends={"local": backend}, base_dir=REPO) as bot:
         text = "One two three four five six seven eight nine ten eleven twelve."
         backend.enqueue(text)
         target = RefusingTarget()
@@ -253,5 +237,3 @@ async def test_a_platform_error_mid_reply_goes_on_in_a_new_message_and_is_stored
         assert text.startswith(target.messages[0])
         assert "went wrong" not in target.text
         assert (await rows_of(bot))[-1] == ("assistant", text, "complete")
-    finally:
-        await bot.close()
