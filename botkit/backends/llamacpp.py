@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 # Llama.generate's names for the sampling options where they differ from ours; the length and
 # the seed are applied by the loop and set_seed.
 _SAMPLER_NAMES = {"temperature": "temp"}
-_NOT_SAMPLERS = {"max_tokens", "seed"}
+_NOT_SAMPLERS = frozenset({"max_tokens", "seed"})
 
 
 class LlamaCppBackend:
@@ -260,11 +260,7 @@ class LlamaCppBackend:
         completion: list[int] = []
         reason: str = "length"
         # The prompt is fully evaluated, so generate() samples from the live logits at once.
-        sampler = {
-            _SAMPLER_NAMES.get(k, k): v
-            for k, v in params.sampling().items()
-            if k not in _NOT_SAMPLERS
-        }
+        sampler = params.sampling(_SAMPLER_NAMES, without=_NOT_SAMPLERS)
         for token in llm.generate(prompt, **sampler, reset=True):
             if stop.is_set():
                 reason = "cancelled"

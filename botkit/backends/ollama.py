@@ -152,7 +152,7 @@ class OllamaBackend:
                 f"the prompt is about {estimate} tokens and the reply may take "
                 f"{params.max_tokens}, but num_ctx is {self.context_window}"
             )
-        options = {_OPTION_NAMES.get(k, k): v for k, v in params.sampling().items()}
+        options = params.sampling(_OPTION_NAMES)
         options["num_ctx"] = self.context_window
         parts = await self._call(
             self._client.chat(

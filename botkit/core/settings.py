@@ -94,9 +94,17 @@ class SamplingOptions(BaseModel):
         ge=RANDOM_SEED, le=SEED_MAX,
     )  # fmt: skip
 
-    def sampling(self) -> dict[str, Any]:
-        """The sampling options alone (without what a subclass adds)."""
-        return {name: getattr(self, name) for name in SamplingOptions.model_fields}
+    def sampling(
+        self, names: dict[str, str] | None = None, *, without: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """The sampling options alone (without what a subclass adds), under a backend's names
+        where they differ (names), leaving out what the backend applies otherwise (without)."""
+        names = names or {}
+        return {
+            names.get(name, name): getattr(self, name)
+            for name in SamplingOptions.model_fields
+            if name not in without
+        }
 
 
 def option_type(name: str) -> Any:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +30,7 @@ from tests.emulators.discord import (
 )
 from tests.gated import GatedBackend
 from tests.handled import HandledLog
+from tests.harness import debug_log, stop_all
 
 
 @dataclass
@@ -106,11 +105,7 @@ async def discord_bot(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         return harness
 
     yield start
-    for harness, task in running:
-        await harness.adapter.stop()
-        await task
-        await harness.bot.close()
-        await harness.emulator.stop()
+    await stop_all(running)
     discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
     assert all(not h.emulator.unknown_routes for h, _ in running)
 
@@ -363,19 +358,10 @@ async def test_a_slash_command_during_shutdown_is_told_to_come_back(
 
 
 async def test_interaction_tokens_never_reach_the_logs(discord_bot: StartHarness) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.DEBUG)
-    try:
+    with debug_log() as log:
         dc = await discord_bot(ScriptedBackend("local"))
         record = await dc.slash("temp")
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-    output = stream.getvalue()
+    output = log.getvalue()
     assert "/webhooks/" in output  # discord.py did log the interaction's webhook requests
     assert record.token not in output
     assert "voice will NOT be supported" not in output  # botkit uses no voice

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +26,7 @@ from tests.emulators.telegram import BotApiEmulator, SentMessage
 from tests.emulators.telegram.server import BOT_USERNAME
 from tests.gated import GatedBackend
 from tests.handled import HandledLog
+from tests.harness import debug_log, stop_all
 
 GROUP = -100200
 ADMIN = 42
@@ -86,11 +86,7 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         return harness
 
     yield start
-    for harness, task in running:
-        await harness.adapter.stop()
-        await task
-        await harness.bot.close()
-        await harness.emulator.stop()
+    await stop_all(running)
 
 
 async def test_dm_conversation_keeps_context(telegram: StartHarness) -> None:
@@ -206,20 +202,11 @@ async def test_forum_topics_are_separate_conversations(telegram: StartHarness) -
 
 
 async def test_the_token_never_reaches_the_logs(telegram: StartHarness) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.DEBUG)
-    try:
+    with debug_log() as log:
         install_redaction()
         tg = await telegram(ScriptedBackend("local"))
         await tg.say("hello")
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-    output = stream.getvalue()
+    output = log.getvalue()
     assert "getUpdates" in output or "sendMessage" in output  # the libraries did log requests
     assert tg.emulator.token not in output
     assert tg.emulator.token.split(":")[1] not in output
