@@ -15,6 +15,7 @@ BENCHMARKS = [
     "overhead",
     "followup",
     "checkpoint",
+    "batching",
     "warm",
     "history",
     "throughput",

@@ -71,6 +71,10 @@ class LlamaCppConfig(_Section):
     n_threads: int | None = Field(default=None, ge=1, le=512)
     n_batch: int = Field(default=512, ge=16, le=8192)
     state_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # Chats generated at once from one batched context (continuous batching). 1: one reply at
+    # a time. Each slot holds a full n_ctx of KV cache, so memory grows with it (/model shows
+    # it); on a CPU the gain is 1.4-1.6x at 8 chats, more on a GPU.
+    parallel: int = Field(default=1, ge=1, le=64)
 
     @property
     def window_hint(self) -> int:

@@ -80,6 +80,7 @@ class BackendInfo:
     extra: dict[str, str] = field(default_factory=dict)
     # Bytes the KV cache needs per token of context (keys and values, all layers), if known.
     kv_bytes_per_token: int | None = None
+    slots: int = 1  # chats generated at once, each with a full context window of KV cache
 
 
 class BackendError(Exception):

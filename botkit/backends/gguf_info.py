@@ -39,7 +39,9 @@ def _kv_bytes_per_token(meta: dict[str, str], arch: str) -> int | None:
     return 2 * layers * kv_heads * head_dim * 2  # K and V, f16 (llama.cpp's default)
 
 
-def describe_model(name: str, llm: Any, path: Path | None, n_ctx: int) -> BackendInfo:
+def describe_model(
+    name: str, llm: Any, path: Path | None, n_ctx: int, slots: int = 1
+) -> BackendInfo:
     """Model facts from the GGUF metadata and llama.cpp."""
     meta: dict[str, str] = llm.metadata
     arch = meta.get("general.architecture", "")
@@ -56,6 +58,7 @@ def describe_model(name: str, llm: Any, path: Path | None, n_ctx: int) -> Backen
         trained_context_length=int(trained) if trained else None,
         file_size=path.stat().st_size if path else None,
         kv_bytes_per_token=_kv_bytes_per_token(meta, arch),
+        slots=slots,
         extra={
             "architecture": arch,
             "size label": meta.get("general.size_label", "?"),

@@ -34,6 +34,7 @@ from botkit.backends.base import (
     Usage,
 )
 from botkit.backends.gguf_info import describe_model
+from botkit.backends.llama_batch import BatchEngine, BatchJob
 from botkit.backends.llama_prompt import PromptTokenizer
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
@@ -53,11 +54,10 @@ _NOT_SAMPLERS = frozenset({"max_tokens", "seed"})
 class LlamaCppBackend:
     """A GGUF model loaded in this process."""
 
-    max_parallel = 1
-
     def __init__(self, name: str, config: LlamaCppConfig) -> None:
         self.name = name
         self.config = config
+        self._engine: BatchEngine | None = None
         self._llm: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
         self._lock = threading.Lock()
@@ -112,7 +112,20 @@ class LlamaCppBackend:
             llm.close()
             raise BackendUnavailable(f"{path.name}: {exc}") from exc
         self._eos = llm.token_eos()
+        if self.config.parallel > 1:
+            self._engine = BatchEngine(
+                llm,
+                self.config.parallel,
+                self.config.n_ctx,
+                min(self.config.n_batch, self.config.n_ctx),
+                llm.n_threads,
+            )
         self._llm = llm
+
+    @property
+    def max_parallel(self) -> int:
+        """Replies generated at once: the batched slots, or one."""
+        return self.config.parallel
 
     async def close(self) -> None:
         """Free the model and stop the worker thread."""
@@ -121,6 +134,9 @@ class LlamaCppBackend:
         self._executor.shutdown(wait=True)
 
     def _unload(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         if self._llm is not None:
             self._llm.close()
             self._llm = None
@@ -193,10 +209,14 @@ class LlamaCppBackend:
         loop = asyncio.get_running_loop()
         mailbox = Mailbox(loop)
         stop = threading.Event()
-        job = functools.partial(
-            self._sample, messages, prompt, params, cache_key, stop, mailbox.put
-        )
-        future = loop.run_in_executor(self._executor, self._guarded, job, mailbox.put)
+        future: asyncio.Future[None] | None = None
+        if self._engine is not None:
+            self._engine.submit(BatchJob(prompt, params, cache_key, stop, mailbox.put))
+        else:
+            job = functools.partial(
+                self._sample, messages, prompt, params, cache_key, stop, mailbox.put
+            )
+            future = loop.run_in_executor(self._executor, self._guarded, job, mailbox.put)
         finished = False
         try:
             while not finished:
@@ -220,7 +240,8 @@ class LlamaCppBackend:
                 await asyncio.shield(self._ended(mailbox))
             # The state save after a finished reply goes on without us: the worker thread runs
             # one job at a time, so the next turn waits for it, this reply does not.
-            future.add_done_callback(log_failure)
+            if future is not None:
+                future.add_done_callback(log_failure)
 
     @staticmethod
     async def _ended(mailbox: Mailbox) -> None:
@@ -376,4 +397,6 @@ class LlamaCppBackend:
 
     async def info(self) -> BackendInfo:
         """Model facts from the GGUF metadata and llama.cpp."""
-        return describe_model(self.name, self._require(), self._path, self.config.n_ctx)
+        return describe_model(
+            self.name, self._require(), self._path, self.config.n_ctx, self.config.parallel
+        )

@@ -423,6 +423,7 @@ class Conversation:
         started = time.perf_counter()
         saved = started
         shown: object = None  # the platform message of the last checkpoint
+        recoverable = isinstance(turn.ctx.target, RecoverableTarget)
         first: float | None = None
         usage: Usage | None = None
         chat_name = str(turn.ctx.chat.key)
@@ -432,9 +433,10 @@ class Conversation:
                     first = time.perf_counter()
                     metrics.ttft.labels(backend.name).observe(first - started)
                 await stream.append(chunk.text)
-                # Also when the reply's end moves to a new platform message, so that a crash
-                # right after it can still mark that message as cut.
-                if time.perf_counter() - saved >= interval or stream.last_handle is not shown:
+                # Also when the reply's end moves to a new platform message that can be found
+                # again, so that a crash right after it can still mark that message as cut.
+                moved = stream.last_handle is not shown and recoverable
+                if time.perf_counter() - saved >= interval or moved:
                     saved = time.perf_counter()
                     shown = stream.last_handle
                     ref = self._reference(turn, stream)

@@ -247,6 +247,11 @@ def _describe(info: BackendInfo) -> list[str]:
             f"memory: weights {_size(info.file_size)} + KV cache {_size(kv)} for a full "
             f"{info.context_length}-token window ({per_token})"
         )
+        if info.slots > 1:
+            lines.append(
+                f"batching: {info.slots} chats at once, each with its own window: KV cache "
+                f"{_size(kv * info.slots)} in all"
+            )
     if info.parameters:
         same = ", ".join(
             f"{name} {_size(info.parameters * width)}"

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botkit.core.events import ChatKey
@@ -71,6 +71,20 @@ class CutReply:
 _CHATS: Table = ChatRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
 _MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
 _PLUGIN_DATA: Table = PluginDataRow.__table__  # type: ignore[assignment]
+# Statements of every turn, built once (building one per call costs more than running it).
+_INSERT_RETURNING_ID = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+_FINISH = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("row_id"))
+    .values({name: bindparam(name) for name in (
+        "content", "token_count", "token_model", "status", "seed", "reply_ref")})
+)  # fmt: skip
+_CHECKPOINT = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("reply_id"))
+    .where(_MESSAGES.c.status == MessageStatus.GENERATING)
+    .values(content=bindparam("content"), reply_ref=bindparam("reply_ref"))
+)
 _MESSAGE_COLUMNS = (
     _MESSAGES.c.id,
     _MESSAGES.c.role,
@@ -298,10 +312,10 @@ class Repository:
         }  # fmt: skip
         values = [] if user is None else [{"chat_id": chat_id, "created_at": now, **asdict(user)}]
         async with self._write() as conn:
-            ids = []
-            for row in [*values, reply]:  # one at a time: ids in this order on every database
-                result = await conn.execute(insert(_MESSAGES).values(row).returning(_MESSAGES.c.id))
-                ids.append(int(result.scalar_one()))
+            # One statement for both rows; the ids come back in the rows' order on every
+            # database (SQLAlchemy's sort_by_parameter_order).
+            result = await conn.execute(_INSERT_RETURNING_ID, [*values, reply])
+            ids = [int(i) for i in result.scalars()]
         rows = self._cached_rows(chat_id)
         if rows is not None:
             if user is not None:
@@ -317,9 +331,7 @@ class Repository:
         """Save a growing reply (one short transaction; the row stays marked generating)."""
         async with self._write() as conn:
             await conn.execute(
-                update(_MESSAGES)
-                .where(_MESSAGES.c.id == reply_id, _MESSAGES.c.status == MessageStatus.GENERATING)
-                .values(content=content, reply_ref=reply_ref)
+                _CHECKPOINT, {"reply_id": reply_id, "content": content, "reply_ref": reply_ref}
             )
 
     async def finish_turn(
@@ -339,7 +351,7 @@ class Repository:
         }  # fmt: skip
         async with self._write() as conn:
             if replaces is None:
-                await conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == reply_id).values(new))
+                await conn.execute(_FINISH, {"row_id": reply_id, **new})
             else:
                 columns = [_MESSAGES.c[name] for name in new]
                 old = (await conn.execute(select(*columns).where(_MESSAGES.c.id == replaces))).one()

@@ -1,0 +1,276 @@
+"""Continuous batching: one llama.cpp context generating for several chats at once.
+
+A context with `n_seq_max = slots` and a unified KV cache holds one sequence per slot, each
+with the full `n_ctx`. One worker thread loops: every step it takes one token from each
+generating chat and a chunk of each new prompt (up to n_batch tokens in all), decodes them in
+one `llama_decode`, and samples each chat's next token with that chat's own sampler chain
+(its settings and seed). A chat that arrives takes a free slot at once and is prefilled
+alongside the others; it never waits for another chat's whole reply.
+
+A slot keeps its chat's tokens after the reply, so that chat's next turn reuses the prefix,
+as the single-context path does. A seeded (repeatable) chat reuses only what was evaluated as
+prompt, in chunks of two or more, never generated tokens, like the single-context path.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+from llama_cpp import _internals
+
+from botkit.backends.base import Chunk, GenerationParams, Usage
+from botkit.backends.llama_worker import Emit
+
+__all__ = ["BatchEngine", "BatchJob"]
+
+log = logging.getLogger(__name__)
+
+# llama-cpp-python's thin wrappers (context, batch, sampler chain) are untyped.
+internals: Any = _internals
+
+_PENALTY_LAST_N = 64  # as llama-cpp-python's Llama (last_n_tokens_size)
+
+
+@dataclass
+class BatchJob:
+    """One reply to generate; emit receives its chunks, then None."""
+
+    prompt: list[int]
+    params: GenerationParams
+    cache_key: str
+    stop: threading.Event
+    emit: Emit
+    # Filled in by the engine.
+    slot: int = -1
+    fed: int = 0  # prompt tokens in the slot's sequence
+    reused: int = 0
+    canonical: bool = False  # its reused prefix was all prompt evaluated in canonical shape
+    completion: list[int] = field(default_factory=list)
+    pending: int | None = None  # sampled, not yet decoded
+    sampler: Any = None
+    decoder: Any = None
+
+
+@dataclass
+class _Slot:
+    tokens: list[int] = field(default_factory=list)  # what the sequence holds, in order
+    canonical: int = 0  # leading tokens evaluated as prompt (reusable by a seeded chat)
+    key: str | None = None
+    job: BatchJob | None = None
+    used: int = 0  # when it last started a job (for choosing which free slot to reuse)
+
+
+class BatchEngine:
+    """Owns a batched context over a loaded model; submit() jobs from any thread."""
+
+    def __init__(self, llm: Any, slots: int, n_ctx: int, n_batch: int, n_threads: int) -> None:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx * slots
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = slots
+        params.kv_unified = True
+        params.n_threads = params.n_threads_batch = n_threads
+        self._llm = llm
+        self._ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self._batch = internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._memory = llama_cpp.llama_get_memory(self._ctx.ctx)
+        self._n_ctx = n_ctx
+        self._n_batch = n_batch
+        self._vocab = llm._model.vocab
+        self._n_vocab = llm.n_vocab()
+        self._eos = llm.token_eos()
+        self._slots = [_Slot() for _ in range(slots)]
+        self._waiting: queue.SimpleQueue[BatchJob | None] = queue.SimpleQueue()
+        self._clock = 0
+        self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: BatchJob) -> None:
+        """Queue a job; it joins the running batch at the next step with a free slot."""
+        self._waiting.put(job)
+
+    def close(self) -> None:
+        """Stop the loop (jobs in flight are ended) and free the context."""
+        self._waiting.put(None)
+        self._thread.join()
+        self._batch.close()
+        self._ctx.close()
+
+    # --- the loop (worker thread) ---------------------------------------------------------
+
+    def _run(self) -> None:
+        backlog: list[BatchJob] = []
+        while True:
+            active = [s.job for s in self._slots if s.job is not None]
+            try:
+                item = self._waiting.get(block=not active and not backlog)
+            except queue.Empty:
+                pass  # nothing new: decode the next step
+            else:
+                if item is None:
+                    for job in [*active, *backlog]:
+                        self._finish(job, "cancelled")
+                    return
+                backlog.append(item)
+                continue  # take everything already queued before the next step
+            backlog = self._admit(backlog)
+            try:
+                self._step()
+            except Exception as exc:  # a failed decode ends every job in it, not the loop
+                log.exception("batched decode failed")
+                for slot in self._slots:
+                    if slot.job is not None:
+                        slot.job.emit(exc)
+                        self._finish(slot.job, "cancelled")
+
+    def _admit(self, backlog: list[BatchJob]) -> list[BatchJob]:
+        """Give waiting jobs free slots (the chat's own slot first, else the least recent)."""
+        left = []
+        for job in backlog:
+            if job.stop.is_set():
+                job.emit(None)
+                continue
+            free = [i for i, s in enumerate(self._slots) if s.job is None]
+            if not free:
+                left.append(job)
+                continue
+            own = [i for i in free if self._slots[i].key == job.cache_key]
+            index = own[0] if own else min(free, key=lambda i: self._slots[i].used)
+            self._start(index, job)
+        return left
+
+    def _start(self, index: int, job: BatchJob) -> None:
+        slot = self._slots[index]
+        bound = slot.canonical if job.params.repeatable else len(slot.tokens)
+        common = 0
+        for a, b in zip(slot.tokens[:bound], job.prompt, strict=False):
+            if a != b:
+                break
+            common += 1
+        reuse = min(common, len(job.prompt) - 1)
+        if len(job.prompt) - 1 - reuse == 1:
+            reuse -= 1  # the prompt's last piece before its final token: two tokens or more
+        reuse = max(reuse, 0)
+        job.canonical = reuse <= slot.canonical
+        llama_cpp.llama_memory_seq_rm(self._memory, index, reuse, -1)
+        slot.tokens = slot.tokens[:reuse]
+        slot.canonical = min(slot.canonical, reuse)
+        self._clock += 1
+        slot.key, slot.job, slot.used = job.cache_key, job, self._clock
+        job.slot, job.fed, job.reused = index, reuse, reuse
+        job.sampler = self._sampler(job.params)
+        for token in job.prompt[: max(0, len(job.prompt) - 1)][-_PENALTY_LAST_N:]:
+            job.sampler.accept(token)
+        job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def _sampler(self, params: GenerationParams) -> Any:
+        """The chat's own chain, in the order llama-cpp-python's Llama builds it."""
+        sampler = internals.LlamaSampler()
+        sampler.add_penalties(
+            n_vocab=self._n_vocab,
+            penalty_last_n=_PENALTY_LAST_N,
+            penalty_repeat=params.repeat_penalty,
+            penalty_freq=params.frequency_penalty,
+            penalty_present=params.presence_penalty,
+        )
+        if params.temperature == 0:
+            sampler.add_greedy()
+        else:
+            sampler.add_top_k(params.top_k)
+            sampler.add_top_p(params.top_p, 1)
+            sampler.add_min_p(params.min_p, 1)
+            sampler.add_temp(params.temperature)
+            sampler.add_dist(params.seed)
+        return sampler
+
+    def _step(self) -> None:
+        """One decode: a token for each generating job, a prompt chunk for each new one."""
+        jobs = [s.job for s in self._slots if s.job is not None]
+        for job in jobs:
+            if job.stop.is_set():
+                self._finish(job, "cancelled")
+        jobs = [job for job in jobs if self._slots[job.slot].job is job]
+        if not jobs:
+            return
+        batch = self._batch.batch
+        count = 0
+        outputs: list[tuple[BatchJob, int]] = []
+
+        def add(job: BatchJob, token: int, logits: bool) -> None:
+            nonlocal count
+            slot = self._slots[job.slot]
+            batch.token[count] = token
+            batch.pos[count] = len(slot.tokens)
+            batch.seq_id[count][0] = job.slot
+            batch.n_seq_id[count] = 1
+            batch.logits[count] = logits
+            if logits:
+                outputs.append((job, count))
+            slot.tokens.append(token)
+            count += 1
+
+        generating = [j for j in jobs if j.pending is not None]
+        for job in generating:
+            assert job.pending is not None
+            add(job, job.pending, True)
+            job.pending = None
+        prefilling = [j for j in jobs if j.fed < len(j.prompt)]
+        room = self._n_batch - count
+        for n, job in enumerate(prefilling):
+            share = max(2, room // (len(prefilling) - n)) if room >= 2 else 0
+            rest = len(job.prompt) - job.fed
+            if rest == 1:
+                take = 1 if room >= 1 else 0  # the final prompt token, in a step of its own
+            else:
+                take = min(share, rest - 1)  # all but the final token, two or more at a time
+                if rest - 1 - take == 1:
+                    take = take - 1 if take > 2 else take + 1
+                take = min(take, room)
+            for token in job.prompt[job.fed : job.fed + take]:
+                add(job, token, False)
+            job.fed += take
+            room -= take
+            if job.fed == len(job.prompt):
+                batch.logits[count - 1] = True
+                outputs.append((job, count - 1))
+        if count == 0:
+            return
+        batch.n_tokens = count
+        self._ctx.decode(self._batch)
+        for job, _ in outputs:
+            if not job.completion and job.canonical:
+                self._slots[job.slot].canonical = len(job.prompt)  # the prompt, canonically
+        for job, index in outputs:
+            self._sample(job, index)
+
+    def _sample(self, job: BatchJob, index: int) -> None:
+        token = job.sampler.sample(self._ctx, index)  # also accepts it into the chain
+        if token == self._eos or llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(job, "stop")
+            return
+        job.completion.append(token)
+        piece = job.decoder.decode(self._llm.detokenize([token], special=False))
+        if piece:
+            job.emit(Chunk(piece))
+        slot = self._slots[job.slot]
+        if len(job.completion) >= job.params.max_tokens or len(slot.tokens) + 1 >= self._n_ctx:
+            self._finish(job, "length")
+            return
+        job.pending = token
+
+    def _finish(self, job: BatchJob, reason: str) -> None:
+        tail = job.decoder.decode(b"", final=True) if job.decoder is not None else ""
+        usage = Usage(len(job.prompt), len(job.completion), reason, job.reused)  # type: ignore[arg-type]
+        job.emit(Chunk(tail, usage=usage))
+        job.emit(None)
+        if job.sampler is not None:
+            job.sampler.close()
+            job.sampler = None
+        if 0 <= job.slot < len(self._slots) and self._slots[job.slot].job is job:
+            self._slots[job.slot].job = None
