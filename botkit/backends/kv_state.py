@@ -16,7 +16,7 @@ from typing import Any
 
 from llama_cpp import llama_cpp as c
 
-__all__ = ["restore", "snapshot"]
+__all__ = ["restore", "restore_sequence", "snapshot", "snapshot_sequence"]
 
 
 def snapshot(ctx: Any) -> bytearray:
@@ -37,3 +37,23 @@ def restore(ctx: Any, blob: bytearray) -> None:
     view = (ctypes.c_uint8 * size).from_buffer(blob)
     if int(c.llama_state_set_data(ctx, view, size)) != size:
         raise RuntimeError("llama.cpp refused the saved state")
+
+
+def snapshot_sequence(ctx: Any, seq_id: int) -> bytearray:
+    """One sequence's state (a chat in a batched context), in one buffer, as snapshot()."""
+    size = int(c.llama_state_seq_get_size(ctx, seq_id))
+    blob = bytearray(size)
+    view = (ctypes.c_uint8 * size).from_buffer(blob)
+    written = int(c.llama_state_seq_get_data(ctx, view, size, seq_id))
+    del view
+    if written < size:
+        del blob[written:]
+    return blob
+
+
+def restore_sequence(ctx: Any, blob: bytearray, seq_id: int) -> None:
+    """Load a sequence state taken by snapshot_sequence() into sequence seq_id of ctx."""
+    size = len(blob)
+    view = (ctypes.c_uint8 * size).from_buffer(blob)
+    if int(c.llama_state_seq_set_data(ctx, view, size, seq_id)) == 0:
+        raise RuntimeError("llama.cpp refused the saved sequence state")

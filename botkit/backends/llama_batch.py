@@ -8,7 +8,9 @@ one `llama_decode`, and samples each chat's next token with that chat's own samp
 alongside the others; it never waits for another chat's whole reply.
 
 A slot keeps its chat's tokens after the reply, so that chat's next turn reuses the prefix,
-as the single-context path does. A seeded (repeatable) chat reuses only what was evaluated as
+as the single-context path does; when another chat takes the slot, the leaving chat's
+sequence state goes to the state cache (llama_state_seq_*, one buffer) and comes back when
+that chat returns. A seeded (repeatable) chat reuses only what was evaluated as
 prompt, in chunks of two or more, never generated tokens, like the single-context path.
 """
 
@@ -24,8 +26,10 @@ from typing import Any
 import llama_cpp
 from llama_cpp import _internals
 
+from botkit.backends import kv_state
 from botkit.backends.base import Chunk, GenerationParams, Usage
 from botkit.backends.llama_worker import Emit
+from botkit.backends.state_cache import CachedState, StateCache, common_prefix
 
 __all__ = ["BatchEngine", "BatchJob"]
 
@@ -69,7 +73,9 @@ class _Slot:
 class BatchEngine:
     """Owns a batched context over a loaded model; submit() jobs from any thread."""
 
-    def __init__(self, llm: Any, slots: int, n_ctx: int, n_batch: int, n_threads: int) -> None:
+    def __init__(
+        self, llm: Any, slots: int, n_ctx: int, n_batch: int, n_threads: int, cache: StateCache
+    ) -> None:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * slots
         params.n_batch = params.n_ubatch = n_batch
@@ -86,6 +92,7 @@ class BatchEngine:
         self._n_vocab = llm.n_vocab()
         self._eos = llm.token_eos()
         self._slots = [_Slot() for _ in range(slots)]
+        self._cache = cache  # chats' sequence states, for chats whose slot was taken
         self._waiting: queue.SimpleQueue[BatchJob | None] = queue.SimpleQueue()
         self._clock = 0
         self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
@@ -147,12 +154,10 @@ class BatchEngine:
 
     def _start(self, index: int, job: BatchJob) -> None:
         slot = self._slots[index]
+        if slot.key != job.cache_key:
+            self._swap(index, slot, job)
         bound = slot.canonical if job.params.repeatable else len(slot.tokens)
-        common = 0
-        for a, b in zip(slot.tokens[:bound], job.prompt, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = common_prefix(slot.tokens[:bound], job.prompt)
         reuse = min(common, len(job.prompt) - 1)
         if len(job.prompt) - 1 - reuse == 1:
             reuse -= 1  # the prompt's last piece before its final token: two tokens or more
@@ -168,6 +173,25 @@ class BatchEngine:
         for token in job.prompt[: max(0, len(job.prompt) - 1)][-_PENALTY_LAST_N:]:
             job.sampler.accept(token)
         job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def _swap(self, index: int, slot: _Slot, job: BatchJob) -> None:
+        """Another chat takes this slot: keep the leaving chat's sequence state, and bring
+        back the arriving chat's if it was kept and shares more of its prompt."""
+        if slot.key is not None and slot.tokens and self._cache.capacity_bytes:
+            blob = kv_state.snapshot_sequence(self._ctx.ctx, index)
+            entry = CachedState(tuple(slot.tokens), blob, len(blob), canonical=slot.canonical)
+            self._cache.put(slot.key, entry)
+        saved = self._cache.get(job.cache_key)
+        if saved is None:
+            return
+        bound = saved.canonical if job.params.repeatable else len(saved.tokens)
+        if common_prefix(list(saved.tokens[:bound]), job.prompt) <= common_prefix(
+            slot.tokens, job.prompt
+        ):
+            return
+        llama_cpp.llama_memory_seq_rm(self._memory, index, -1, -1)
+        kv_state.restore_sequence(self._ctx.ctx, saved.state, index)
+        slot.tokens, slot.canonical = list(saved.tokens), saved.canonical
 
     def _sampler(self, params: GenerationParams) -> Any:
         """The chat's own chain, in the order llama-cpp-python's Llama builds it."""

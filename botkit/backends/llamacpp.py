@@ -38,7 +38,7 @@ from botkit.backends.llama_batch import BatchEngine, BatchJob
 from botkit.backends.llama_prompt import PromptTokenizer
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
-from botkit.backends.state_cache import CachedState, StateCache
+from botkit.backends.state_cache import CachedState, StateCache, common_prefix
 from botkit.config import LlamaCppConfig
 
 __all__ = ["LlamaCppBackend"]
@@ -119,6 +119,7 @@ class LlamaCppBackend:
                 self.config.n_ctx,
                 min(self.config.n_batch, self.config.n_ctx),
                 llm.n_threads,
+                self._cache,
             )
         self._llm = llm
 
@@ -324,12 +325,12 @@ class LlamaCppBackend:
         """
         evaluated = llm.input_ids[: llm.n_tokens]
         bound = self._live_canonical if exact else llm.n_tokens
-        live = min(bound, self._common_prefix(evaluated, prompt))
+        live = min(bound, common_prefix(evaluated, prompt))
         canonical = self._live_canonical
         entry = self._cache.get(cache_key)
         if entry is not None:
             bound = entry.canonical if exact else len(entry.tokens)
-            saved = min(bound, self._common_prefix(entry.tokens, prompt))
+            saved = min(bound, common_prefix(entry.tokens, prompt))
             if saved > live:
                 self._restore_state(llm, entry)
                 live, canonical = saved, entry.canonical
@@ -361,22 +362,13 @@ class LlamaCppBackend:
         repeatability moves off the next reply's time to first token while the chat is idle.
         """
         framed = self._tokenize_prompt(conversation, generation=False)
-        common = self._common_prefix(llm.input_ids[: llm.n_tokens], framed)
+        common = common_prefix(llm.input_ids[: llm.n_tokens], framed)
         reuse = min(self._live_canonical, common, len(framed) - 2)
         if reuse < 0:
             return
         llm.n_tokens = reuse
         self._eval_batched(llm, framed[reuse:])
         self._live_canonical = len(framed)
-
-    @staticmethod
-    def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-        n = 0
-        for x, y in zip(a, b, strict=False):
-            if x != y:
-                break
-            n += 1
-        return n
 
     def _save_state(self, llm: Any, cache_key: str) -> None:
         """Keep the chat's context state for its next turn (after its reply has been sent)."""

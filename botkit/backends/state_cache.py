@@ -8,10 +8,11 @@ instead of paying a cold prefill of A's whole history.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CachedState", "StateCache"]
+__all__ = ["CachedState", "StateCache", "common_prefix"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +65,13 @@ class StateCache:
         old = self._entries.pop(key, None)
         if old is not None:
             self._bytes -= old.size
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens a and b share (how much of a saved context a prompt reuses)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

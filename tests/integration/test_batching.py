@@ -127,3 +127,20 @@ async def test_model_shows_the_kv_memory_of_every_slot(batched: Bot) -> None:
     text = (await say(batched, "/model")).text
     assert "KV cache 47.2 MB for a full 2048-token window" in text
     assert "batching: 4 chats at once, each with its own window: KV cache 188.7 MB in all" in text
+
+
+async def test_a_chat_whose_slot_was_taken_gets_its_state_back(make_config: MakeConfig) -> None:
+    config = make_config(backends={"local": {"parallel": 2}}, defaults=GREEDY)
+    async with build_bot(config, base_dir=REPO) as bot:
+        for chat in ("a", "b", "c"):  # three chats, two slots: c takes a's
+            await say(bot, f"Hello, I am {chat}. " * 20, chat=chat)
+        ctx = await bot.router.context(incoming("And now?", "a"), MemoryTarget())
+        reply = await bot.conversation.respond(ctx, "And now?")
+        first_prompt = await ctx.backend.count_tokens(
+            [{"role": "system", "content": "You are a helpful assistant."},
+             {"role": "user", "content": "Hello, I am a. " * 20}]
+        )  # fmt: skip
+        assert reply.usage is not None
+        # Its first turn came back from the saved sequence (a seeded chat reuses the prompt it
+        # evaluated, not its generated tokens); without it only the persona would be reused.
+        assert reply.usage.cached_prompt_tokens >= first_prompt - 1
