@@ -73,8 +73,18 @@ class LlamaCppConfig(_Section):
     state_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
     # Chats generated at once from one batched context (continuous batching). 1: one reply at
     # a time. Each slot holds a full n_ctx of KV cache, so memory grows with it (/model shows
-    # it); on a CPU the gain is 1.4-1.6x at 8 chats, more on a GPU.
+    # it); on a CPU the gain is 1.4-1.8x at 8 chats, more on a GPU.
     parallel: int = Field(default=1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _batch_holds_every_slot(self) -> LlamaCppConfig:
+        # Every step decodes a token of each generating chat: they must fit in one batch.
+        if self.parallel * 2 > min(self.n_batch, self.n_ctx):
+            raise ValueError(
+                f"parallel = {self.parallel} needs n_batch of at least {self.parallel * 2} "
+                "(a token of every chat, and room for prompts)"
+            )
+        return self
 
     @property
     def window_hint(self) -> int:

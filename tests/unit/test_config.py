@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from botkit.config import ConfigError, load_config
+from botkit.config import Config, ConfigError, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -46,3 +47,8 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("BOTKIT_STORAGE__URL", "sqlite+aiosqlite:///elsewhere.db")
     config = load_config(write(tmp_path, '[storage]\nurl = "sqlite+aiosqlite:///file.db"\n'))
     assert config.storage.url == "sqlite+aiosqlite:///elsewhere.db"
+
+
+def test_parallel_needs_a_batch_that_holds_every_chat() -> None:
+    with pytest.raises(ValidationError, match="parallel = 16 needs n_batch of at least 32"):
+        Config(backends={"local": {"parallel": 16, "n_batch": 16}})
