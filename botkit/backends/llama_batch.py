@@ -29,7 +29,7 @@ from llama_cpp import _internals
 from botkit.backends import kv_state
 from botkit.backends.base import Chunk, GenerationParams, Usage
 from botkit.backends.llama_worker import Emit
-from botkit.backends.state_cache import CachedState, StateCache, common_prefix
+from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
 
 __all__ = ["BatchEngine", "BatchJob"]
 
@@ -157,11 +157,7 @@ class BatchEngine:
         if slot.key != job.cache_key:
             self._swap(index, slot, job)
         bound = slot.canonical if job.params.repeatable else len(slot.tokens)
-        common = common_prefix(slot.tokens[:bound], job.prompt)
-        reuse = min(common, len(job.prompt) - 1)
-        if len(job.prompt) - 1 - reuse == 1:
-            reuse -= 1  # the prompt's last piece before its final token: two tokens or more
-        reuse = max(reuse, 0)
+        reuse = reuse_point(common_prefix(slot.tokens[:bound], job.prompt), len(job.prompt))
         job.canonical = reuse <= slot.canonical
         llama_cpp.llama_memory_seq_rm(self._memory, index, reuse, -1)
         slot.tokens = slot.tokens[:reuse]
@@ -185,7 +181,7 @@ class BatchEngine:
         if saved is None:
             return
         bound = saved.canonical if job.params.repeatable else len(saved.tokens)
-        if common_prefix(list(saved.tokens[:bound]), job.prompt) <= common_prefix(
+        if common_prefix(saved.tokens[:bound], job.prompt) <= common_prefix(
             slot.tokens, job.prompt
         ):
             return

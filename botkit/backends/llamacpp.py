@@ -38,7 +38,7 @@ from botkit.backends.llama_batch import BatchEngine, BatchJob
 from botkit.backends.llama_prompt import PromptTokenizer
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
-from botkit.backends.state_cache import CachedState, StateCache, common_prefix
+from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
 from botkit.config import LlamaCppConfig
 
 __all__ = ["LlamaCppBackend"]
@@ -334,9 +334,7 @@ class LlamaCppBackend:
             if saved > live:
                 self._restore_state(llm, entry)
                 live, canonical = saved, entry.canonical
-        reuse = min(live, len(prompt) - 1)
-        if len(prompt) - 1 - reuse == 1:
-            reuse -= 1  # never leave a one-token batch in the middle
+        reuse = reuse_point(live, len(prompt))
         llm.n_tokens = reuse
         self._eval_batched(llm, prompt[reuse:-1])
         llm.eval(prompt[-1:])

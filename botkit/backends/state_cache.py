@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CachedState", "StateCache", "common_prefix"]
+__all__ = ["CachedState", "StateCache", "common_prefix", "reuse_point"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +75,13 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def reuse_point(common: int, prompt_length: int) -> int:
+    """How many leading prompt tokens to keep of a context sharing `common` with it: at least
+    the final token is evaluated again (its logits start the reply), and the piece before it
+    is never a single token (one-token batches round differently: see LlamaCppBackend)."""
+    reuse = min(common, prompt_length - 1)
+    if prompt_length - 1 - reuse == 1:
+        reuse -= 1
+    return max(reuse, 0)

@@ -115,6 +115,20 @@ def _alternating(messages: list[Message]) -> list[Message]:
     return result
 
 
+def _concrete(seed: int) -> int:
+    """The seed to generate with: "random" (-1) becomes a fresh one."""
+    return random.randint(0, SEED_MAX) if seed == RANDOM_SEED else seed
+
+
+def _generation(settings: ChatSettings, seed: int, max_tokens: int) -> GenerationParams:
+    """The chat's sampling options for one generation; a chat that fixed its seed wants the
+    same reply from the same history (repeatable)."""
+    return GenerationParams(
+        **{**settings.sampling(), "seed": seed, "max_tokens": max_tokens},
+        repeatable=settings.seed != RANDOM_SEED,
+    )
+
+
 @dataclass
 class _ChatLine:
     """One chat's turns: they run one after another, in the order they arrived."""
@@ -318,11 +332,7 @@ class Conversation:
                 f"that request is {prompt} tokens and its answer may take {limit}: more than "
                 f"the {backend.context_window}-token window"
             )
-        seed = random.randint(0, SEED_MAX) if settings.seed == RANDOM_SEED else settings.seed
-        params = GenerationParams(
-            **{**settings.sampling(), "max_tokens": limit, "seed": seed},
-            repeatable=settings.seed != RANDOM_SEED,
-        )
+        params = _generation(settings, _concrete(settings.seed), limit)
         chat = str(ctx.chat.key)
         async with self.bot.scheduler.slot(backend.name, backend.max_parallel, chat):
             pieces = [c.text async for c in backend.stream(messages, params, cache_key=f"{chat}+")]
@@ -380,9 +390,7 @@ class Conversation:
         ctx, backend, repo = turn.ctx, turn.backend, self.bot.repo
         chat = await repo.chat(ctx.chat.key)  # fresh: earlier turns may have trimmed it
         settings = self.bot.settings_for(chat)
-        seed = settings.seed if turn.seed is None else turn.seed
-        if seed == RANDOM_SEED:
-            seed = random.randint(0, SEED_MAX)
+        seed = _concrete(settings.seed if turn.seed is None else turn.seed)
         metrics = self.bot.metrics
         metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
         try:
@@ -415,10 +423,7 @@ class Conversation:
     ) -> Usage | None:
         """Generate into stream, checkpointing the reply row as it grows."""
         backend, metrics = turn.backend, self.bot.metrics
-        params = GenerationParams(
-            **{**settings.sampling(), "seed": seed},
-            repeatable=settings.seed != RANDOM_SEED,
-        )
+        params = _generation(settings, seed, settings.max_tokens)
         interval = self.bot.config.storage.checkpoint_interval
         started = time.perf_counter()
         saved = started
