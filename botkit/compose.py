@@ -14,6 +14,7 @@ from botkit.config import BackendConfig, Config, OllamaConfig
 from botkit.core.app import Bot
 from botkit.plugins.builtin import plugin as builtin
 from botkit.plugins.explain import plugin as explain
+from botkit.plugins.fewshot import plugin as fewshot
 from botkit.plugins.loader import load_plugins
 
 __all__ = ["build_backend", "build_bot"]
@@ -43,6 +44,7 @@ def build_bot(
     bot = Bot(config, backends=backends, base_dir=base_dir)
     bot.registry.add_plugin(builtin)
     bot.registry.add_plugin(explain)
+    bot.registry.add_plugin(fewshot)
     folders = [p if p.is_absolute() else bot.base_dir / p for p in config.plugins.paths]
     bot.plugin_errors = load_plugins(bot.registry, config.plugins.enabled, folders)
     return bot

@@ -75,6 +75,10 @@ class LlamaCppConfig(_Section):
     # a time. Each slot holds a full n_ctx of KV cache, so memory grows with it (/model shows
     # it); on a CPU the gain is 1.4-1.8x at 8 chats, more on a GPU.
     parallel: int = Field(default=1, ge=1, le=64)
+    # A LoRA adapter (GGUF, from llama.cpp's convert_lora_to_gguf.py) applied on top of the
+    # model, and how strongly: W + lora_scale × (alpha / rank) × BA. 0 turns it off.
+    lora_path: Path | None = None
+    lora_scale: float = Field(default=1.0, ge=0.0, le=4.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _batch_holds_every_slot(self) -> LlamaCppConfig:

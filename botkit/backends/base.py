@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -20,10 +20,13 @@ __all__ = [
     "Chunk",
     "ContextOverflow",
     "GenerationParams",
+    "LoraAdapter",
     "Message",
     "ModelNotFound",
+    "PrefixCache",
     "TokenInspector",
     "Usage",
+    "generation_speed",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -49,12 +52,40 @@ class GenerationParams(SamplingOptions):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one generation, and why it stopped."""
+    """Token counts of one generation, why it stopped, and how long its parts took.
+
+    None means the backend does not report that figure (/stats says so rather than guess).
+    """
 
     prompt_tokens: int
     completion_tokens: int
     stop_reason: Literal["stop", "length", "cancelled"]
-    cached_prompt_tokens: int = 0
+    # Prompt tokens whose keys and values came from the KV cache instead of being evaluated.
+    cached_prompt_tokens: int | None = 0
+    prefill_seconds: float | None = None  # evaluating the prompt tokens that were not cached
+    # From the moment the backend took the reply (after the scheduler's queue) to the first token.
+    first_token_seconds: float | None = None
+    tokens_per_second: float | None = None  # generation speed after the first token
+    # llama.cpp: the chat's saved KV state was loaded back (another chat had the context).
+    state_restored: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures as a JSON object (stored with the reply for /stats)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Usage:
+        """Usage from to_json()'s object (keys it does not know are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def generation_speed(tokens: int, first: float | None, end: float) -> float | None:
+    """Tokens per second after the first token (which waited for the prefill): tokens 2..n
+    over the time from the first token to end; None when there is nothing to measure."""
+    if first is None or tokens < 2 or end <= first:
+        return None
+    return (tokens - 1) / (end - first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +94,22 @@ class Chunk:
 
     text: str
     usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoraAdapter:
+    """A LoRA adapter applied to a model: W + scale × (alpha / rank) × BA on its targets."""
+
+    file: str
+    rank: int
+    alpha: float  # 0: llama.cpp then applies scale alone, without alpha / rank
+    scale: float
+    targets: tuple[str, ...]  # the adapted weight matrices, e.g. ("blk.0.attn_q.weight", ...)
+
+    @property
+    def multiplier(self) -> float:
+        """What BA is multiplied by before it is added (llama.cpp: scale × alpha / rank)."""
+        return self.scale * self.alpha / self.rank if self.alpha and self.rank else self.scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +128,7 @@ class BackendInfo:
     # Bytes the KV cache needs per token of context (keys and values, all layers), if known.
     kv_bytes_per_token: int | None = None
     slots: int = 1  # chats generated at once, each with a full context window of KV cache
+    lora: LoraAdapter | None = None
 
 
 class BackendError(Exception):
@@ -167,4 +215,15 @@ class TokenInspector(Protocol):
 
         continuation is text the reply has already begun with (after the generation prompt).
         """
+        ...
+
+
+@runtime_checkable
+class PrefixCache(Protocol):
+    """A backend that keeps each chat's evaluated prompt (its KV cache) between turns, so the
+    next turn evaluates only what is new (llama.cpp)."""
+
+    async def cached_prefix(self, messages: Sequence[Message], cache_key: str) -> int:
+        """How many leading tokens of these messages (as a prompt, without the generation
+        prompt) the chat's KV cache holds now, live or saved."""
         ...

@@ -20,6 +20,7 @@ import codecs
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,8 @@ import llama_cpp
 from llama_cpp import _internals
 
 from botkit.backends import kv_state
-from botkit.backends.base import Chunk, GenerationParams, Usage
+from botkit.backends.base import Chunk, GenerationParams, Usage, generation_speed
+from botkit.backends.llama_lora import apply_lora
 from botkit.backends.llama_worker import Emit
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
 
@@ -59,6 +61,13 @@ class BatchJob:
     pending: int | None = None  # sampled, not yet decoded
     sampler: Any = None
     decoder: Any = None
+    # Timings for /stats (time.perf_counter()): submitted, took a slot, prompt evaluated,
+    # first token; and whether the chat's saved sequence state was loaded for it.
+    submitted: float = field(default_factory=time.perf_counter)
+    started: float = 0.0
+    prefilled: float | None = None
+    first: float | None = None
+    restored: bool = False
 
 
 @dataclass
@@ -74,8 +83,17 @@ class BatchEngine:
     """Owns a batched context over a loaded model; submit() jobs from any thread."""
 
     def __init__(
-        self, llm: Any, slots: int, n_ctx: int, n_batch: int, n_threads: int, cache: StateCache
+        self,
+        llm: Any,
+        slots: int,
+        n_ctx: int,
+        n_batch: int,
+        n_threads: int,
+        cache: StateCache,
+        *,
+        lora: tuple[Any, float] | None = None,
     ) -> None:
+        """lora: a LoRA adapter loaded on llm's model, with its scale, to apply here too."""
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * slots
         params.n_batch = params.n_ubatch = n_batch
@@ -84,6 +102,8 @@ class BatchEngine:
         params.n_threads = params.n_threads_batch = n_threads
         self._llm = llm
         self._ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        if lora is not None:
+            apply_lora(self._ctx.ctx, *lora)
         self._batch = internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self._memory = llama_cpp.llama_get_memory(self._ctx.ctx)
         self._n_ctx = n_ctx
@@ -108,6 +128,14 @@ class BatchEngine:
         self._thread.join()
         self._batch.close()
         self._ctx.close()
+
+    def held(self, key: str) -> list[int]:
+        """The tokens a slot holds for chat key (empty if none); read from another thread for
+        a report, so it may be a step behind."""
+        for slot in self._slots:
+            if slot.key == key:
+                return list(slot.tokens)
+        return []
 
     # --- the loop (worker thread) ---------------------------------------------------------
 
@@ -154,8 +182,9 @@ class BatchEngine:
 
     def _start(self, index: int, job: BatchJob) -> None:
         slot = self._slots[index]
+        job.started = time.perf_counter()
         if slot.key != job.cache_key:
-            self._swap(index, slot, job)
+            job.restored = self._swap(index, slot, job)
         bound = slot.canonical if job.params.repeatable else len(slot.tokens)
         reuse = reuse_point(common_prefix(slot.tokens[:bound], job.prompt), len(job.prompt))
         job.canonical = reuse <= slot.canonical
@@ -170,24 +199,25 @@ class BatchEngine:
             job.sampler.accept(token)
         job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def _swap(self, index: int, slot: _Slot, job: BatchJob) -> None:
+    def _swap(self, index: int, slot: _Slot, job: BatchJob) -> bool:
         """Another chat takes this slot: keep the leaving chat's sequence state, and bring
-        back the arriving chat's if it was kept and shares more of its prompt."""
+        back the arriving chat's if it was kept and shares more of its prompt (True then)."""
         if slot.key is not None and slot.tokens and self._cache.capacity_bytes:
             blob = kv_state.snapshot_sequence(self._ctx.ctx, index)
             entry = CachedState(tuple(slot.tokens), blob, len(blob), canonical=slot.canonical)
             self._cache.put(slot.key, entry)
         saved = self._cache.get(job.cache_key)
         if saved is None:
-            return
+            return False
         bound = saved.canonical if job.params.repeatable else len(saved.tokens)
         if common_prefix(saved.tokens[:bound], job.prompt) <= common_prefix(
             slot.tokens, job.prompt
         ):
-            return
+            return False
         llama_cpp.llama_memory_seq_rm(self._memory, index, -1, -1)
         kv_state.restore_sequence(self._ctx.ctx, saved.state, index)
         slot.tokens, slot.canonical = list(saved.tokens), saved.canonical
+        return True
 
     def _sampler(self, params: GenerationParams) -> Any:
         """The chat's own chain, in the order llama-cpp-python's Llama builds it."""
@@ -263,9 +293,12 @@ class BatchEngine:
             return
         batch.n_tokens = count
         self._ctx.decode(self._batch)
+        now = time.perf_counter()
         for job, _ in outputs:
-            if not job.completion and job.canonical:
-                self._slots[job.slot].canonical = len(job.prompt)  # the prompt, canonically
+            if not job.completion and job.prefilled is None:
+                job.prefilled = now
+                if job.canonical:
+                    self._slots[job.slot].canonical = len(job.prompt)  # the prompt, canonically
         for job, index in outputs:
             self._sample(job, index)
 
@@ -275,6 +308,8 @@ class BatchEngine:
             self._finish(job, "stop")
             return
         job.completion.append(token)
+        if job.first is None:
+            job.first = time.perf_counter()
         piece = job.decoder.decode(self._llm.detokenize([token], special=False))
         if piece:
             job.emit(Chunk(piece))
@@ -286,7 +321,16 @@ class BatchEngine:
 
     def _finish(self, job: BatchJob, reason: str) -> None:
         tail = job.decoder.decode(b"", final=True) if job.decoder is not None else ""
-        usage = Usage(len(job.prompt), len(job.completion), reason, job.reused)  # type: ignore[arg-type]
+        usage = Usage(
+            prompt_tokens=len(job.prompt),
+            completion_tokens=len(job.completion),
+            stop_reason=reason,  # type: ignore[arg-type]
+            cached_prompt_tokens=job.reused,
+            prefill_seconds=None if job.prefilled is None else job.prefilled - job.started,
+            first_token_seconds=None if job.first is None else job.first - job.submitted,
+            tokens_per_second=generation_speed(len(job.completion), job.first, time.perf_counter()),
+            state_restored=job.restored,
+        )
         job.emit(Chunk(tail, usage=usage))
         job.emit(None)
         if job.sampler is not None:

@@ -13,6 +13,7 @@ import codecs
 import functools
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,12 +30,15 @@ from botkit.backends.base import (
     Chunk,
     ContextOverflow,
     GenerationParams,
+    LoraAdapter,
     Message,
     ModelNotFound,
     Usage,
+    generation_speed,
 )
-from botkit.backends.gguf_info import describe_model
+from botkit.backends.gguf_info import describe_adapter, describe_model
 from botkit.backends.llama_batch import BatchEngine, BatchJob
+from botkit.backends.llama_lora import apply_lora, load_lora
 from botkit.backends.llama_prompt import PromptTokenizer
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
@@ -65,7 +69,9 @@ class LlamaCppBackend:
         self._path: Path | None = None
         self._prompts: PromptTokenizer | None = None
         self._eos: int = -1
+        self._lora: LoraAdapter | None = None
         self._live_canonical = 0  # context tokens evaluated in the canonical batch shape
+        self._live_key = ""  # the conversation whose tokens the single context holds
 
     @property
     def context_window(self) -> int:
@@ -89,6 +95,14 @@ class LlamaCppBackend:
         path = self.config.model_path or bundled_model_path()
         if not path.is_file():
             raise ModelNotFound(f"model file {path} does not exist")
+        lora = self.config.lora_path
+        if lora is not None:
+            if not lora.is_file():
+                raise BackendUnavailable(f"LoRA adapter file {lora} does not exist")
+            try:
+                self._lora = describe_adapter(lora, self.config.lora_scale)
+            except (OSError, ValueError) as exc:
+                raise BackendUnavailable(f"cannot use LoRA adapter {lora}: {exc}") from exc
         self._path = path
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load, path)
@@ -112,6 +126,15 @@ class LlamaCppBackend:
             llm.close()
             raise BackendUnavailable(f"{path.name}: {exc}") from exc
         self._eos = llm.token_eos()
+        adapter = None
+        if self.config.lora_path is not None:
+            # Loaded once, owned (and freed) by the model; every context gets it set.
+            try:
+                adapter = load_lora(llm._model.model, self.config.lora_path, path.name)
+                apply_lora(llm._ctx.ctx, adapter, self.config.lora_scale)
+            except BackendUnavailable:
+                llm.close()
+                raise
         if self.config.parallel > 1:
             self._engine = BatchEngine(
                 llm,
@@ -120,6 +143,7 @@ class LlamaCppBackend:
                 min(self.config.n_batch, self.config.n_ctx),
                 llm.n_threads,
                 self._cache,
+                lora=None if adapter is None else (adapter, self.config.lora_scale),
             )
         self._llm = llm
 
@@ -215,8 +239,9 @@ class LlamaCppBackend:
             self._engine.submit(BatchJob(prompt, params, cache_key, stop, mailbox.put))
         else:
             job = functools.partial(
-                self._sample, messages, prompt, params, cache_key, stop, mailbox.put
-            )
+                self._sample, messages, prompt, params, cache_key, stop, mailbox.put,
+                time.perf_counter(),
+            )  # fmt: skip
             future = loop.run_in_executor(self._executor, self._guarded, job, mailbox.put)
         finished = False
         try:
@@ -272,9 +297,13 @@ class LlamaCppBackend:
         cache_key: str,
         stop: threading.Event,
         emit: Emit,
+        submitted: float,
     ) -> None:
         llm = self._require()
-        reused = self._prefill(llm, prompt, cache_key, exact=params.repeatable)
+        started = time.perf_counter()
+        reused, restored = self._prefill(llm, prompt, cache_key, exact=params.repeatable)
+        prefilled = time.perf_counter()
+        first: float | None = None
         is_eog = llama_cpp.llama_vocab_is_eog
         vocab = llm._model.vocab
         llm.set_seed(params.seed)
@@ -291,6 +320,8 @@ class LlamaCppBackend:
                 reason = "stop"
                 break
             completion.append(token)
+            if first is None:
+                first = time.perf_counter()
             piece = decoder.decode(llm.detokenize([token], special=False))
             if piece:
                 emit(Chunk(piece))
@@ -303,6 +334,10 @@ class LlamaCppBackend:
             completion_tokens=len(completion),
             stop_reason=reason,  # type: ignore[arg-type]
             cached_prompt_tokens=reused,
+            prefill_seconds=prefilled - started,
+            first_token_seconds=None if first is None else first - submitted,
+            tokens_per_second=generation_speed(len(completion), first, time.perf_counter()),
+            state_restored=restored,
         )
         emit(Chunk(tail, usage=usage))
         emit(None)  # the reply is complete: the user has it before any bookkeeping below
@@ -311,8 +346,11 @@ class LlamaCppBackend:
             self._settle(llm, [*messages, {"role": "assistant", "content": text}])
         self._save_state(llm, cache_key)
 
-    def _prefill(self, llm: Any, prompt: list[int], cache_key: str, *, exact: bool) -> int:
-        """Evaluate the prompt, reusing the longest evaluated prefix; returns tokens reused.
+    def _prefill(
+        self, llm: Any, prompt: list[int], cache_key: str, *, exact: bool
+    ) -> tuple[int, bool]:
+        """Evaluate the prompt, reusing the longest evaluated prefix; returns the tokens reused
+        and whether the chat's saved state was loaded for it.
 
         llama.cpp computes a one-token batch with a different kernel than a larger batch, so
         the same history evaluated in different batch shapes gives slightly different logits:
@@ -327,19 +365,21 @@ class LlamaCppBackend:
         bound = self._live_canonical if exact else llm.n_tokens
         live = min(bound, common_prefix(evaluated, prompt))
         canonical = self._live_canonical
+        restored = False
         entry = self._cache.get(cache_key)
         if entry is not None:
             bound = entry.canonical if exact else len(entry.tokens)
             saved = min(bound, common_prefix(entry.tokens, prompt))
             if saved > live:
                 self._restore_state(llm, entry)
-                live, canonical = saved, entry.canonical
+                live, canonical, restored = saved, entry.canonical, True
         reuse = reuse_point(live, len(prompt))
         llm.n_tokens = reuse
         self._eval_batched(llm, prompt[reuse:-1])
         llm.eval(prompt[-1:])
         self._live_canonical = len(prompt) - 1 if reuse <= canonical else canonical
-        return reuse
+        self._live_key = cache_key
+        return reuse, restored
 
     def _eval_batched(self, llm: Any, tokens: Sequence[int]) -> None:
         """Evaluate tokens in batches of at least two (the canonical shape)."""
@@ -383,10 +423,31 @@ class LlamaCppBackend:
         llm.n_tokens = len(entry.tokens)
         llm._requires_eval = True  # as Llama.load_state: no live logits until the next eval
 
+    async def cached_prefix(self, messages: Sequence[Message], cache_key: str) -> int:
+        """Leading tokens of this conversation held in the chat's KV cache: in the live
+        context (or its batch slot), or in its saved state. Read without waiting for the
+        worker, so a reply being generated may move it a little."""
+        llm = self._require()
+        prompt = self._tokenize_prompt(messages, generation=False)
+        held: list[Sequence[int]] = []
+        if self._engine is not None:
+            held.append(self._engine.held(cache_key))
+        elif self._live_key == cache_key:
+            held.append(llm.input_ids[: llm.n_tokens].tolist())
+        entry = self._cache.peek(cache_key)
+        if entry is not None:
+            held.append(entry.tokens)
+        return max((common_prefix(tokens, prompt) for tokens in held), default=0)
+
     # --- description --------------------------------------------------------------------
 
     async def info(self) -> BackendInfo:
         """Model facts from the GGUF metadata and llama.cpp."""
         return describe_model(
-            self.name, self._require(), self._path, self.config.n_ctx, self.config.parallel
+            self.name,
+            self._require(),
+            self._path,
+            self.config.n_ctx,
+            self.config.parallel,
+            self._lora,
         )

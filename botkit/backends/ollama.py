@@ -8,6 +8,7 @@ the conversation trims the history to fit before anything is sent.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -36,6 +37,26 @@ log = logging.getLogger(__name__)
 # top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, seed) are the same
 # (Ollama's api.Options, docs/modelfile.md).
 _OPTION_NAMES = {"max_tokens": "num_predict"}
+
+
+def _usage(final: Any, first: float | None, sent: float) -> Usage:
+    """Usage from the last chunk of /api/chat: prompt_eval_count and eval_count with their
+    durations in nanoseconds (Ollama's api.Metrics). Ollama does not say how much of the
+    prompt its cache served, nor that it restored anything; the time to the first token is
+    measured here, from the request to the first piece of text."""
+    prompt_ns, eval_ns = final.prompt_eval_duration, final.eval_duration
+    count = final.eval_count or 0
+    # eval_duration covers every generated token; the first follows the prefill at once.
+    speed = count / (eval_ns / 1e9) if eval_ns and count else None
+    return Usage(
+        prompt_tokens=final.prompt_eval_count or 0,
+        completion_tokens=count,
+        stop_reason="length" if final.done_reason == "length" else "stop",
+        cached_prompt_tokens=None,
+        prefill_seconds=prompt_ns / 1e9 if prompt_ns else None,
+        first_token_seconds=None if first is None else first - sent,
+        tokens_per_second=speed,
+    )
 
 
 class OllamaBackend:
@@ -154,6 +175,8 @@ class OllamaBackend:
             )
         options = params.sampling(_OPTION_NAMES)
         options["num_ctx"] = self.context_window
+        sent = time.perf_counter()
+        first: float | None = None
         parts = await self._call(
             self._client.chat(
                 model=self.config.model,
@@ -171,16 +194,13 @@ class OllamaBackend:
                 except StopAsyncIteration:
                     break
                 text = part.message.content or ""
+                if text and first is None:
+                    first = time.perf_counter()
                 if part.done:
                     prompt_tokens = part.prompt_eval_count or 0
                     if prompt_tokens:
                         self._estimator.observe(messages, prompt_tokens)
-                    usage = Usage(
-                        prompt_tokens=prompt_tokens,
-                        completion_tokens=part.eval_count or 0,
-                        stop_reason="length" if part.done_reason == "length" else "stop",
-                    )
-                    yield Chunk(text, usage=usage)
+                    yield Chunk(text, usage=_usage(part, first, sent))
                     return
                 if text:
                     yield Chunk(text)

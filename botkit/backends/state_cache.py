@@ -49,6 +49,10 @@ class StateCache:
             self._entries.move_to_end(key)
         return entry
 
+    def peek(self, key: str) -> CachedState | None:
+        """The state saved for key, leaving the eviction order alone (for reports)."""
+        return self._entries.get(key)
+
     def put(self, key: str, entry: CachedState) -> None:
         """Save key's state, evicting the least recently used ones past the budget."""
         self.discard(key)

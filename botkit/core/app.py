@@ -32,10 +32,11 @@ def _internals(config: Config) -> list[tuple[str, str]]:
         host = getattr(backend, "host", None)
         if host:
             found[str(host).rstrip("/")] = "the model server"
-        path = getattr(backend, "model_path", None)
-        if path is not None:
-            for form in {str(path), str(Path(path).resolve())}:
-                found[form] = Path(path).name
+        for key in ("model_path", "lora_path"):
+            path = getattr(backend, key, None)
+            if path is not None:
+                for form in {str(path), str(Path(path).resolve())}:
+                    found[form] = Path(path).name
     with contextlib.suppress(ModelNotFound):
         bundled = bundled_model_path()
         found[str(bundled)] = bundled.name

@@ -32,7 +32,9 @@ from botkit.backends.base import (
     ContextOverflow,
     GenerationParams,
     Message,
+    PrefixCache,
     Usage,
+    generation_speed,
 )
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
 from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
@@ -43,7 +45,14 @@ if TYPE_CHECKING:
     from botkit.core.app import Bot
     from botkit.core.context import Context
 
-__all__ = ["ContextReport", "Conversation", "NothingToRetry", "PromptPlan", "Reply"]
+__all__ = [
+    "ContextReport",
+    "Conversation",
+    "NothingToRetry",
+    "PromptPlan",
+    "Reply",
+    "example_messages",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +73,13 @@ class PromptPlan:
     new_tokens: int
     kept_messages: int
     start_id: int
+    examples_tokens: int = 0  # the few-shot pairs after the persona
+    examples: int = 0
 
     @property
     def used(self) -> int:
         """Tokens the prompt takes, reply reserve not included."""
-        return self.persona_tokens + self.history_tokens + self.new_tokens
+        return self.persona_tokens + self.examples_tokens + self.history_tokens + self.new_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,9 @@ class ContextReport:
 
     plan: PromptPlan
     dropped_messages: int  # stored, but before the window: the model no longer sees them
+    # Leading prompt tokens (persona, examples, history) in the chat's KV cache now, so the
+    # next reply does not evaluate them again; None: the backend keeps no such cache.
+    cached: int | None = None
 
     @property
     def free(self) -> int:
@@ -93,6 +107,15 @@ class Reply:
     status: str
     seed: int
     usage: Usage | None
+
+
+def example_messages(settings: ChatSettings) -> list[Message]:
+    """The chat's few-shot examples as the user/assistant pairs that follow the persona."""
+    messages: list[Message] = []
+    for said, answered in settings.examples:
+        messages.append({"role": "user", "content": said})
+        messages.append({"role": "assistant", "content": answered})
+    return messages
 
 
 def _render(message: StoredMessage) -> Message:
@@ -175,24 +198,31 @@ class Conversation:
 
     async def _fixed_cost(
         self, backend: Backend, settings: ChatSettings, new: Message | None
-    ) -> tuple[int, int]:
-        """(persona + generation prompt + new message, persona alone), in tokens; refuses a
-        message that could never fit, whatever the history."""
+    ) -> tuple[int, int, int]:
+        """(persona + examples + generation prompt + new message, persona alone, examples
+        alone), in tokens: what is never trimmed. Refuses a message that could never fit,
+        whatever the history."""
         system: Message = {"role": "system", "content": settings.persona}
         # Per-message counts are cached by the backend; the template is additive, the backend
         # checks the exact prompt.
         fixed = await backend.count_tokens([system])
+        examples = 0
+        for message in example_messages(settings):
+            examples += await backend.message_tokens(message)
+        fixed += examples
         if new is not None:
             fixed += await backend.message_tokens(new)
         persona = await backend.message_tokens(system)
         if fixed > self.budget(backend, settings):
+            shots = f", the examples ({examples} tokens)" if examples else ""
             raise ContextOverflow(
-                f"the persona ({persona} tokens) and your message ({fixed - persona} tokens with "
-                f"the template) leave no room in the {backend.context_window}-token window with "
-                f"{settings.max_tokens} tokens reserved for the reply: shorten the message, "
-                "the persona, or lower /maxtokens"
+                f"the persona ({persona} tokens){shots} and your message "
+                f"({fixed - persona - examples} tokens with the template) leave no room in the "
+                f"{backend.context_window}-token window with {settings.max_tokens} tokens "
+                "reserved for the reply: shorten the message, the persona"
+                f"{' or the examples' if examples else ''}, or lower /maxtokens"
             )
-        return fixed, persona
+        return fixed, persona, examples
 
     async def plan(
         self,
@@ -204,27 +234,38 @@ class Conversation:
         """Fit persona + newest history + new message into the budget (no side effects: the
         caller stores a moved window start)."""
         backend = self.bot.backends[settings.backend]
-        fixed, persona = await self._fixed_cost(backend, settings, new)
+        fixed, persona, examples = await self._fixed_cost(backend, settings, new)
         budget = self.budget(backend, settings)
         history = sum(r.token_count for r in rows)
         start = chat.window_start_id
         if fixed + history > budget:
             target = int(budget * self.bot.config.history.trim_to)
             rows = list(rows)
-            while rows and fixed + history > target:
+            # The persona and the examples are never trimmed: the oldest history goes, and a
+            # reply left first goes too (it would merge into the last example's answer).
+            while rows and (fixed + history > target or rows[0].role == "assistant"):
                 history -= rows.pop(0).token_count
             start = max(start, rows[0].id if rows else await self._next_id(chat))
         system: Message = {"role": "system", "content": settings.persona}
-        messages = _alternating([system, *(_render(r) for r in rows), *([new] if new else [])])
+        messages = _alternating(
+            [
+                system,
+                *example_messages(settings),
+                *(_render(r) for r in rows),
+                *([new] if new else []),
+            ]
+        )
         return PromptPlan(
             messages=messages,
             window=backend.context_window,
             reserve=settings.max_tokens,
             persona_tokens=persona,
             history_tokens=history,
-            new_tokens=fixed - persona,
+            new_tokens=fixed - persona - examples,
             kept_messages=len(rows),
             start_id=start,
+            examples_tokens=examples,
+            examples=len(settings.examples),
         )
 
     async def _next_id(self, chat: ChatRecord) -> int:
@@ -249,8 +290,12 @@ class Conversation:
         """The window as it would be spent by the next turn (without a new message)."""
         backend = self.bot.backends[settings.backend]
         plan = await self.plan(chat, settings, await self.history(chat, backend), None)
+        cached = None
+        if isinstance(backend, PrefixCache):
+            cached = await backend.cached_prefix(plan.messages, str(chat.key))
         # Counted only here: a COUNT over a long history is not paid on every turn.
-        return ContextReport(plan, await self.bot.repo.count_before(chat.id, plan.start_id))
+        dropped = await self.bot.repo.count_before(chat.id, plan.start_id)
+        return ContextReport(plan, dropped, cached)
 
     # --- the turn -------------------------------------------------------------------------
 
@@ -408,7 +453,7 @@ class Conversation:
                 await stream.finish(INTERRUPTED_MARK)
             metrics.replies.labels(backend.name, MessageStatus.INTERRUPTED).inc()
             raise
-        await self._finish(turn, stream, MessageStatus.COMPLETE, seed)
+        await self._finish(turn, stream, MessageStatus.COMPLETE, seed, usage)
         metrics.replies.labels(backend.name, MessageStatus.COMPLETE).inc()
         await stream.finish()
         return Reply(stream.text, MessageStatus.COMPLETE, seed, usage)
@@ -448,10 +493,9 @@ class Conversation:
                     await self.bot.repo.checkpoint(turn.reply_id, stream.text, ref)
             if chunk.usage is not None:
                 usage = chunk.usage
-        if first is not None and usage is not None and usage.completion_tokens > 1:
-            elapsed = time.perf_counter() - first
-            if elapsed > 0:
-                rate = (usage.completion_tokens - 1) / elapsed
+        if usage is not None:
+            rate = generation_speed(usage.completion_tokens, first, time.perf_counter())
+            if rate is not None:
                 metrics.tokens_per_second.labels(backend.name).observe(rate)
         return usage
 
@@ -463,15 +507,24 @@ class Conversation:
             return None
         return target.reference(handle)
 
-    async def _finish(self, turn: _Turn, stream: ReplyStream, status: str, seed: int) -> None:
+    async def _finish(
+        self,
+        turn: _Turn,
+        stream: ReplyStream,
+        status: str,
+        seed: int,
+        usage: Usage | None = None,
+    ) -> None:
+        """Store the reply, with its figures for /stats (kept across restarts)."""
         repo = self.bot.repo
         if turn.replaces is not None and (status != MessageStatus.COMPLETE or not stream.text):
             await repo.discard_reply(turn.ctx.chat.id, turn.reply_id)  # a failed retry
             return
         reply: Message = {"role": "assistant", "content": stream.text}
         tokens = await turn.backend.message_tokens(reply) if stream.text else 0
+        stats = None if usage is None else {"backend": turn.backend.name, **usage.to_json()}
         row = NewMessage(
-            "assistant", None, stream.text, tokens, turn.backend.tokenizer_id, status, seed
+            "assistant", None, stream.text, tokens, turn.backend.tokenizer_id, status, seed, stats
         )
         ref = self._reference(turn, stream)
         await repo.finish_turn(turn.ctx.chat.id, turn.reply_id, row, ref, replaces=turn.replaces)

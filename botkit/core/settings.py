@@ -16,10 +16,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
+    "EXAMPLE_MAX_CHARS",
+    "MAX_EXAMPLES",
     "PERSONA_MAX_CHARS",
     "RANDOM_SEED",
     "SEED_MAX",
     "ChatSettings",
+    "Example",
+    "Examples",
     "MaxTokens",
     "MinP",
     "Persona",
@@ -36,6 +40,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PERSONA_MAX_CHARS = 4000
+EXAMPLE_MAX_CHARS = 500  # each side of a few-shot example
+MAX_EXAMPLES = 8
 RANDOM_SEED = -1
 SEED_MAX = 2**32 - 1
 
@@ -125,6 +131,10 @@ RepeatPenalty = option_type("repeat_penalty")
 MaxTokens = option_type("max_tokens")
 Seed = option_type("seed")
 Persona = Annotated[str, Field(min_length=1, max_length=PERSONA_MAX_CHARS)]
+ExampleText = Annotated[str, Field(min_length=1, max_length=EXAMPLE_MAX_CHARS)]
+# A few-shot example: what the user says and what the assistant answers.
+Example = tuple[ExampleText, ExampleText]
+Examples = Annotated[tuple[Example, ...], Field(max_length=MAX_EXAMPLES)]
 
 
 class ChatSettings(SamplingOptions):
@@ -133,6 +143,8 @@ class ChatSettings(SamplingOptions):
 
     backend: str = Field("local", min_length=1, max_length=64)
     persona: Persona = "You are a helpful assistant."
+    # Few-shot examples (in-context learning): user/assistant pairs right after the persona.
+    examples: Examples = ()
 
     def with_overrides(self, overrides: dict[str, Any]) -> ChatSettings:
         """These settings with every non-None override applied (overrides are validated when
@@ -143,7 +155,7 @@ class ChatSettings(SamplingOptions):
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The setting names, in display order."""
-        return ("backend", "persona", *SamplingOptions.model_fields)
+        return ("backend", "persona", "examples", *SamplingOptions.model_fields)
 
 
 def valid_overrides(raw: Any) -> dict[str, Any]:
@@ -156,9 +168,10 @@ def valid_overrides(raw: Any) -> dict[str, Any]:
         if value is None:
             continue
         try:
-            ChatSettings.model_validate({name: value})
+            checked = ChatSettings.model_validate({name: value})
         except ValidationError as exc:
             log.warning("ignoring a stored setting %s=%r: %s", name, value, exc.errors()[0]["msg"])
             continue
-        kept[name] = value
+        # The validated value: JSON has lists where a setting holds tuples (the examples).
+        kept[name] = getattr(checked, name)
     return kept

@@ -138,6 +138,8 @@ async def settings(ctx: Context) -> str:
         mark = "*" if ctx.chat.overrides.get(name) is not None else " "
         if name == "seed":
             value, default = ("random" if v == RANDOM_SEED else v for v in (value, default))
+        if name == "examples":
+            value, default = (f"{len(v)} pairs (/examples)" for v in (value, default))
         if name == "persona":
             value = value if len(value) <= 60 else value[:57] + "..."
             default = default if len(default) <= 60 else default[:57] + "..."
@@ -158,19 +160,27 @@ async def context(ctx: Context) -> None:
     """How the context window is spent: persona, kept history, reply reserve, free."""
     report = await ctx.bot.conversation.report(ctx.chat, ctx.settings)
     p = report.plan
-    text = "\n".join(
-        [
-            f"Context window: {p.window} tokens ({ctx.backend.name})",
-            f"  persona:        {p.persona_tokens}",
-            f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
-            f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
-            f"  reply reserve:  {p.reserve}",
-            f"  free:           {report.free}",
-            f"Older messages no longer seen by the model: {report.dropped_messages}",
-        ]
-    )
+    lines = [
+        f"Context window: {p.window} tokens ({ctx.backend.name})",
+        f"  persona:        {p.persona_tokens}",
+        f"  examples:       {p.examples_tokens} ({p.examples} pairs, /examples)",
+        f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
+        f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
+        f"  reply reserve:  {p.reserve}",
+        f"  free:           {report.free}",
+    ]
+    if report.cached is not None:
+        prompt = p.used - p.new_tokens
+        lines.append(
+            f"KV cache: {report.cached} of these {prompt} prompt tokens are cached for this "
+            f"chat; the next reply evaluates the other {max(0, prompt - report.cached)} and "
+            "your message (/stats shows the last reply's figures)"
+        )
+    lines.append(f"Older messages no longer seen by the model: {report.dropped_messages}")
+    text = "\n".join(lines)
     parts = [
         ("persona", p.persona_tokens),
+        ("examples", p.examples_tokens),
         ("history", p.history_tokens),
         ("framing", p.new_tokens),
         ("reply reserve", p.reserve),
@@ -252,6 +262,14 @@ def _describe(info: BackendInfo) -> list[str]:
                 f"batching: {info.slots} chats at once, each with its own window: KV cache "
                 f"{_size(kv * info.slots)} in all"
             )
+    if info.lora is not None:
+        lora = info.lora
+        kinds = ", ".join(sorted({t.split(".")[-2] for t in lora.targets if "." in t}))
+        alpha = f"alpha {lora.alpha:g}" if lora.alpha else "no alpha (scale alone)"
+        lines.append(
+            f"LoRA adapter: {lora.file}, rank {lora.rank}, {alpha}, scale {lora.scale:g}: "
+            f"W + {lora.multiplier:g} × BA on {len(lora.targets)} weight matrices ({kinds})"
+        )
     if info.parameters:
         same = ", ".join(
             f"{name} {_size(info.parameters * width)}"
@@ -280,13 +298,24 @@ async def start(ctx: Context, payload: StartPayload | None = None) -> str:
     )
 
 
+# The commands that show the workshop ideas on the real model, listed together by /help.
+CONCEPTS = ("probs", "tokens", "context", "model", "retry", "stats", "examples")
+
+
 @plugin.command("help")
 async def help_(ctx: Context) -> str:
     """List the commands."""
-    lines = ["Commands:"]
-    for command in ctx.bot.registry.all():
+
+    def line(command: Command) -> str:
         first = command.help.splitlines()[0] if command.help else ""
-        origin = "" if command.plugin == plugin.name else f"  [{command.plugin}]"
-        lines.append(f"  {command.usage} — {first}{origin}")
+        internal = command.plugin in {plugin.name, "explain", "fewshot"}
+        origin = "" if internal else f"  [{command.plugin}]"
+        return f"  {command.usage} — {first}{origin}"
+
+    commands = ctx.bot.registry.all()
+    concepts = [c for name in CONCEPTS for c in commands if c.name == name]
+    lines = ["Commands:", *(line(c) for c in commands if c not in concepts)]
+    if concepts:
+        lines += ["See what the model does (the workshop concepts):", *map(line, concepts)]
     lines.append("Anything else you type is a chat message.")
     return "\n".join(lines)

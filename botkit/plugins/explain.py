@@ -1,8 +1,9 @@
-"""See what the model does: /probs, /tokens and /retry — a plugin on the public plugin API.
+"""See what the model does: /probs, /tokens, /retry and /stats — on the public plugin API.
 
 /probs shows the model's real next-token distribution (llama.cpp logits) before and after the
 chat's sampling settings; /tokens shows how text is split into tokens; /retry regenerates the
-last reply with the same seed (the same text) or a new one.
+last reply with the same seed (the same text) or a new one; /stats shows the KV cache at work
+in the last reply (prompt tokens reused, prefill time, time to first token, tokens/s).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from botkit.backends.base import TokenInspector
+from botkit.backends.base import TokenInspector, Usage
 from botkit.core.commands import CommandError, Plugin
 from botkit.core.context import Context
 from botkit.core.sampling import sample_distribution
@@ -116,3 +117,60 @@ async def retry(ctx: Context, seed: RetrySeed | None = None) -> None:
         return
     same = "the same seed" if reply.seed == old.seed else "a new seed"
     await ctx.reply(f"(seed {reply.seed}: {same})")
+
+
+_ENDED = {
+    "stop": "the model ended it",
+    "length": "it reached max_tokens",
+    "cancelled": "it was stopped",
+}
+
+
+def _seconds(value: float | None) -> str:
+    return "not reported" if value is None else f"{value:.3f} s"
+
+
+def describe_usage(usage: Usage) -> list[str]:
+    """A reply's figures in words: how much of the prompt the KV cache saved, and timings."""
+    cached = usage.cached_prompt_tokens
+    if cached is None:
+        prompt = f"{usage.prompt_tokens} tokens (this backend does not say how many were cached)"
+        evaluated = usage.prompt_tokens
+    else:
+        evaluated = usage.prompt_tokens - cached
+        prompt = (
+            f"{usage.prompt_tokens} tokens: {cached} reused from the KV cache, {evaluated} "
+            "evaluated"
+        )
+    prefill = _seconds(usage.prefill_seconds)
+    if usage.prefill_seconds and evaluated > 0:
+        prefill += f" for {evaluated} tokens ({evaluated / usage.prefill_seconds:.0f} tokens/s)"
+    speed = usage.tokens_per_second
+    rate = "speed not measured" if speed is None else f"{speed:.1f} tokens/s"
+    lines = [
+        f"  prompt: {prompt}",
+        f"  prefill: {prefill}",
+        f"  time to first token: {_seconds(usage.first_token_seconds)}",
+        f"  reply: {usage.completion_tokens} tokens at {rate} ({_ENDED[usage.stop_reason]})",
+    ]
+    if usage.state_restored is not None:
+        if usage.state_restored:
+            state = "restored from this chat's saved state (another chat had used the model)"
+        elif cached:
+            state = "reused what the model's live context already held"
+        else:
+            state = "cold: nothing of this chat was cached"
+        lines.append(f"  KV cache: {state}")
+    return lines
+
+
+@plugin.command("stats")
+async def stats(ctx: Context) -> str:
+    """The KV cache at work: the last reply's prompt tokens (how many reused from the cache),
+    prefill time, time to first token and tokens/s."""
+    data = await ctx.bot.repo.last_stats(ctx.chat.id)
+    if data is None:
+        return "No reply with figures in this chat yet: say something, then /stats."
+    usage = Usage.from_json(data)
+    lines = [f"The last reply (backend {data.get('backend', '?')}):", *describe_usage(usage)]
+    return "\n".join(lines)

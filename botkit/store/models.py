@@ -78,6 +78,8 @@ class MessageRow(Base):
     reply_ref: Mapped[str | None] = mapped_column(String(255))
     # Set on a regenerated reply's row while it is generated, and on the alternative it left.
     replaces: Mapped[int | None] = mapped_column(Integer)
+    # A reply's figures for /stats (botkit.backends.base.Usage as JSON, with the backend).
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class PluginDataRow(Base):

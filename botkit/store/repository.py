@@ -57,6 +57,7 @@ class NewMessage:
     token_model: str
     status: str
     seed: int | None = None
+    stats: dict[str, Any] | None = None  # a reply's figures for /stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ _FINISH = (
     update(_MESSAGES)
     .where(_MESSAGES.c.id == bindparam("row_id"))
     .values({name: bindparam(name) for name in (
-        "content", "token_count", "token_model", "status", "seed", "reply_ref")})
+        "content", "token_count", "token_model", "status", "seed", "reply_ref", "stats")})
 )  # fmt: skip
 _CHECKPOINT = (
     update(_MESSAGES)
@@ -308,7 +309,7 @@ class Repository:
         reply = {
             "chat_id": chat_id, "created_at": now, "role": "assistant", "author": None,
             "content": "", "token_count": 0, "token_model": "", "seed": None,
-            "status": MessageStatus.GENERATING, "replaces": replaces,
+            "status": MessageStatus.GENERATING, "replaces": replaces, "stats": None,
         }  # fmt: skip
         values = [] if user is None else [{"chat_id": chat_id, "created_at": now, **asdict(user)}]
         async with self._write() as conn:
@@ -347,7 +348,7 @@ class Repository:
         new = {
             "content": reply.content, "token_count": reply.token_count,
             "token_model": reply.token_model, "status": reply.status, "seed": reply.seed,
-            "reply_ref": reply_ref,
+            "reply_ref": reply_ref, "stats": reply.stats,
         }  # fmt: skip
         async with self._write() as conn:
             if replaces is None:
@@ -454,6 +455,21 @@ class Repository:
             .limit(1)
         )
         return StoredMessage(*rows[0]) if rows else None
+
+    async def last_stats(self, chat_id: int) -> dict[str, Any] | None:
+        """The figures of the chat's newest finished reply (None: it has none, or no reply)."""
+        rows = await self._read(
+            select(_MESSAGES.c.stats)
+            .where(
+                _MESSAGES.c.chat_id == chat_id,
+                _MESSAGES.c.role == "assistant",
+                _MESSAGES.c.replaces.is_(None),
+                _MESSAGES.c.status != MessageStatus.GENERATING,
+            )
+            .order_by(_MESSAGES.c.id.desc())
+            .limit(1)
+        )
+        return dict(rows[0][0]) if rows and rows[0][0] else None
 
     async def alternatives(self, reply_id: int) -> list[StoredMessage]:
         """Earlier replies that /retry replaced with reply_id's text, oldest first."""

@@ -84,7 +84,7 @@ async def test_context_accounts_for_the_whole_window(bot: Bot) -> None:
     await say(bot, "Hello there!")
     text = (await say(bot, "/context")).text
     numbers = {}
-    for line in text.splitlines()[1:6]:
+    for line in text.splitlines()[1:7]:
         label, value = line.split(":", 1)
         numbers[label.strip()] = int(value.split()[0])
     assert sum(numbers.values()) == 2048

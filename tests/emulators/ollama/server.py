@@ -245,9 +245,12 @@ class OllamaEmulator:
             await response.prepare(request)
         text = ""
         sent = 0
+        first: int | None = None
         final: dict[str, Any] = {}
         async for chunk in engine.stream(messages, params, cache_key="emulator"):
             if chunk.text:
+                if first is None:
+                    first = time.monotonic_ns()
                 text += chunk.text
                 if response is not None:
                     if self.cut_after is not None and sent >= self.cut_after:
@@ -261,14 +264,20 @@ class OllamaEmulator:
                         await self._released.wait()
                         raise asyncio.CancelledError
             if chunk.usage is not None:
+                # Ollama's runner (runner/llamarunner/runner.go): prompt_eval_duration runs from
+                # the start of processing to the start of generation, eval_duration from there
+                # to the end; prompt_eval_count is the whole prompt (numPromptInputs), cached
+                # or not; durations are nanoseconds (api/types.go Metrics).
+                ended = time.monotonic_ns()
+                generating = first if first is not None else ended
                 final = {
                     "done_reason": "length" if chunk.usage.stop_reason == "length" else "stop",
-                    "total_duration": time.monotonic_ns() - started,
+                    "total_duration": ended - started,
                     "load_duration": 0,
                     "prompt_eval_count": record.prompt_tokens,
-                    "prompt_eval_duration": 1,
+                    "prompt_eval_duration": generating - started,
                     "eval_count": chunk.usage.completion_tokens,
-                    "eval_duration": 1,
+                    "eval_duration": ended - generating,
                 }
         if response is None:
             return self._json(
