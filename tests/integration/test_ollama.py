@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import subprocess
 import sys
@@ -260,3 +261,26 @@ async def test_the_emulator_speaks_the_api_the_client_expects(ollama: OllamaEmul
         await client.show("nope:1b")
     assert missing.value.status_code == 404
     await client.close()  # type: ignore[no-untyped-call]
+
+
+async def test_stats_show_what_ollama_reports(
+    make_config: MakeConfig, ollama: OllamaEmulator
+) -> None:
+    bot = await start_bot(make_config, ollama.url, max_tokens=32)
+    try:
+        await say(bot, "Tell me about the sea.")
+        stats = (await say(bot, "/stats")).text
+    finally:
+        await bot.close()
+    record = ollama.records[-1]
+    assert "The last reply (backend big):" in stats
+    assert (
+        f"prompt: {record.prompt_tokens} tokens (this backend does not say how many were cached)"
+        in stats
+    )
+    prefill = re.search(r"prefill: ([\d.]+) s", stats)
+    assert prefill
+    assert float(prefill[1]) > 0  # prompt_eval_duration, nanoseconds on the wire
+    assert re.search(r"time to first token: [\d.]+ s", stats)
+    assert re.search(r"reply: \d+ tokens at [\d.]+ tokens/s", stats)  # eval_count / eval_duration
+    assert "KV cache:" not in stats  # Ollama says nothing of its cache

@@ -175,3 +175,42 @@ async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> 
                     "echo: Hello",
                     "Again",
                 ]
+
+
+async def test_reply_stats_column_comes_and_goes_with_0005(db_url: str) -> None:
+    engine = create_engine(db_url)
+
+    def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
+        def run(connection: Connection) -> None:
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(migrations_dir()))
+            cfg.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+
+        return run
+
+    def columns(connection: Connection) -> list[str]:
+        return [c["name"] for c in inspect(connection).get_columns("messages")]
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0004"))
+        repo = Repository(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(to("head"))
+            assert "stats" in await conn.run_sync(columns)
+        chat = await repo.chat(ChatKey("t", "x"))
+        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        _, reply_id = await repo.begin_turn(chat.id, user)
+        figures = {"backend": "local", "prompt_tokens": 12, "cached_prompt_tokens": 8}
+        reply = NewMessage("assistant", None, "a", 3, "t", MessageStatus.COMPLETE, 1, figures)
+        await repo.finish_turn(chat.id, reply_id, reply, None)
+        assert await repo.last_stats(chat.id) == figures
+        await repo.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0004", down=True))
+            assert "stats" not in await conn.run_sync(columns)
+            count = (await conn.execute(text("SELECT COUNT(*) FROM messages"))).scalar_one()
+        assert count == 2  # the messages stay, only their figures go
+    finally:
+        await engine.dispose()
