@@ -43,6 +43,18 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     yield url
 
 
+def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
+    """A run_sync callable that migrates a connection up (or down) to revision."""
+
+    def run(connection: Connection) -> None:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+    return run
+
+
 def _diff(connection: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
 
@@ -58,14 +70,8 @@ async def test_migrations_create_exactly_the_models_schema_and_downgrade(db_url:
             )
         assert "ix_messages_chat_id_id" in indexes
 
-        def downgrade(connection: Connection) -> None:
-            cfg = AlembicConfig()
-            cfg.set_main_option("script_location", str(migrations_dir()))
-            cfg.attributes["connection"] = connection
-            command.downgrade(cfg, "base")
-
         async with engine.begin() as conn:
-            await conn.run_sync(downgrade)
+            await conn.run_sync(to("base", down=True))
             tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
         assert set(tables) <= {"alembic_version"}
     finally:
@@ -74,15 +80,6 @@ async def test_migrations_create_exactly_the_models_schema_and_downgrade(db_url:
 
 async def test_settings_move_into_json_and_back(db_url: str) -> None:
     engine = create_engine(db_url)
-
-    def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
-        def run(connection: Connection) -> None:
-            cfg = AlembicConfig()
-            cfg.set_main_option("script_location", str(migrations_dir()))
-            cfg.attributes["connection"] = connection
-            (command.downgrade if down else command.upgrade)(cfg, revision)
-
-        return run
 
     try:
         async with engine.begin() as conn:
@@ -179,15 +176,6 @@ async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> 
 
 async def test_reply_stats_column_comes_and_goes_with_0005(db_url: str) -> None:
     engine = create_engine(db_url)
-
-    def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
-        def run(connection: Connection) -> None:
-            cfg = AlembicConfig()
-            cfg.set_main_option("script_location", str(migrations_dir()))
-            cfg.attributes["connection"] = connection
-            (command.downgrade if down else command.upgrade)(cfg, revision)
-
-        return run
 
     def columns(connection: Connection) -> list[str]:
         return [c["name"] for c in inspect(connection).get_columns("messages")]
