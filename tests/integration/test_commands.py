@@ -78,6 +78,12 @@ async def test_help_lists_builtins_and_plugins(bot: Bot) -> None:
         assert usage in text
     for name in ("/context", "/model", "/reset", "/settings", "/help"):
         assert name in text
+    # The workshop concepts are listed together, after the other commands.
+    general, concepts = text.split("See what the model does (the workshop concepts):")
+    for name in ("/probs", "/tokens", "/context", "/model", "/retry", "/stats", "/examples"):
+        assert f"  {name}" in concepts
+        assert f"  {name}" not in general
+    assert "/reset" in general
 
 
 async def test_context_accounts_for_the_whole_window(bot: Bot) -> None:

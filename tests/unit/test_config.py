@@ -52,3 +52,15 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_parallel_needs_a_batch_that_holds_every_chat() -> None:
     with pytest.raises(ValidationError, match="parallel = 16 needs n_batch of at least 32"):
         Config(backends={"local": {"parallel": 16, "n_batch": 16}})
+
+
+def test_default_examples_and_lora_scale_are_checked(tmp_path: Path) -> None:
+    text = '[defaults]\nexamples = [["I loved this movie!", "Positive"]]\n'
+    assert load_config(write(tmp_path, text)).defaults.examples == (
+        ("I loved this movie!", "Positive"),
+    )
+    nine = "[defaults]\nexamples = [" + ", ".join(['["a", "b"]'] * 9) + "]\n"
+    with pytest.raises(ConfigError, match=r"defaults\.examples: Tuple should have at most 8"):
+        load_config(write(tmp_path, nine))
+    with pytest.raises(ConfigError, match=r"lora_scale: Input should be less than or equal to 4"):
+        load_config(write(tmp_path, "[backends.local]\nlora_scale = 5\n"))
