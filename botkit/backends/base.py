@@ -105,6 +105,7 @@ class LoraAdapter:
     alpha: float  # 0: llama.cpp then applies scale alone, without alpha / rank
     scale: float
     targets: tuple[str, ...]  # the adapted weight matrices, e.g. ("blk.0.attn_q.weight", ...)
+    parameters: int = 0  # in all A and B matrices: what fine-tuning trained
 
     @property
     def multiplier(self) -> float:

@@ -9,6 +9,7 @@ key-values, then each tensor's name, dimensions, type and offset).
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,12 +146,18 @@ def describe_adapter(path: Path, scale: float) -> LoraAdapter:
     if len(ranks) != 1:
         raise ValueError(f"{path.name} has no lora_a tensors of one rank (found {sorted(ranks)})")
     targets = tuple(n.removesuffix(".lora_a") for n in header.tensors if n.endswith(".lora_a"))
+    parameters = sum(
+        math.prod(dims)
+        for name, dims in header.tensors.items()
+        if name.endswith((".lora_a", ".lora_b"))
+    )
     return LoraAdapter(
         file=path.name,
         rank=ranks.pop(),
         alpha=float(meta.get("adapter.lora.alpha", 0.0)),
         scale=scale,
         targets=targets,
+        parameters=parameters,
     )
 
 

@@ -270,6 +270,12 @@ def _describe(info: BackendInfo) -> list[str]:
             f"LoRA adapter: {lora.file}, rank {lora.rank}, {alpha}, scale {lora.scale:g}: "
             f"W + {lora.multiplier:g} × BA on {len(lora.targets)} weight matrices ({kinds})"
         )
+        if info.parameters and lora.parameters:
+            share = lora.parameters / info.parameters
+            lines.append(
+                f"  its A and B matrices hold {lora.parameters / 1e3:.1f}K parameters, "
+                f"{share:.2%} of the model's: all that fine-tuning trained"
+            )
     if info.parameters:
         same = ", ".join(
             f"{name} {_size(info.parameters * width)}"

@@ -119,6 +119,8 @@ async def test_model_shows_the_adapter_rank_and_alpha(
         "LoRA adapter: tiny-lora.gguf, rank 4, alpha 16, scale 0.5: W + 2 × BA on 60 weight "
         "matrices (attn_q, attn_v)"
     ) in text
+    # r × (n_in + n_out) per matrix: 4 × (576 + 576) for attn_q, 4 × (576 + 192) for attn_v.
+    assert "A and B matrices hold 230.4K parameters, 0.17% of the model's" in text
 
 
 async def test_a_file_that_is_not_an_adapter_is_refused_clearly(tmp_path: Path) -> None:
