@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -36,7 +36,7 @@ from botkit.backends.base import (
     Usage,
     generation_speed,
 )
-from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
+from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings, Example
 from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
 from botkit.store.models import MessageStatus
 from botkit.store.repository import ChatRecord, NewMessage, StoredMessage
@@ -109,10 +109,10 @@ class Reply:
     usage: Usage | None
 
 
-def example_messages(settings: ChatSettings) -> list[Message]:
-    """The chat's few-shot examples as the user/assistant pairs that follow the persona."""
+def example_messages(examples: Sequence[Example]) -> list[Message]:
+    """Few-shot examples as the user/assistant pairs that follow the persona."""
     messages: list[Message] = []
-    for said, answered in settings.examples:
+    for said, answered in examples:
         messages.append({"role": "user", "content": said})
         messages.append({"role": "assistant", "content": answered})
     return messages
@@ -207,7 +207,7 @@ class Conversation:
         # checks the exact prompt.
         fixed = await backend.count_tokens([system])
         examples = 0
-        for message in example_messages(settings):
+        for message in example_messages(settings.examples):
             examples += await backend.message_tokens(message)
         fixed += examples
         if new is not None:
@@ -250,7 +250,7 @@ class Conversation:
         messages = _alternating(
             [
                 system,
-                *example_messages(settings),
+                *example_messages(settings.examples),
                 *(_render(r) for r in rows),
                 *([new] if new else []),
             ]

@@ -166,8 +166,10 @@ def describe_usage(usage: Usage) -> list[str]:
 
 @plugin.command("stats")
 async def stats(ctx: Context) -> str:
-    """The KV cache at work: the last reply's prompt tokens (how many reused from the cache),
-    prefill time, time to first token and tokens/s."""
+    """The KV cache at work: the last reply's reused prompt tokens, prefill and speed.
+
+    Prompt tokens and how many came from the KV cache, prefill time, time to first token,
+    tokens/s, and whether the chat's saved state was restored."""
     data = await ctx.bot.repo.last_stats(ctx.chat.id)
     if data is None:
         return "No reply with figures in this chat yet: say something, then /stats."

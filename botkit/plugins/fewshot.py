@@ -15,7 +15,7 @@ from pydantic import Field
 from botkit.core.commands import CommandError, Plugin
 from botkit.core.context import Context
 from botkit.core.conversation import example_messages
-from botkit.core.settings import EXAMPLE_MAX_CHARS, MAX_EXAMPLES, ChatSettings, Example
+from botkit.core.settings import EXAMPLE_MAX_CHARS, MAX_EXAMPLES, Example
 
 __all__ = ["plugin"]
 
@@ -29,7 +29,7 @@ Rest = Annotated[str, Field(min_length=1, max_length=2 * EXAMPLE_MAX_CHARS + 20)
 
 async def _tokens(ctx: Context, examples: tuple[Example, ...]) -> list[int]:
     """Each pair's cost in the prompt, with the chat template's framing."""
-    messages = example_messages(ChatSettings(examples=examples))
+    messages = example_messages(examples)
     counts = [await ctx.backend.message_tokens(m) for m in messages]
     return [counts[i] + counts[i + 1] for i in range(0, len(counts), 2)]
 
@@ -123,8 +123,9 @@ async def _list(ctx: Context) -> str:
 
 @plugin.command("examples", changes_settings=True)
 async def examples(ctx: Context, action: Action | None = None, text: Rest | None = None) -> str:
-    """Few-shot examples for this chat: list them, `add <input> => <output>`, `remove N`,
-    `clear`."""
+    """Few-shot examples for this chat: list, add <input> => <output>, remove N, clear.
+
+    They go into every prompt as user/assistant turns right after the persona."""
     if action is None:
         if text is not None:
             raise CommandError("say what to do: /examples add, remove or clear")
