@@ -145,3 +145,14 @@ async def test_a_chat_whose_slot_was_taken_gets_its_state_back(make_config: Make
         # Its first turn came back from the saved sequence (a seeded chat reuses the prompt it
         # evaluated, not its generated tokens); without it only the persona would be reused.
         assert (reply.usage.cached_prompt_tokens or 0) >= first_prompt - 1
+        assert reply.usage.state_restored is True
+        assert "KV cache: restored from this chat's saved state" in (await say(bot, "/stats")).text
+        # The batched path measures its timings like the single one.
+        assert reply.usage.prefill_seconds is not None
+        assert reply.usage.first_token_seconds is not None
+        assert reply.usage.first_token_seconds >= reply.usage.prefill_seconds
+        # A chat that keeps its slot reuses what the slot holds, without a restore.
+        again = await bot.conversation.respond(ctx, "Thanks.")
+        assert again.usage is not None
+        assert again.usage.state_restored is False
+        assert (again.usage.cached_prompt_tokens or 0) > reply.usage.prompt_tokens - 2
