@@ -151,7 +151,8 @@ def describe_usage(usage: Usage) -> list[str]:
         f"  prompt: {prompt}",
         f"  prefill: {prefill}",
         f"  time to first token: {_seconds(usage.first_token_seconds)}",
-        f"  reply: {usage.completion_tokens} tokens at {rate} ({_ENDED[usage.stop_reason]})",
+        f"  reply: {usage.completion_tokens} tokens at {rate} "
+        f"({_ENDED.get(usage.stop_reason, usage.stop_reason)})",
     ]
     if usage.state_restored is not None:
         if usage.state_restored:
@@ -172,7 +173,12 @@ async def stats(ctx: Context) -> str:
     tokens/s, and whether the chat's saved state was restored."""
     data = await ctx.bot.repo.last_stats(ctx.chat.id)
     if data is None:
-        return "No reply with figures in this chat yet: say something, then /stats."
+        if await ctx.bot.repo.last_reply(ctx.chat.id) is None:
+            return "No reply in this chat yet: say something, then /stats."
+        return (
+            "The last reply has no figures: it was cut before the model finished (or stored "
+            "by a botkit older than /stats)."
+        )
     usage = Usage.from_json(data)
     lines = [f"The last reply (backend {data.get('backend', '?')}):", *describe_usage(usage)]
     return "\n".join(lines)

@@ -35,7 +35,7 @@ def seconds(stats: str, label: str) -> float:
 async def test_a_warm_follow_up_reuses_the_cache_and_a_returning_chat_is_restored(
     bot: Bot,
 ) -> None:
-    assert "No reply with figures" in (await say(bot, "/stats")).text
+    assert "No reply in this chat yet" in (await say(bot, "/stats")).text
     await say(bot, "/maxtokens 32")
     await say(bot, LONG)
     cold = (await say(bot, "/stats")).text

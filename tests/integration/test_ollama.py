@@ -166,6 +166,8 @@ async def test_a_stream_cut_midway_keeps_the_partial_reply(
         assert rows[-1].role == "assistant"
         assert rows[-1].status == MessageStatus.INTERRUPTED
         assert rows[-1].content in reply.messages[0]
+        # No figures came for the cut reply: /stats says so rather than show an older one.
+        assert "The last reply has no figures" in (await say(bot, "/stats")).text
     finally:
         await bot.close()
 
