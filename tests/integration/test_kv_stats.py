@@ -4,6 +4,9 @@ follow-up, a chat whose saved state comes back, and figures that survive a resta
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+
+import pytest
 
 from botkit.compose import build_bot
 from botkit.core.app import Bot
@@ -13,6 +16,13 @@ LONG = (
     "Here is a long question about the history of bread. " * 12
     + "In two sentences: why did people start baking bread?"
 )
+
+
+@pytest.fixture
+async def single(make_config: MakeConfig) -> AsyncIterator[Bot]:
+    """The bundled model on one context (the batched path: tests/integration/test_batching)."""
+    async with build_bot(make_config(backends={"local": {"parallel": 1}}), base_dir=REPO) as bot:
+        yield bot
 
 
 def prompt_figures(stats: str) -> tuple[int, int, int]:
@@ -33,8 +43,9 @@ def seconds(stats: str, label: str) -> float:
 
 
 async def test_a_warm_follow_up_reuses_the_cache_and_a_returning_chat_is_restored(
-    bot: Bot,
+    single: Bot,
 ) -> None:
+    bot = single
     assert "No reply in this chat yet" in (await say(bot, "/stats")).text
     await say(bot, "/maxtokens 32")
     await say(bot, LONG)
@@ -63,7 +74,8 @@ async def test_a_warm_follow_up_reuses_the_cache_and_a_returning_chat_is_restore
     assert "KV cache: restored from this chat's saved state" in back
 
 
-async def test_context_names_the_cached_part_of_the_window(bot: Bot) -> None:
+async def test_context_names_the_cached_part_of_the_window(single: Bot) -> None:
+    bot = single
     await say(bot, "/maxtokens 32")
     await say(bot, "Tell me a fact about owls.")
     text = (await say(bot, "/context")).text
