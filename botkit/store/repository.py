@@ -10,12 +10,16 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import UpdateBase
 
 from botkit.core.events import ChatKey
 from botkit.core.settings import ChatSettings, valid_overrides
 from botkit.store.models import ChatRow, MessageRow, MessageStatus, PluginDataRow
+from botkit.store.sqlite_driver import DriverStatement, driver_connection
 
 __all__ = ["ChatRecord", "CutReply", "NewMessage", "Repository", "StoredMessage"]
 
@@ -73,6 +77,18 @@ _MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
 _PLUGIN_DATA: Table = PluginDataRow.__table__  # type: ignore[assignment]
 # Statements of every turn, built once (building one per call costs more than running it).
 _INSERT_RETURNING_ID = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+_TURN_COLUMNS = (
+    "chat_id", "created_at", "role", "author", "content", "token_count", "token_model", "status",
+    "seed", "replaces",
+)  # fmt: skip
+# The same rows as one multi-row INSERT, for SQLite's driver path (one statement, one hop).
+_INSERT_ROWS = {
+    n: insert(_MESSAGES)
+    .values([{c: bindparam(f"{c}_{i}", type_=_MESSAGES.c[c].type) for c in _TURN_COLUMNS}
+             for i in range(n)])
+    .returning(_MESSAGES.c.id)
+    for n in (1, 2)
+}  # fmt: skip
 _FINISH = (
     update(_MESSAGES)
     .where(_MESSAGES.c.id == bindparam("row_id"))
@@ -115,6 +131,49 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class _CoreWrites:
+    """The turn's statements through SQLAlchemy (PostgreSQL)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        # The ids come back in the rows' order on every database (sort_by_parameter_order).
+        result = await self._conn.execute(_INSERT_RETURNING_ID, rows)
+        return [int(i) for i in result.scalars()]
+
+    async def execute(self, statement: UpdateBase, values: dict[str, Any]) -> None:
+        await self._conn.execute(statement, values)
+
+
+class _DriverWrites:
+    """The same statements on SQLite's aiosqlite connection, one hop each."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, dialect: Dialect, prepared: dict[int, DriverStatement]
+    ) -> None:
+        self._db = db
+        self._dialect = dialect
+        self._prepared = prepared  # compiled once per statement, kept by the repository
+
+    def _statement(self, statement: UpdateBase) -> DriverStatement:
+        found = self._prepared.get(id(statement))
+        if found is None:
+            found = self._prepared[id(statement)] = DriverStatement(statement, self._dialect)
+        return found
+
+    async def insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        values = {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _TURN_COLUMNS}
+        found = await self._statement(_INSERT_ROWS[len(rows)]).run(self._db, values)
+        # RETURNING's row order is unspecified, but one statement gives its rows increasing
+        # rowids (the largest + 1, https://www.sqlite.org/autoinc.html), so sorted ids are
+        # the rows' ids in order.
+        return sorted(int(row[0]) for row in found)
+
+    async def execute(self, statement: UpdateBase, values: dict[str, Any]) -> None:
+        await self._statement(statement).run(self._db, values)
+
+
 class Repository:
     """All reads and writes of chats and messages (SQLAlchemy Core: rows, not ORM objects).
 
@@ -129,6 +188,7 @@ class Repository:
         # when another connection holds the write lock, whatever the busy timeout.
         self._write_lock = asyncio.Lock()
         self._writer: AsyncConnection | None = None
+        self._prepared: dict[int, DriverStatement] = {}
         self._cached_chats = cached_chats
         self._chats: OrderedDict[ChatKey, ChatRecord] = OrderedDict()
         self._windows: OrderedDict[int, tuple[int, list[StoredMessage]]] = OrderedDict()
@@ -158,6 +218,24 @@ class Repository:
                 self._writer = await self.engine.connect()
             async with self._writer.begin():
                 yield self._writer
+
+    @asynccontextmanager
+    async def _turn_write(self) -> AsyncIterator[_CoreWrites | _DriverWrites]:
+        """One transaction of a turn's statements (see sqlite_driver for why two paths)."""
+        if self.engine.dialect.name != "sqlite":
+            async with self._write() as conn:
+                yield _CoreWrites(conn)
+            return
+        async with self._write_lock:
+            if self._writer is None:
+                self._writer = await self.engine.connect()
+            db = await driver_connection(self._writer)
+            try:
+                yield _DriverWrites(db, self.engine.dialect, self._prepared)
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
 
     async def close(self) -> None:
         """Return the writer's connection to the pool."""
@@ -224,6 +302,8 @@ class Repository:
         cached = self._windows.get(chat_id)
         if cached is not None and cached[0] <= start_id:
             self._windows.move_to_end(chat_id)
+            if cached[0] == start_id:  # the usual turn: the window did not move
+                return list(cached[1])
             kept = [m for m in cached[1] if m.id >= start_id]
             self._windows[chat_id] = (start_id, kept)
             return list(kept)
@@ -310,12 +390,11 @@ class Repository:
             "content": "", "token_count": 0, "token_model": "", "seed": None,
             "status": MessageStatus.GENERATING, "replaces": replaces,
         }  # fmt: skip
-        values = [] if user is None else [{"chat_id": chat_id, "created_at": now, **asdict(user)}]
-        async with self._write() as conn:
-            # One statement for both rows; the ids come back in the rows' order on every
-            # database (SQLAlchemy's sort_by_parameter_order).
-            result = await conn.execute(_INSERT_RETURNING_ID, [*values, reply])
-            ids = [int(i) for i in result.scalars()]
+        values = [] if user is None else [
+            {"chat_id": chat_id, "created_at": now, "replaces": None, **asdict(user)}
+        ]  # fmt: skip
+        async with self._turn_write() as writes:
+            ids = await writes.insert([*values, reply])
         rows = self._cached_rows(chat_id)
         if rows is not None:
             if user is not None:
@@ -329,8 +408,8 @@ class Repository:
 
     async def checkpoint(self, reply_id: int, content: str, reply_ref: str | None) -> None:
         """Save a growing reply (one short transaction; the row stays marked generating)."""
-        async with self._write() as conn:
-            await conn.execute(
+        async with self._turn_write() as writes:
+            await writes.execute(
                 _CHECKPOINT, {"reply_id": reply_id, "content": content, "reply_ref": reply_ref}
             )
 
@@ -349,10 +428,11 @@ class Repository:
             "token_model": reply.token_model, "status": reply.status, "seed": reply.seed,
             "reply_ref": reply_ref,
         }  # fmt: skip
-        async with self._write() as conn:
-            if replaces is None:
-                await conn.execute(_FINISH, {"row_id": reply_id, **new})
-            else:
+        if replaces is None:
+            async with self._turn_write() as writes:
+                await writes.execute(_FINISH, {"row_id": reply_id, **new})
+        else:
+            async with self._write() as conn:
                 columns = [_MESSAGES.c[name] for name in new]
                 old = (await conn.execute(select(*columns).where(_MESSAGES.c.id == replaces))).one()
                 kept = dict(zip(new, old, strict=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from botkit.backends.scripted import ScriptedBackend
@@ -19,7 +20,7 @@ from botkit.compose import build_bot
 from botkit.config import Config
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
-from botkit.store.models import Base, MessageStatus
+from botkit.store.models import Base, MessageRow, MessageStatus
 from botkit.store.repository import NewMessage, Repository
 from tests.conftest import say
 
@@ -135,6 +136,53 @@ async def test_turns_are_stored_in_order_and_reset_keeps_settings(db_url: str) -
         again = await repo.chat(ChatKey("test", "x"))
         assert again.overrides["temperature"] == 0.4
         assert await repo.window(chat.id, 0) == []
+        await repo.close()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_turn_reads_back_the_same_through_sqlalchemy(db_url: str) -> None:
+    """The turn's statements (SQLite runs them on the aiosqlite connection itself) store
+    exactly what SQLAlchemy reads back: dates, nulls, the status, the reply's handle."""
+    engine = create_engine(db_url)
+    try:
+        assert await ensure_migrated(engine, auto_migrate_new=True)
+        repo = Repository(engine)
+        chat = await repo.chat(ChatKey("test", "rows"))
+        before = datetime.now(UTC)
+        user = NewMessage("user", "ann", "q", 3, "t", MessageStatus.COMPLETE)
+        user_id, reply_id = await repo.begin_turn(chat.id, user)
+        assert user_id is not None
+        assert reply_id > user_id
+        await repo.checkpoint(reply_id, "par", "ref-1")
+        repo.drop_caches()
+        assert [(r.content, r.status) for r in await repo.window(chat.id, 0)] == [
+            ("q", MessageStatus.COMPLETE), ("par", MessageStatus.GENERATING)
+        ]  # fmt: skip
+        reply = NewMessage("assistant", None, "partial", 2, "t", MessageStatus.COMPLETE, 7)
+        await repo.finish_turn(chat.id, reply_id, reply, "ref-2")
+        # A checkpoint after the finish changes nothing: it only touches a generating row.
+        await repo.checkpoint(reply_id, "late", None)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(MessageRow).where(MessageRow.chat_id == chat.id).order_by(MessageRow.id)
+                )
+            ).all()
+        got = [
+            (r.id, r.role, r.author, r.content, r.token_count, r.status, r.seed, r.reply_ref,
+             r.replaces)
+            for r in rows
+        ]  # fmt: skip
+        assert got == [
+            (user_id, "user", "ann", "q", 3, MessageStatus.COMPLETE, None, None, None),
+            (reply_id, "assistant", None, "partial", 2, MessageStatus.COMPLETE, 7, "ref-2", None),
+        ]
+        for row in rows:
+            created = row.created_at
+            if created.tzinfo is None:  # SQLite keeps no zone: botkit writes UTC
+                created = created.replace(tzinfo=UTC)
+            assert before - timedelta(seconds=1) <= created <= datetime.now(UTC)
         await repo.close()
     finally:
         await engine.dispose()
