@@ -1,17 +1,21 @@
 """Continuous batching: one llama.cpp context generating for several chats at once.
 
-A context with `n_seq_max = slots` and a unified KV cache holds one sequence per slot, each
-with the full `n_ctx`. One worker thread loops: every step it takes one token from each
-generating chat and a chunk of each new prompt (up to n_batch tokens in all), decodes them in
-one `llama_decode`, and samples each chat's next token with that chat's own sampler chain
-(its settings and seed). A chat that arrives takes a free slot at once and is prefilled
-alongside the others; it never waits for another chat's whole reply.
+A context with `n_seq_max = slots` holds one sequence per slot, each with the full `n_ctx`.
+The KV cache is not unified: each sequence has its own cells, and attention for one chat
+covers only them (with a unified cache it spans every chat's cells, so a seeded reply
+changed with the company it was generated in). One worker thread loops: every step it takes
+one token from each generating chat and a chunk of each new prompt (up to n_batch tokens in
+all), decodes them in one `llama_decode`, and samples each chat's next token with that
+chat's own sampler chain (its settings and seed). A chat that arrives takes a free slot at
+once and is prefilled alongside the others; it never waits for another chat's whole reply.
 
 A slot keeps its chat's tokens after the reply, so that chat's next turn reuses the prefix,
 as the single-context path does; when another chat takes the slot, the leaving chat's
 sequence state goes to the state cache (llama_state_seq_*, one buffer) and comes back when
 that chat returns. A seeded (repeatable) chat reuses only what was evaluated as
-prompt, in chunks of two or more, never generated tokens, like the single-context path.
+prompt, in chunks of two or more, never generated tokens, like the single-context path; its
+reply is evaluated again that way right after it ends (a settle job), so its next turn still
+evaluates only the new message.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ class BatchJob:
     pending: int | None = None  # sampled, not yet decoded
     sampler: Any = None
     decoder: Any = None
+    settle: bool = False  # re-evaluates a seeded reply canonically; nothing is sampled
+
+
+def _discard(_item: Chunk | BaseException | None) -> None:
+    """Where a settle job's (empty) output goes."""
 
 
 @dataclass
@@ -80,7 +89,7 @@ class BatchEngine:
         params.n_ctx = n_ctx * slots
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = slots
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_threads = params.n_threads_batch = n_threads
         self._llm = llm
         self._ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
@@ -144,7 +153,10 @@ class BatchEngine:
                 job.emit(None)
                 continue
             free = [i for i, s in enumerate(self._slots) if s.job is None]
-            if not free:
+            settling = any(
+                s.key == job.cache_key and s.job is not None and s.job.settle for s in self._slots
+            )
+            if not free or settling:  # the chat's own slot is settling: a step, then it is free
                 left.append(job)
                 continue
             own = [i for i in free if self._slots[i].key == job.cache_key]
@@ -165,6 +177,8 @@ class BatchEngine:
         self._clock += 1
         slot.key, slot.job, slot.used = job.cache_key, job, self._clock
         job.slot, job.fed, job.reused = index, reuse, reuse
+        if job.settle:
+            return  # nothing is sampled
         job.sampler = self._sampler(job.params)
         for token in job.prompt[: max(0, len(job.prompt) - 1)][-_PENALTY_LAST_N:]:
             job.sampler.accept(token)
@@ -267,7 +281,10 @@ class BatchEngine:
             if not job.completion and job.canonical:
                 self._slots[job.slot].canonical = len(job.prompt)  # the prompt, canonically
         for job, index in outputs:
-            self._sample(job, index)
+            if job.settle:
+                self._finish(job, "stop")
+            else:
+                self._sample(job, index)
 
     def _sample(self, job: BatchJob, index: int) -> None:
         token = job.sampler.sample(self._ctx, index)  # also accepts it into the chain
@@ -294,3 +311,16 @@ class BatchEngine:
             job.sampler = None
         if 0 <= job.slot < len(self._slots) and self._slots[job.slot].job is job:
             self._slots[job.slot].job = None
+            if job.params.repeatable and reason != "cancelled" and job.completion:
+                self._settle(job)
+
+    def _settle(self, job: BatchJob) -> None:
+        """A seeded reply's tokens were decoded one at a time, which is not how a cold prompt
+        holding them is evaluated: evaluate them again in prompt-sized chunks right after the
+        reply (as the single-context path does), so the chat's next turn reuses them and its
+        reply is the same as from a cold start."""
+        slot = self._slots[job.slot]
+        tokens = slot.tokens[: slot.canonical] + job.completion
+        settle = BatchJob(tokens, job.params, job.cache_key, threading.Event(), _discard,
+                          settle=True)  # fmt: skip
+        self._start(job.slot, settle)

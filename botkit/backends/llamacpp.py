@@ -33,9 +33,10 @@ from botkit.backends.base import (
     ModelNotFound,
     Usage,
 )
-from botkit.backends.gguf_info import describe_model
+from botkit.backends.gguf_info import describe_model, kv_bytes_per_token
 from botkit.backends.llama_batch import BatchEngine, BatchJob
 from botkit.backends.llama_prompt import PromptTokenizer
+from botkit.backends.llama_slots import available_memory, choose_slots, cpu_cores
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
@@ -66,6 +67,7 @@ class LlamaCppBackend:
         self._prompts: PromptTokenizer | None = None
         self._eos: int = -1
         self._live_canonical = 0  # context tokens evaluated in the canonical batch shape
+        self._slots = 1  # chats generated at once, known once the model is loaded
 
     @property
     def context_window(self) -> int:
@@ -112,10 +114,11 @@ class LlamaCppBackend:
             llm.close()
             raise BackendUnavailable(f"{path.name}: {exc}") from exc
         self._eos = llm.token_eos()
-        if self.config.parallel > 1:
+        self._slots = self._choose_slots(llm)
+        if self._slots > 1:
             self._engine = BatchEngine(
                 llm,
-                self.config.parallel,
+                self._slots,
                 self.config.n_ctx,
                 min(self.config.n_batch, self.config.n_ctx),
                 llm.n_threads,
@@ -123,10 +126,28 @@ class LlamaCppBackend:
             )
         self._llm = llm
 
+    def _choose_slots(self, llm: Any) -> int:
+        if self.config.parallel != "auto":
+            return self.config.parallel
+        slots = choose_slots(
+            cores=cpu_cores(),
+            kv_bytes_per_token=kv_bytes_per_token(llm.metadata),
+            n_ctx=self.config.n_ctx,
+            n_batch=self.config.n_batch,
+            available=available_memory(),
+        )
+        log.info("%s: parallel = auto chose %d slot(s)", self.name, slots)
+        return slots
+
     @property
     def max_parallel(self) -> int:
         """Replies generated at once: the batched slots, or one."""
-        return self.config.parallel
+        return self._slots
+
+    @property
+    def ignored_settings(self) -> frozenset[str]:
+        """None: llama.cpp applies every sampling setting."""
+        return frozenset()
 
     async def close(self) -> None:
         """Free the model and stop the worker thread."""
@@ -388,5 +409,5 @@ class LlamaCppBackend:
     async def info(self) -> BackendInfo:
         """Model facts from the GGUF metadata and llama.cpp."""
         return describe_model(
-            self.name, self._require(), self._path, self.config.n_ctx, self.config.parallel
+            self.name, self._require(), self._path, self.config.n_ctx, self._slots
         )

@@ -52,3 +52,10 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_parallel_needs_a_batch_that_holds_every_chat() -> None:
     with pytest.raises(ValidationError, match="parallel = 16 needs n_batch of at least 32"):
         Config(backends={"local": {"parallel": 16, "n_batch": 16}})
+
+
+def test_parallel_is_auto_unless_set() -> None:
+    assert Config().backends["local"].parallel == "auto"
+    assert Config(backends={"local": {"parallel": 3}}).backends["local"].parallel == 3
+    with pytest.raises(ValidationError, match="parallel"):
+        Config(backends={"local": {"parallel": "many"}})
