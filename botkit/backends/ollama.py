@@ -68,6 +68,11 @@ class OllamaBackend:
         """Ollama serves parallel requests; how many is configured."""
         return self.config.parallel
 
+    @property
+    def ignored_settings(self) -> frozenset[str]:
+        """None: Ollama's options cover every sampling setting."""
+        return frozenset()
+
     def _unreachable(self, detail: str = "") -> BackendUnavailable:
         extra = f" ({detail})" if detail else ""
         return BackendUnavailable(

@@ -29,9 +29,9 @@ def _internals(config: Config) -> list[tuple[str, str]]:
     """What untrusted users must not see, longest first (a path may contain another)."""
     found: dict[str, str] = {}
     for backend in config.backends.values():
-        host = getattr(backend, "host", None)
-        if host:
-            found[str(host).rstrip("/")] = "the model server"
+        for address in (getattr(backend, "host", None), getattr(backend, "base_url", None)):
+            if address:
+                found[str(address).rstrip("/")] = "the model server"
         path = getattr(backend, "model_path", None)
         if path is not None:
             for form in {str(path), str(Path(path).resolve())}:

@@ -132,6 +132,7 @@ async def persona(ctx: Context, text: Persona | None = None) -> str:
 async def settings(ctx: Context) -> str:
     """Show every setting of this chat with its default."""
     lines = ["Settings for this chat (* = changed here):"]
+    ignored = ctx.backend.ignored_settings
     for name in ctx.settings.names():
         value = getattr(ctx.settings, name)
         default = getattr(ctx.bot.defaults, name)
@@ -141,7 +142,8 @@ async def settings(ctx: Context) -> str:
         if name == "persona":
             value = value if len(value) <= 60 else value[:57] + "..."
             default = default if len(default) <= 60 else default[:57] + "..."
-        lines.append(f"{mark} {name}: {_show(value)}  (default {_show(default)})")
+        note = f"  — ignored by {ctx.settings.backend}" if name in ignored else ""
+        lines.append(f"{mark} {name}: {_show(value)}  (default {_show(default)}){note}")
     return "\n".join(lines)
 
 
