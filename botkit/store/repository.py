@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -11,17 +12,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import UpdateBase
 
 from botkit.core.events import ChatKey
+from botkit.core.recent import LruCache, RecentKeys
 from botkit.core.settings import ChatSettings, valid_overrides
 from botkit.store.models import ChatRow, MessageRow, MessageStatus, PluginDataRow
 from botkit.store.sqlite_driver import DriverStatement, driver_connection
 
 __all__ = ["ChatRecord", "CutReply", "NewMessage", "Repository", "StoredMessage"]
+
+log = logging.getLogger(__name__)
 
 _SETTINGS = frozenset(ChatSettings.model_fields)
 
@@ -89,11 +93,20 @@ _INSERT_ROWS = {
     .returning(_MESSAGES.c.id)
     for n in (1, 2)
 }  # fmt: skip
+_EARLIER = _MESSAGES.alias("earlier")
+# Finishing a reply also returns the newest row of the chat before the turn's question: a row
+# this process did not write there means another process serves the chat (see _check_owner).
 _FINISH = (
     update(_MESSAGES)
     .where(_MESSAGES.c.id == bindparam("row_id"))
     .values({name: bindparam(name) for name in (
         "content", "token_count", "token_model", "status", "seed", "reply_ref")})
+    .returning(
+        select(func.max(_EARLIER.c.id))
+        .where(_EARLIER.c.chat_id == _MESSAGES.c.chat_id,
+               _EARLIER.c.id < bindparam("question_id", type_=Integer))
+        .scalar_subquery()
+    )
 )  # fmt: skip
 _CHECKPOINT = (
     update(_MESSAGES)
@@ -145,6 +158,9 @@ class _CoreWrites:
     async def execute(self, statement: UpdateBase, values: dict[str, Any]) -> None:
         await self._conn.execute(statement, values)
 
+    async def fetch(self, statement: UpdateBase, values: dict[str, Any]) -> list[Any]:
+        return list(await self._conn.execute(statement, values))
+
 
 class _DriverWrites:
     """The same statements on SQLite's aiosqlite connection, one hop each."""
@@ -173,13 +189,18 @@ class _DriverWrites:
     async def execute(self, statement: UpdateBase, values: dict[str, Any]) -> None:
         await self._statement(statement).run(self._db, values)
 
+    async def fetch(self, statement: UpdateBase, values: dict[str, Any]) -> list[Any]:
+        return list(await self._statement(statement).run(self._db, values))
+
 
 class Repository:
     """All reads and writes of chats and messages (SQLAlchemy Core: rows, not ORM objects).
 
     Recently used chats and their kept windows are cached in memory and updated by this
-    repository's own writes, so a turn costs one write transaction. A chat is served by one
-    process at a time (shards split chats), so no other writer can make the cache stale.
+    repository's own writes, so a turn costs one write transaction. That needs each chat
+    served by one process (shards split chats). It is checked at no extra cost: finishing a
+    turn returns the chat's newest row before the turn's question, and a row this process did
+    not write there stops the caching of that chat, with an error in the log.
     """
 
     def __init__(self, engine: AsyncEngine, cached_chats: int = 1024) -> None:
@@ -192,6 +213,12 @@ class Repository:
         self._cached_chats = cached_chats
         self._chats: OrderedDict[ChatKey, ChatRecord] = OrderedDict()
         self._windows: OrderedDict[int, tuple[int, list[StoredMessage]]] = OrderedDict()
+        # The one-process-per-chat guard: the newest row this process wrote in each chat, the
+        # turns in flight (reply id: question id, the chat's newest row before it), and the
+        # chats found written by another process, which are no longer cached.
+        self._last_written: LruCache[int, int] = LruCache(cached_chats, lambda _: 1)
+        self._in_flight: dict[int, tuple[int, int | None]] = {}
+        self._shared: RecentKeys[int] = RecentKeys(cached_chats)
 
     def drop_caches(self) -> None:
         """Forget every cached chat and window (the next reads go to the database)."""
@@ -251,7 +278,7 @@ class Repository:
     async def chat(self, key: ChatKey) -> ChatRecord:
         """The chat for key, created on first use."""
         cached = self._chats.get(key)
-        if cached is not None:
+        if cached is not None and cached.id not in self._shared:
             self._chats.move_to_end(key)
             return cached
         query = select(_CHATS).where(
@@ -322,6 +349,8 @@ class Repository:
 
     def _keep_window(self, chat_id: int, start_id: int, messages: list[StoredMessage]) -> None:
         """Cache a chat's kept window; the least recently used chats' windows go first."""
+        if chat_id in self._shared:
+            return  # another process writes it too: read it afresh every time
         self._windows[chat_id] = (start_id, messages)
         self._windows.move_to_end(chat_id)
         while len(self._windows) > self._cached_chats:
@@ -368,6 +397,8 @@ class Repository:
         async with self._write() as conn:
             result = await conn.execute(insert(_MESSAGES).values(values).returning(_MESSAGES.c.id))
             ids = [int(row[0]) for row in result]
+        if ids:
+            self._last_written.put(chat_id, max(ids))
         rows = self._cached_rows(chat_id)
         if rows is not None:
             rows.extend(
@@ -395,6 +426,9 @@ class Repository:
         ]  # fmt: skip
         async with self._turn_write() as writes:
             ids = await writes.insert([*values, reply])
+        if user is not None:
+            self._in_flight[ids[-1]] = (ids[0], self._last_written.get(chat_id))
+        self._last_written.put(chat_id, ids[-1])
         rows = self._cached_rows(chat_id)
         if rows is not None:
             if user is not None:
@@ -429,8 +463,13 @@ class Repository:
             "reply_ref": reply_ref,
         }  # fmt: skip
         if replaces is None:
+            question, before = self._in_flight.pop(reply_id, (0, None))
             async with self._turn_write() as writes:
-                await writes.execute(_FINISH, {"row_id": reply_id, **new})
+                found = await writes.fetch(
+                    _FINISH, {"row_id": reply_id, "question_id": question, **new}
+                )
+            if found and before is not None and (found[0][0] or 0) > before:
+                self._check_owner(chat_id, int(found[0][0]))
         else:
             async with self._write() as conn:
                 columns = [_MESSAGES.c[name] for name in new]
@@ -449,8 +488,24 @@ class Repository:
                         token_model=reply.token_model, status=reply.status, seed=reply.seed,
                     )  # fmt: skip
 
+    def _check_owner(self, chat_id: int, foreign_id: int) -> None:
+        """A row appeared in the chat between this process's turns: another process serves it
+        too. Its caches (kept window, settings) would go stale, so they are no longer used."""
+        self._forget(chat_id)
+        if self._shared.add(chat_id):
+            log.error(
+                "chat %d is also written by another botkit process (message %d appeared "
+                "between this process's turns). Each chat must be served by one process: "
+                "split chats by platform, bot or Discord shard. This process now reads the "
+                "chat from the database on every turn; the two processes' turns may "
+                "interleave.",
+                chat_id,
+                foreign_id,
+            )
+
     async def discard_reply(self, chat_id: int, reply_id: int) -> None:
         """Delete a reply row that never got text (a refused turn, a failed /retry)."""
+        self._in_flight.pop(reply_id, None)
         async with self._write() as conn:
             await conn.execute(delete(_MESSAGES).where(_MESSAGES.c.id == reply_id))
         rows = self._cached_rows(chat_id)

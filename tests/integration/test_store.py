@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
 from botkit.store.models import Base, MessageRow, MessageStatus
 from botkit.store.repository import NewMessage, Repository
-from tests.conftest import say
+from tests.conftest import empty_postgres, say
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -31,17 +31,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
         return
-    url = os.environ.get("BOTKIT_TEST_POSTGRES_URL")
-    if not url and os.environ.get("CI"):
-        pytest.fail("CI must run the PostgreSQL cases: .ci/run starts a server (.ci/postgres)")
-    if not url:
-        pytest.skip('set BOTKIT_TEST_POSTGRES_URL (eval "$(.ci/postgres)"); CI always does')
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
-    yield url
+    yield await empty_postgres()
 
 
 def _diff(connection: Connection) -> list[object]:
@@ -223,3 +213,26 @@ async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> 
                     "echo: Hello",
                     "Again",
                 ]
+
+
+async def test_a_chat_served_by_two_processes_is_detected_and_read_afresh(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each chat must be served by one process (the caches assume it). Two bots on one
+    database writing the same chat: the one that finds a row it did not write stops caching
+    the chat and says so in the log; its next prompt holds the other's turn."""
+    config = Config(storage={"url": db_url})
+    first, second = ScriptedBackend("local"), ScriptedBackend("local")
+    async with build_bot(config, backends={"local": first}) as a:
+        # Turns of one process, even several in flight at once, are not mistaken for another's.
+        await say(a, "one")
+        await asyncio.gather(say(a, "two"), say(a, "three"))
+        assert "another botkit process" not in caplog.text
+        async with build_bot(config, backends={"local": second}) as b:
+            await say(b, "from the other process")
+        await say(a, "four")
+        assert "is also written by another botkit process" in caplog.text
+        await say(a, "five")
+        seen = [m["content"] for m in first.prompts[-1]]
+        assert "from the other process" in seen
+        assert seen[-1] == "five"
