@@ -31,7 +31,7 @@ async def test_two_processes_on_one_postgresql_lose_and_mix_no_turn(tmp_path: Pa
             processes.append(
                 await start_service(
                     tmp_path, bot, sockets[i], 30.0, database=url, name=f"bot-{i}.toml"
-                )  # fmt: skip
+                )
             )
         async with killed_after(processes[0]), killed_after(processes[1]):
             for notify in sockets:
