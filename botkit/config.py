@@ -127,7 +127,7 @@ class OpenAIConfig(_Section):
     # The API key comes from this environment variable or the systemd credential of this
     # name, never from this file; local servers usually need none.
     api_key_env: str = Field(default="BOTKIT_OPENAI_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
-    credential: str = Field(default="openai-api-key", pattern=r"^[A-Za-z0-9_.-]+$")
+    credential: str = Field(default="openai_api_key", pattern=r"^[A-Za-z0-9_.-]+$")
     # The context length, used when the server does not report one (vLLM's max_model_len,
     # llama-server's n_ctx do); without either, 4096 is assumed and a warning logged.
     n_ctx: int | None = Field(default=None, ge=256, le=1_048_576)

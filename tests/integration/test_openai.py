@@ -337,3 +337,18 @@ async def test_a_model_removed_from_the_server_lists_what_it_serves(
         assert "it serves: qwen2.5:7b" in reply  # listed again when the model was missing
     finally:
         await bot.close()
+
+
+async def test_the_key_can_come_from_a_systemd_credential(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "openai_api_key").write_text("emulated-key\n", encoding="utf-8")
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    config = make_config(backends={"local": openai_section(emulator.base_url, n_ctx=4096)},
+                         defaults={"max_tokens": 16})  # fmt: skip
+    async with build_bot(config) as bot:
+        assert (await say(bot, "hello from systemd")).text == "hello from systemd"
