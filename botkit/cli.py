@@ -14,7 +14,7 @@ from pathlib import Path
 from botkit.adapters.console import ConsoleAdapter
 from botkit.backends.base import BackendError
 from botkit.compose import build_bot
-from botkit.config import Config, ConfigError, load_config
+from botkit.config import Config, ConfigError, LlamaCppConfig, load_config
 from botkit.core.app import Bot
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
@@ -67,8 +67,20 @@ def _warn_plugins(bot: Bot) -> None:
         print(f"warning: {error}", file=sys.stderr)
 
 
+def _one_chat(config: Config) -> Config:
+    """The config for `botkit chat`: one person in one chat, so parallel = "auto" is one slot
+    (no KV cache for chats that never come)."""
+    backends = {
+        name: backend.model_copy(update={"parallel": 1})
+        if isinstance(backend, LlamaCppConfig) and backend.parallel == "auto"
+        else backend
+        for name, backend in config.backends.items()
+    }
+    return config.model_copy(update={"backends": backends})
+
+
 async def _chat(config: Config, base_dir: Path, chat: str) -> int:
-    async with build_bot(config, base_dir=base_dir) as bot:
+    async with build_bot(_one_chat(config), base_dir=base_dir) as bot:
         _warn_plugins(bot)
         adapter = ConsoleAdapter(chat=chat, user_name=config.console.user_name)
         if adapter.interactive:
