@@ -12,7 +12,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import Integer, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import UpdateBase
@@ -103,7 +113,9 @@ _FINISH = (
         "content", "token_count", "token_model", "status", "seed", "reply_ref")})
     .returning(
         select(func.max(_EARLIER.c.id))
-        .where(_EARLIER.c.chat_id == _MESSAGES.c.chat_id,
+        # Spelt out: SQLAlchemy renders RETURNING's columns unqualified on SQLite, and an
+        # unqualified chat_id inside the subquery would be the inner table's own.
+        .where(_EARLIER.c.chat_id == literal_column("messages.chat_id"),
                _EARLIER.c.id < bindparam("question_id", type_=Integer))
         .scalar_subquery()
     )

@@ -224,15 +224,18 @@ async def test_a_chat_served_by_two_processes_is_detected_and_read_afresh(
     config = Config(storage={"url": db_url})
     first, second = ScriptedBackend("local"), ScriptedBackend("local")
     async with build_bot(config, backends={"local": first}) as a:
-        # Turns of one process, even several in flight at once, are not mistaken for another's.
-        await say(a, "one")
-        await asyncio.gather(say(a, "two"), say(a, "three"))
+        # Turns of one process, in other chats between them, several in flight at once, are
+        # not mistaken for another's.
+        for text in ("one", "two"):
+            await say(a, text)
+            await say(a, text, "elsewhere")
+        await asyncio.gather(say(a, "three"), say(a, "three", "elsewhere"), say(a, "four"))
         assert "another botkit process" not in caplog.text
         async with build_bot(config, backends={"local": second}) as b:
             await say(b, "from the other process")
-        await say(a, "four")
-        assert "is also written by another botkit process" in caplog.text
         await say(a, "five")
+        assert "is also written by another botkit process" in caplog.text
+        await say(a, "six")
         seen = [m["content"] for m in first.prompts[-1]]
         assert "from the other process" in seen
-        assert seen[-1] == "five"
+        assert seen[-1] == "six"
