@@ -159,10 +159,21 @@ class BatchEngine:
             if not free or settling:  # the chat's own slot is settling: a step, then it is free
                 left.append(job)
                 continue
-            own = [i for i in free if self._slots[i].key == job.cache_key]
-            index = own[0] if own else min(free, key=lambda i: self._slots[i].used)
-            self._start(index, job)
+            self._start(self._choose(free, job), job)
         return left
+
+    def _choose(self, free: list[int], job: BatchJob) -> int:
+        """The chat's own slot; else, as llama-server does, a slot that already holds at least
+        half of the prompt (the same persona and question in another chat), the longest such
+        prefix first; else the least recently used (an empty one first)."""
+        own = [i for i in free if self._slots[i].key == job.cache_key]
+        if own:
+            return own[0]
+        shared = {i: common_prefix(self._slots[i].tokens, job.prompt) for i in free}
+        best = max(free, key=lambda i: (shared[i], -self._slots[i].used))
+        if shared[best] * 2 >= len(job.prompt):
+            return best
+        return min(free, key=lambda i: self._slots[i].used)
 
     def _start(self, index: int, job: BatchJob) -> None:
         slot = self._slots[index]
