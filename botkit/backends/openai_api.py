@@ -68,6 +68,7 @@ class OpenAIBackend:
         )
         self._tokens = ServerTokens(self._client, config.base_url, config.model)
         self._window: int | None = None
+        self._trained: int | None = None
         self._served: list[str] = []
 
     # --- facts ----------------------------------------------------------------------------
@@ -157,7 +158,11 @@ class OpenAIBackend:
         found = next((m for m in listed.data if m.id == self.config.model), None)
         if found is None:
             raise self._not_found()
-        reported = _reported_context(found.model_extra or {})
+        extra = found.model_extra or {}
+        meta = extra.get("meta")
+        trained = meta.get("n_ctx_train") if isinstance(meta, dict) else None
+        self._trained = trained if isinstance(trained, int) and trained > 0 else None
+        reported = _positive(extra.get("max_model_len")) or await self._props_context()
         window = reported or self.config.n_ctx
         if window is None:
             log.warning(
@@ -172,6 +177,17 @@ class OpenAIBackend:
         except (openai.APIError, httpx.TransportError) as exc:
             raise self._mapped(exc) from None
         self._window = window
+
+    async def _props_context(self) -> int | None:
+        """llama-server's context per request (GET /props, default_generation_settings.n_ctx);
+        its /v1/models gives only the trained length, which the server may not have loaded."""
+        root = self._tokens.root
+        try:
+            props = await self._client.get(f"{root}/props", cast_to=object)
+        except (openai.APIError, httpx.TransportError):
+            return None  # not llama-server
+        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        return _positive(settings.get("n_ctx")) if isinstance(settings, dict) else None
 
     async def start(self) -> None:
         """Look the model up; a server that is down is reported, not fatal (it may come up)."""
@@ -287,26 +303,14 @@ class OpenAIBackend:
             parameters=None,
             quantization=None,
             context_length=self.context_window,
-            trained_context_length=None,
+            trained_context_length=self._trained,
             file_size=None,
             extra={"server": self.config.base_url, "token counts": self._tokens.describe()},
         )
 
 
-def _reported_context(extra: dict[str, Any]) -> int | None:
-    """The context length a /v1/models entry reports: vLLM's max_model_len, llama-server's
-    meta.n_ctx (else its n_ctx_train), LM Studio's context_length."""
-    meta = extra.get("meta") if isinstance(extra.get("meta"), dict) else {}
-    assert isinstance(meta, dict)
-    for value in (
-        extra.get("max_model_len"),
-        meta.get("n_ctx"),
-        extra.get("context_length"),
-        meta.get("n_ctx_train"),
-    ):
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

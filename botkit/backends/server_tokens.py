@@ -57,6 +57,11 @@ class ServerTokens:
         self._cache: LruCache[str, int] = LruCache(_CACHED_TEXTS, lambda _: 1)
 
     @property
+    def root(self) -> str:
+        """The server's root URL (the API's without /v1)."""
+        return self._root
+
+    @property
     def exact(self) -> bool:
         """Whether counts come from the server's tokenizer."""
         return self._endpoint is not None

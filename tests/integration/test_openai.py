@@ -352,3 +352,26 @@ async def test_the_key_can_come_from_a_systemd_credential(
                          defaults={"max_tokens": 16})  # fmt: skip
     async with build_bot(config) as bot:
         assert (await say(bot, "hello from systemd")).text == "hello from systemd"
+
+
+@pytest.mark.parametrize(
+    ("reports", "shown"),
+    [
+        ({"max_model_len": 8192}, "context length: 8192 tokens"),  # vLLM
+        # llama-server: the loaded context from /props, not the trained one from /v1/models.
+        ({"n_ctx_train": 131072, "props_n_ctx": 2048},
+         "context length: 2048 tokens (trained for 131072)"),
+        ({}, "context length: 4096 tokens"),  # neither: the config's n_ctx
+    ],
+)  # fmt: skip
+async def test_the_window_is_what_the_server_serves(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    reports: dict[str, int], shown: str,
+) -> None:  # fmt: skip
+    for name, value in reports.items():
+        setattr(emulator, name, value)
+    bot = await emulated_bot(make_config, emulator, monkeypatch)
+    try:
+        assert shown in (await say(bot, "/model")).text
+    finally:
+        await bot.close()

@@ -47,6 +47,11 @@ class OpenAIEmulator:
     busy_status: int = 429
     cut_after: int | None = None
     stall: bool = False
+    # What the models list and /props report, as vLLM (max_model_len in each model entry) and
+    # llama-server (meta.n_ctx_train there, the loaded n_ctx in GET /props) do; None: absent.
+    max_model_len: int | None = None
+    n_ctx_train: int | None = None
+    props_n_ctx: int | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
     _runner: web.AppRunner | None = None
@@ -58,6 +63,7 @@ class OpenAIEmulator:
         app = web.Application()
         app.router.add_get("/v1/models", self._list)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/props", self._props)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         sock = socket.socket()
@@ -90,9 +96,25 @@ class OpenAIEmulator:
         refused = self._refused(request)
         if refused is not None:
             return refused
-        data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "emulator"}
-                for m in self.models]  # fmt: skip
+        data: list[dict[str, Any]] = [
+            {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "emulator"}
+            for m in self.models
+        ]
+        for entry in data:
+            if self.max_model_len is not None:
+                entry["max_model_len"] = self.max_model_len
+            if self.n_ctx_train is not None:
+                entry["meta"] = {"n_ctx_train": self.n_ctx_train, "n_vocab": 49152}
         return web.json_response({"object": "list", "data": data})
+
+    async def _props(self, request: web.Request) -> web.Response:
+        if self.props_n_ctx is None:  # not llama-server: no such route
+            raise web.HTTPNotFound()
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        return web.json_response({"default_generation_settings": {"n_ctx": self.props_n_ctx},
+                                  "total_slots": 1})  # fmt: skip
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         refused = self._refused(request)
