@@ -7,7 +7,7 @@ from typing import Any
 
 from botkit.backends.base import BackendInfo
 
-__all__ = ["describe_model", "quantization_name"]
+__all__ = ["describe_model", "kv_bytes_per_token", "quantization_name"]
 
 # llama.cpp's `general.file_type` values (enum llama_ftype) for the common formats.
 _FILE_TYPES = {
@@ -28,7 +28,8 @@ def quantization_name(file_type: str | None) -> str | None:
         return file_type
 
 
-def _kv_bytes_per_token(meta: dict[str, str], arch: str) -> int | None:
+def kv_bytes_per_token(meta: dict[str, str], arch: str) -> int | None:
+    """Bytes of KV cache one token of context takes (all layers, f16 keys and values)."""
     try:
         layers = int(meta[f"{arch}.block_count"])
         heads = int(meta[f"{arch}.attention.head_count"])
@@ -57,7 +58,7 @@ def describe_model(
         context_length=n_ctx,
         trained_context_length=int(trained) if trained else None,
         file_size=path.stat().st_size if path else None,
-        kv_bytes_per_token=_kv_bytes_per_token(meta, arch),
+        kv_bytes_per_token=kv_bytes_per_token(meta, arch),
         slots=slots,
         extra={
             "architecture": arch,
