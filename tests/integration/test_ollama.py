@@ -147,7 +147,7 @@ async def test_an_unknown_model_names_the_pull_command(
     async with build_bot(config) as bot:
         reply = (await say(bot, "Hi")).text
         assert "model 'llama9:70b' is not on the Ollama server" in reply
-        assert "run `ollama pull llama9:70b` there" in reply
+        assert "`botkit models pull --ollama llama9:70b`" in reply
 
 
 async def test_a_stream_cut_midway_keeps_the_partial_reply(
