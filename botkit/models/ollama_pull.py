@@ -53,5 +53,6 @@ async def pull_ollama(name: str, host: str, progress: PullProgress) -> None:
     finally:
         for bar in bars.values():
             bar.close()
+        await client.close()  # type: ignore[no-untyped-call]
     if last_status != "success":
         raise ModelError(f"Ollama at {host} stopped pulling {name!r} before it finished")

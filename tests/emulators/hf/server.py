@@ -71,13 +71,12 @@ class HubFile:
     """A file in a repo: its bytes, whether git LFS stores it, and its digests."""
 
     path: str
-    data: bytes
+    data: bytes = field(repr=False)  # (a repr of 98 MB costs pytest seconds)
     lfs: bool = True
+    sha256: str = field(init=False)  # the LFS oid, which the Hub sends as X-Linked-Etag
 
-    @property
-    def sha256(self) -> str:
-        """The LFS oid, which the Hub sends as X-Linked-Etag."""
-        return hashlib.sha256(self.data).hexdigest()
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass
@@ -147,10 +146,10 @@ def default_repos() -> list[HubRepo]:
 class HubEmulator:
     """Start with `await hub.start()`; point HF_ENDPOINT at `hub.url`."""
 
-    repos: list[HubRepo] = field(default_factory=default_repos)
+    repos: list[HubRepo] = field(default_factory=default_repos, repr=False)
     tokens: set[str] = field(default_factory=set)
     corrupt: set[str] = field(default_factory=set)
-    records: list[HubRecord] = field(default_factory=list)
+    records: list[HubRecord] = field(default_factory=list, repr=False)
     url: str = ""
     cdn_url: str = ""
     _grants: set[tuple[str, str]] = field(default_factory=set)
