@@ -109,6 +109,11 @@ def _hub_error(exc: BaseException, spec: ModelSpec, settings: HubSettings) -> Mo
         return ModelPullError(
             f"{spec.repo} on {where} no longer has a file it listed; run the pull again"
         )
+    if isinstance(exc, HfHubHTTPError) and exc.response.status_code == 401:
+        return ModelPullError(
+            f"{where} refused the token in {TOKEN_ENV} (invalid or expired): make a new read "
+            "token, or unset it for public models"
+        )
     if isinstance(exc, HfHubHTTPError):
         return ModelPullError(f"{where} answered HTTP {exc.response.status_code} for {spec.repo}")
     if isinstance(exc, httpx2.HTTPError):

@@ -152,6 +152,12 @@ async def test_missing_and_gated_repos_say_what_to_do(
     assert not resolves[-1].authorized
 
     token = "hf_" + "x" * 34
+    monkeypatch.setenv("HF_TOKEN", token)  # a token the Hub does not know
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q4_1") == 1
+    out, err = capsys.readouterr()
+    assert f"{hub.url} refused the token in HF_TOKEN (invalid or expired)" in err
+    assert token not in out + err
+
     hub.tokens.add(token)
     monkeypatch.setenv("HF_TOKEN", token)
     assert await botkit("models", "pull", GATED_REPO) == 1
@@ -253,7 +259,7 @@ async def test_a_config_model_is_pulled_on_first_start_then_loaded_and_answering
         described = (await say(bot, "/model")).text
     assert "model: SmolLM2-135M-Instruct-Q4_1" in described
     assert "quantization: Q4_1" in described
-    assert f"local (llamacpp: {SMOL_REPO}:Q4_1)" in described
+    assert f"local (llamacpp: {SMOL_REPO}:Q4_1, Q4_1, 98.4 MB)  ← this chat" in described
     err = capsys.readouterr().err
     assert f"{SMOL_REPO}:Q4_1 is not in" in err
     assert f"{Q4}: 100%" in err

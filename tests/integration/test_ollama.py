@@ -199,8 +199,8 @@ async def test_model_shows_the_ollama_details(
         assert "context length: 8192 tokens (trained for 8192)" in text
         assert "family: llama" in text
         assert "parameter size: 135M" in text
-        assert "big (ollama: smollm2:135m)  ← this chat" in text
-        assert "local (llamacpp: bundled model)" in text
+        assert "big (ollama: smollm2:135m, Q4_1)  ← this chat" in text
+        assert "local (llamacpp: bundled model, Q4_1, 98.4 MB)" in text
         assert "there is no backend named 'nope'" in (await say(bot, "/model nope")).text
     finally:
         await bot.close()

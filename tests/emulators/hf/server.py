@@ -45,16 +45,6 @@ from aiohttp import web
 from botkit.backends.model_files import bundled_model_path
 from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
 
-__all__ = [
-    "GATED_REPO",
-    "SMOL_REPO",
-    "SPLIT_REPO",
-    "HubEmulator",
-    "HubFile",
-    "HubRecord",
-    "HubRepo",
-]
-
 SMOL_REPO = "botkit-test/SmolLM2-135M-Instruct-GGUF"
 SPLIT_REPO = "botkit-test/Split-GGUF"
 GATED_REPO = "botkit-test/Gated-GGUF"
