@@ -4,8 +4,12 @@ real ollama client against the Ollama emulator, and a config model loaded by lla
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import socket
+import struct
+import sys
+import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from botkit.systemd import Notifier
 from tests.conftest import MakeConfig, say
 from tests.emulators.hf import GATED_REPO, SMOL_REPO, SPLIT_REPO, HubEmulator
 from tests.emulators.ollama import EmulatedModel, OllamaEmulator
+from tests.integration.test_console_tty import Terminal
 
 Q4 = "SmolLM2-135M-Instruct-Q4_1.gguf"
 Q3 = "SmolLM2-135M-Instruct-Q3_K_M.gguf"
@@ -95,6 +100,33 @@ async def test_a_repo_with_several_models_lists_them_and_asks(
     assert await botkit("models", "pull", f"{SMOL_REPO}:Q5_K_M") == 1
     err = capsys.readouterr().err
     assert f"{SMOL_REPO} has no Q5_K_M model; its quantizations: Q2_K, Q3_K_M, Q4_1" in err
+
+
+async def test_on_a_terminal_pull_asks_which_model_and_draws_a_bar(
+    hub: HubEmulator, tmp_path: Path
+) -> None:
+    def session() -> tuple[str, str, int]:
+        # The child inherits HF_ENDPOINT and HF_HOME from this process's environment.
+        term = Terminal([sys.executable, "-m", "botkit", "models", "pull", SMOL_REPO], tmp_path)
+        # A terminal has a size (a new pseudo-terminal has 0 columns, and tqdm draws nothing).
+        fcntl.ioctl(term.master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        try:
+            listing = term.expect("which one (1-3, Enter to stop)? ")
+            term.type("2\n")
+            screen = term.expect("use it: ")
+            screen += term.expect("\n")
+        finally:
+            code = term.close()
+        return listing, screen, code
+
+    listing, screen, code = await asyncio.to_thread(session)
+    assert f"{SMOL_REPO} has 3 GGUF models" in listing
+    assert f"  2. Q3_K_M     60.0 MB  {Q3}" in listing
+    assert code == 0
+    assert "100%|" in screen  # huggingface_hub's tqdm bar, not percentage lines
+    assert f"{Q3}: 100% (" not in screen
+    assert f'model = "hf://{SMOL_REPO}/{Q3}"' in screen
+    assert find_local(parse_model_spec(f"{SMOL_REPO}:Q3_K_M"), cache(tmp_path)) is not None
 
 
 async def test_a_cut_download_resumes_where_it_stopped(hub: HubEmulator, tmp_path: Path) -> None:
