@@ -9,12 +9,13 @@ vocabulary) are skipped, not kept.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["GGUF_MAGIC", "GgufError", "GgufHeader", "read_gguf_header"]
+__all__ = ["GGUF_MAGIC", "GgufError", "GgufHeader", "TensorInfo", "read_gguf_header"]
 
 GGUF_MAGIC = b"GGUF"
 _VERSIONS = (2, 3)  # version 1 (2023) used 32-bit counts; llama.cpp no longer loads it
@@ -33,6 +34,16 @@ class GgufError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One tensor record: name, dimensions, ggml type, offset in the data section."""
+
+    name: str
+    dims: tuple[int, ...]
+    ggml_type: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class GgufHeader:
     """What a GGUF header tells: its metadata (scalars as text, like llama.cpp's) and tensors."""
 
@@ -40,6 +51,11 @@ class GgufHeader:
     metadata: dict[str, str]
     tensor_count: int
     parameters: int  # elements of all tensors in this file
+    tensors: tuple[TensorInfo, ...] = ()
+    # Byte offsets: where the key/value pairs start and end (for tools that copy them), and
+    # where the tensor data starts (after the records, aligned to general.alignment).
+    metadata_span: tuple[int, int] = (0, 0)
+    data_offset: int = 0
 
     @property
     def architecture(self) -> str:
@@ -107,20 +123,23 @@ def read_gguf_header(path: Path) -> GgufHeader:
         if version not in _VERSIONS:
             raise GgufError(f"{path.name}: GGUF version {version} is not supported (2 or 3 is)")
         tensor_count, kv_count = reader.count(), reader.count()
+        kv_start = file.tell()
         metadata: dict[str, str] = {}
         for _ in range(kv_count):
             key = reader.string()
             value = reader.value(int(reader.take("<I")))
             if value is not None:
                 metadata[key] = value
-        parameters = 0
+        kv_end = file.tell()
+        tensors = []
         for _ in range(tensor_count):
-            reader.string()  # the tensor's name
-            dims = int(reader.take("<I"))
-            elements = 1
-            for _ in range(dims):
-                elements *= reader.count()
-            reader.take("<I")  # ggml type
-            reader.take("<Q")  # offset in the data section
-            parameters += elements
-    return GgufHeader(version, metadata, tensor_count, parameters)
+            name = reader.string()
+            dims = tuple(reader.count() for _ in range(int(reader.take("<I"))))
+            ggml_type, offset = int(reader.take("<I")), int(reader.take("<Q"))
+            tensors.append(TensorInfo(name, dims, ggml_type, offset))
+        alignment = int(metadata.get("general.alignment", "32"))
+        data_offset = -(-file.tell() // alignment) * alignment
+    parameters = sum(math.prod(t.dims) for t in tensors)
+    return GgufHeader(
+        version, metadata, tensor_count, parameters, tuple(tensors), (kv_start, kv_end), data_offset
+    )

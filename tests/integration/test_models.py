@@ -202,22 +202,36 @@ async def test_missing_and_gated_repos_say_what_to_do(
     assert token not in "".join(capsys.readouterr())
 
 
-async def test_a_split_model_is_pulled_whole_and_listed_once(
-    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+SPLIT_FIRST = "SmolLM2-135M-Instruct-Q4_1-00001-of-00002.gguf"
+
+
+async def test_a_split_model_is_pulled_whole_listed_once_loaded_and_answering(
+    hub: HubEmulator,
+    tmp_path: Path,
+    make_config: MakeConfig,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert await botkit("models", "pull", f"{SPLIT_REPO}:Q8_0") == 0
+    assert await botkit("models", "pull", f"{SPLIT_REPO}:Q4_1") == 0
     err = capsys.readouterr().err
-    assert "Q8_0/Model-Q8_0-00001-of-00002.gguf (part 1 of 2): 100%" in err
-    assert "Q8_0/Model-Q8_0-00002-of-00002.gguf (part 2 of 2): 100%" in err
+    assert f"Q4_1/{SPLIT_FIRST} (part 1 of 2): 100%" in err
+    assert "Q4_1/SmolLM2-135M-Instruct-Q4_1-00002-of-00002.gguf (part 2 of 2): 100%" in err
     path = find_local(parse_model_spec(SPLIT_REPO), cache(tmp_path))
     assert path is not None
-    assert path.name == "Model-Q8_0-00001-of-00002.gguf"
-    assert (path.parent / "Model-Q8_0-00002-of-00002.gguf").is_file()
+    assert path.name == SPLIT_FIRST
+    assert (path.parent / "SmolLM2-135M-Instruct-Q4_1-00002-of-00002.gguf").is_file()
 
     assert await botkit("models", "list") == 0
     out = capsys.readouterr().out
-    assert out.count("Model-Q8_0-0000") == 1
-    assert "file Model-Q8_0-00001-of-00002.gguf in 2 parts, 5.0 MB" in out
+    assert out.count("-of-00002.gguf") == 1
+    # Both parts' tensors add up to the whole model's parameters.
+    assert f"file {SPLIT_FIRST} in 2 parts, 98.4 MB, 134.5M parameters, Q4_1" in out
+
+    config = make_config(backends={"local": {"model": f"hf://{SPLIT_REPO}/Q4_1/{SPLIT_FIRST}"}})
+    async with build_bot(config) as bot:  # llama.cpp opens part 1 and finds part 2 beside it
+        reply = await say(bot, "Say hello.")
+        assert reply.text
+        assert not reply.text.startswith("⚠")
+        assert "parameters: 134.5M" in (await say(bot, "/model")).text
 
 
 async def test_models_list_figures_come_from_the_gguf_metadata(

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from botkit.backends.model_files import bundled_model_path
-from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
+from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata, split_gguf
 
 SMOL_REPO = "botkit-test/SmolLM2-135M-Instruct-GGUF"
 SPLIT_REPO = "botkit-test/Split-GGUF"
@@ -100,10 +100,10 @@ class HubRecord:
 
 def default_repos() -> list[HubRepo]:
     """The bundled model under a fake repo (with two smaller header-only quantizations, a
-    README and a vision projector), a split model, and a gated repo."""
+    README and a vision projector), the bundled model split in two (gguf-split's layout, which
+    llama.cpp loads), and a gated repo."""
     bundled = bundled_model_path().read_bytes()
     stem = "SmolLM2-135M-Instruct"
-    split_meta = smollm_metadata(7, **{"split.count": 2, "split.tensors.count": 0})
     return [
         HubRepo(
             SMOL_REPO,
@@ -118,14 +118,8 @@ def default_repos() -> list[HubRepo]:
         HubRepo(
             SPLIT_REPO,
             [
-                HubFile(
-                    "Q8_0/Model-Q8_0-00001-of-00002.gguf",
-                    gguf_bytes({**split_meta, "split.no": 0}, 3_000_000),
-                ),
-                HubFile(
-                    "Q8_0/Model-Q8_0-00002-of-00002.gguf",
-                    gguf_bytes({"split.no": 1, "split.count": 2}, 2_000_000),
-                ),
+                HubFile(f"Q4_1/{stem}-Q4_1-{n:05d}-of-00002.gguf", shard)
+                for n, shard in enumerate(split_gguf(bundled_model_path(), 2), 1)
             ],
         ),
         HubRepo(GATED_REPO, [HubFile(f"{stem}-Q4_1.gguf", bundled)], gated=True),
