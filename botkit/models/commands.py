@@ -158,12 +158,16 @@ def _describe(model: LocalModel, models: list[LocalModel], n_ctx: int, free: int
         verdict = ": fits"
     else:
         better = best_fit(model, models, n_ctx, free)
-        hint = (
-            f"; the largest quantization of it that fits: {better.name} "
-            f"({human_size(better.memory(n_ctx) or 0)})"
-            if better
-            else "; no quantization of it here fits (pull a smaller one)"
-        )
+        if better is not None:
+            need_better = human_size(better.memory(n_ctx) or 0)
+            hint = f"; the largest quantization of it that fits: {better.name} ({need_better})"
+        elif model.repo:
+            hint = (
+                f"; no quantization of it here fits (botkit models pull {model.repo} lists "
+                "the others with their sizes)"
+            )
+        else:
+            hint = "; pick a smaller quantization"
         verdict = f": too big for {human_size(free)}{hint}"
     return f"{model.name}\n{facts}\n{sums}{verdict}"
 

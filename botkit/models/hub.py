@@ -82,6 +82,7 @@ def _hub_error(exc: BaseException, spec: ModelSpec, settings: HubSettings) -> Mo
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        OfflineModeIsEnabled,
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -116,6 +117,11 @@ def _hub_error(exc: BaseException, spec: ModelSpec, settings: HubSettings) -> Mo
         )
     if isinstance(exc, HfHubHTTPError):
         return ModelPullError(f"{where} answered HTTP {exc.response.status_code} for {spec.repo}")
+    if isinstance(exc, OfflineModeIsEnabled):
+        return ModelPullError(
+            f"HF_HUB_OFFLINE is set, so {spec} cannot be pulled (a model already pulled is used "
+            "without the network)"
+        )
     if isinstance(exc, httpx2.HTTPError):
         return ModelPullError(
             f"cannot reach {where} ({type(exc).__name__}); check the network, or set "
@@ -126,9 +132,9 @@ def _hub_error(exc: BaseException, spec: ModelSpec, settings: HubSettings) -> Mo
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
     import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    return (HfHubHTTPError, httpx2.HTTPError)
+    return (HfHubHTTPError, httpx2.HTTPError, OfflineModeIsEnabled)
 
 
 def list_remote(spec: ModelSpec, settings: HubSettings) -> tuple[str, list[ModelFiles]]:

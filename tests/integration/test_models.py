@@ -267,6 +267,15 @@ async def test_models_list_figures_come_from_the_gguf_metadata(
     assert "60.0 MB weights + 47.2 MB KV = 107.2 MB: fits" in out
     assert "40.0 MB weights + 47.2 MB KV = 87.2 MB: fits" in out
 
+    assert await botkit("models", "list", "--ram", "50M") == 0
+    out = capsys.readouterr().out
+    assert (
+        "87.2 MB: too big for 50.0 MB; no quantization of it here fits (botkit models pull "
+        f"{SMOL_REPO} lists the others with their sizes)" in out
+    )
+    bundled = out.split("SmolLM2-135M-Instruct.Q4_1.gguf\n")[1]  # not from the Hub
+    assert "145.5 MB: too big for 50.0 MB; pick a smaller quantization" in bundled
+
     with pytest.raises(SystemExit) as refused:  # argparse: usage and status 2
         await botkit("models", "list", "--n-ctx", "100")
     assert refused.value.code == 2
