@@ -195,7 +195,7 @@ def _download(
 ) -> Path:
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    first: Path | None = None
+    paths: list[Path] = []
     count = len(model.parts)
     for number, part in enumerate(model.parts, 1):
         label = part.path if count == 1 else f"{part.path} (part {number} of {count})"
@@ -227,9 +227,8 @@ def _download(
                     "pull again"
                 ) from None
             _verify(path, part, progress)
-        first = first or path
-    assert first is not None  # a model has at least one part
-    return first
+        paths.append(path)
+    return paths[0]  # llama.cpp opens the first part and finds the others beside it
 
 
 def pull(
@@ -257,24 +256,31 @@ def pull(
 
 
 def find_local(spec: ModelSpec, cache_dir: Path) -> Path | None:
-    """The model's path if it is complete in the cache (no network); else None."""
+    """The model's path if it is complete in the cache (no network); else None. The snapshot
+    main points at is looked in first, then older ones (a repo updated since the pull)."""
     from botkit.models.files import ModelChoiceError
 
     folder = repo_dir(cache_dir, spec.repo)
     ref = folder / "refs" / "main"
-    if not ref.is_file():
-        return None
-    snapshot = folder / "snapshots" / ref.read_text(encoding="utf-8").strip()
-    files = [
-        RepoFile(p.relative_to(snapshot).as_posix(), p.stat().st_size)
-        for p in snapshot.rglob("*.gguf")
-        if p.is_file()  # follows the symlink: a blob removed under it does not count
-    ]
-    try:
-        model = choose(spec, group_models(files))
-    except ModelChoiceError:
-        return None
-    return snapshot / model.first.path if model.complete else None
+    main = folder / "snapshots" / ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
+    others = sorted(
+        (p for p in (folder / "snapshots").glob("*") if p != main),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for snapshot in [main, *others] if main is not None else others:
+        files = [
+            RepoFile(p.relative_to(snapshot).as_posix(), p.stat().st_size)
+            for p in snapshot.rglob("*.gguf")
+            if p.is_file()  # follows the symlink: a blob removed under it does not count
+        ]
+        try:
+            model = choose(spec, group_models(files))
+        except ModelChoiceError:
+            continue
+        if model.complete:
+            return snapshot / model.first.path
+    return None
 
 
 def resolve(

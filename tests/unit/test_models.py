@@ -10,6 +10,7 @@ import pytest
 from botkit.backends.gguf_file import GgufError, read_gguf_header
 from botkit.config import ConfigError, load_config
 from botkit.models.files import AmbiguousModel, ModelChoiceError, RepoFile, choose, group_models
+from botkit.models.hub import find_local
 from botkit.models.local import memory_available
 from botkit.models.spec import ModelSpec, parse_model_spec
 from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
@@ -114,3 +115,17 @@ def test_the_config_takes_a_hub_model_or_a_path_not_both(tmp_path: Path) -> None
     path.write_text('[backends.local]\nmodel = "M.gguf"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"backends\.local\.llamacpp\.model: .*OWNER/REPO:QUANT"):
         load_config(path)
+
+
+def test_a_pulled_model_is_found_after_the_repo_moved_on(tmp_path: Path) -> None:
+    folder = tmp_path / "models--o--M-GGUF"
+    for commit, name in (("a" * 40, "M-Q4_1.gguf"), ("b" * 40, "M-Q2_K.gguf")):
+        (folder / "snapshots" / commit).mkdir(parents=True)
+        (folder / "snapshots" / commit / name).write_bytes(gguf_bytes(smollm_metadata(3), 1024))
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("b" * 40, encoding="utf-8")
+    found = find_local(ModelSpec("o/M-GGUF", quant="Q4_1"), tmp_path)
+    assert found == folder / "snapshots" / ("a" * 40) / "M-Q4_1.gguf"
+    assert find_local(ModelSpec("o/M-GGUF", quant="Q2_K"), tmp_path) is not None
+    assert find_local(ModelSpec("o/M-GGUF", quant="Q8_0"), tmp_path) is None
+    assert find_local(ModelSpec("o/Other-GGUF"), tmp_path) is None
