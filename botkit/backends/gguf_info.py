@@ -28,8 +28,9 @@ def quantization_name(file_type: str | None) -> str | None:
         return file_type
 
 
-def kv_bytes_per_token(meta: dict[str, str], arch: str) -> int | None:
-    """Bytes of KV cache one token of context takes (all layers, f16 keys and values)."""
+def kv_bytes_per_token(meta: dict[str, str]) -> int | None:
+    """Bytes of KV cache one token of context takes (K and V, all layers, f16), if known."""
+    arch = meta.get("general.architecture", "")
     try:
         layers = int(meta[f"{arch}.block_count"])
         heads = int(meta[f"{arch}.attention.head_count"])
@@ -58,7 +59,7 @@ def describe_model(
         context_length=n_ctx,
         trained_context_length=int(trained) if trained else None,
         file_size=path.stat().st_size if path else None,
-        kv_bytes_per_token=kv_bytes_per_token(meta, arch),
+        kv_bytes_per_token=kv_bytes_per_token(meta),
         slots=slots,
         extra={
             "architecture": arch,

@@ -72,7 +72,7 @@ def read_local_model(
         parameters=sum(h.parameters for h in headers),
         quantization=quantization_name(meta.get("general.file_type")) or quant_hint,
         trained_context=int(trained) if trained and trained.isdigit() else None,
-        kv_bytes_per_token=kv_bytes_per_token(meta, arch),
+        kv_bytes_per_token=kv_bytes_per_token(meta),
     )
 
 
