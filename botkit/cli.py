@@ -1,4 +1,4 @@
-"""The command line: botkit init | chat | run | db upgrade | check."""
+"""The command line: botkit init | chat | run | db upgrade | check | models | bench."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from botkit.backends.base import BackendError
 from botkit.compose import build_bot
 from botkit.config import Config, ConfigError, LlamaCppConfig, load_config
 from botkit.core.app import Bot
+from botkit.models.commands import add_models_parser, run_models
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
@@ -195,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     with_config(db_sub.add_parser("upgrade", help="apply Alembic migrations"))
     with_config(sub.add_parser("check", help="validate the config and probe storage and backends"))
+    add_models_parser(sub, with_config)
     bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to python -m bench")
     return parser
@@ -221,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(config, base_dir, args.chat))
         if args.command == "run":
             return asyncio.run(_run(config, base_dir))
+        if args.command == "models":
+            return run_models(args, config)
         if args.command == "db":
             return asyncio.run(_db_upgrade(config))
         return asyncio.run(_check(config, base_dir))

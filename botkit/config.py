@@ -17,11 +17,13 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from botkit.core.settings import ChatSettings
+from botkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
     "BackendConfig",
@@ -68,6 +70,10 @@ class LlamaCppConfig(_Section):
 
     kind: Literal["llamacpp"] = "llamacpp"
     model_path: Path | None = None
+    # Instead of model_path: a model on the Hugging Face Hub, "OWNER/REPO:QUANT" or
+    # "hf://OWNER/REPO/FILE.gguf", downloaded on the first start (as `botkit models pull`
+    # does) and loaded from the cache after that. Neither: the bundled SmolLM2-135M.
+    model: str | None = None
     n_ctx: int = Field(default=2048, ge=256, le=131072)
     n_threads: int | None = Field(default=None, ge=1, le=512)
     n_batch: int = Field(default=512, ge=16, le=8192)
@@ -77,6 +83,24 @@ class LlamaCppConfig(_Section):
     # it); on a CPU the gain is 1.4-1.8x at 8 chats, more on a GPU. "auto": see
     # backends/llamacpp.py choose_slots (cores, the model's KV size, free memory, n_batch).
     parallel: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _model_spec(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return str(parse_model_spec(value))  # ValueError: what is wrong, and the forms
+
+    @property
+    def hub_model(self) -> ModelSpec | None:
+        """The Hub model to resolve at start, if `model` is set."""
+        return parse_model_spec(self.model) if self.model else None
+
+    @model_validator(mode="after")
+    def _one_model(self) -> LlamaCppConfig:
+        if self.model and self.model_path:
+            raise ValueError("set model (a Hub model) or model_path (a local GGUF file), not both")
+        return self
 
     @model_validator(mode="after")
     def _batch_holds_every_slot(self) -> LlamaCppConfig:

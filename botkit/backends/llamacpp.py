@@ -88,12 +88,26 @@ class LlamaCppBackend:
         """Load the model on the worker thread."""
         if self._llm is not None:
             return
-        path = self.config.model_path or bundled_model_path()
+        path = await self._model_file()
         if not path.is_file():
             raise ModelNotFound(f"model file {path} does not exist")
         self._path = path
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load, path)
+
+    async def _model_file(self) -> Path:
+        """model_path, the Hub model (from the cache, or pulled once with progress), or the
+        bundled model."""
+        spec = self.config.hub_model
+        if spec is None:
+            return self.config.model_path or bundled_model_path()
+        from botkit.models.hub import resolve
+        from botkit.models.spec import ModelError
+
+        try:
+            return await asyncio.to_thread(resolve, spec)
+        except ModelError as exc:
+            raise ModelNotFound(f"backends.{self.name}: model {spec}: {exc}") from None
 
     def _load(self, path: Path) -> None:
         from llama_cpp import Llama

@@ -83,7 +83,7 @@ class OllamaBackend:
         model = self.config.model
         return ModelNotFound(
             f"model {model!r} is not on the Ollama server at {self.config.host}; "
-            f"run `ollama pull {model}` there"
+            f"pull it with `botkit models pull --ollama {model}` (or `ollama pull {model}` there)"
         )
 
     async def _call(self, coro: Any) -> Any:

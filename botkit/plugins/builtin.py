@@ -208,8 +208,23 @@ async def model(ctx: Context, name: BackendName | None = None) -> str:
         what = getattr(config, "model", None) or "bundled model"
         if getattr(config, "model_path", None):
             what = str(getattr(config, "model_path", ""))
-        lines.append(f"  {backend_name} ({config.kind}: {what}){here}")
+        lines.append(
+            f"  {backend_name} ({config.kind}: {what}{await _facts(ctx, backend_name)}){here}"
+        )
     return "\n".join(lines)
+
+
+async def _facts(ctx: Context, backend_name: str) -> str:
+    """A backend's quantization and file size for the /model list ("" if it cannot tell)."""
+    backend = ctx.bot.backends.get(backend_name)
+    if backend is None:
+        return ""
+    try:
+        info = await backend.info()
+    except BackendError:
+        return ", not available"
+    size = f", {_size(info.file_size)}" if info.file_size else ""
+    return f", {info.quantization or 'quantization unknown'}{size}"
 
 
 async def _switch_backend(ctx: Context, name: str) -> str:
