@@ -8,24 +8,10 @@ KV cache, and the batch, which must hold a token of every generating chat.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-__all__ = ["AUTO_SLOTS", "available_memory", "choose_slots", "cpu_cores"]
+__all__ = ["AUTO_SLOTS", "choose_slots"]
 
 AUTO_SLOTS = 8  # beyond 8 a CPU gains little more, and memory grows with every slot
 _KV_SHARE = 4  # all slots' KV may take at most a quarter of the memory free at start
-
-
-def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """Bytes the kernel says can be allocated without swapping (MemAvailable), if known."""
-    try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024  # the file counts kB
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def choose_slots(
@@ -40,11 +26,3 @@ def choose_slots(
     by_memory = available // _KV_SHARE // (kv_bytes_per_token * n_ctx)
     by_batch = min(n_batch, n_ctx) // 2
     return max(1, min(AUTO_SLOTS, by_memory, by_batch))
-
-
-def cpu_cores() -> int | None:
-    """Cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count()

@@ -36,11 +36,12 @@ from botkit.backends.base import (
 from botkit.backends.gguf_info import describe_model, kv_bytes_per_token
 from botkit.backends.llama_batch import BatchEngine, BatchJob
 from botkit.backends.llama_prompt import PromptTokenizer
-from botkit.backends.llama_slots import available_memory, choose_slots, cpu_cores
+from botkit.backends.llama_slots import choose_slots
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
 from botkit.config import LlamaCppConfig
+from botkit.machine import available_memory, cpu_cores
 
 __all__ = ["LlamaCppBackend"]
 

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from botkit.config import Config, LlamaCppConfig, OllamaConfig
+from botkit.machine import available_memory
 from botkit.models.files import AmbiguousModel, human_size
 from botkit.models.hub import HubSettings, pull
-from botkit.models.local import LocalModel, best_fit, local_models, memory_available, remove
+from botkit.models.local import LocalModel, best_fit, local_models, remove
 from botkit.models.progress import PullProgress
 from botkit.models.spec import FORMS, ModelError, ModelSpec, parse_model_spec
 
@@ -176,7 +177,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
     settings = HubSettings.from_env()
     n_ctx = args.n_ctx or _default_n_ctx(config)
     models = local_models(settings.cache_dir, _extra_files(config))
-    free = args.ram if args.ram is not None else memory_available()
+    free = args.ram if args.ram is not None else available_memory()
     where = "given with --ram" if args.ram is not None else "free now (MemAvailable)"
     print(
         f"models in {settings.cache_dir} and configured files; memory for a {n_ctx}-token "

@@ -21,7 +21,6 @@ __all__ = [
     "LocalModel",
     "best_fit",
     "local_models",
-    "memory_available",
     "read_local_model",
     "remove",
 ]
@@ -107,17 +106,6 @@ def local_models(cache_dir: Path, extra: list[Path] | None = None) -> list[Local
             seen.add(path.resolve())
             models.append(read_local_model(path.name, None, [path]))
     return models
-
-
-def memory_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """MemAvailable: what the kernel says can be used without swapping (None if unknown)."""
-    try:
-        for line in meminfo.read_text(encoding="ascii").splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024  # the kernel writes kB (KiB)
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def best_fit(

@@ -11,7 +11,6 @@ from botkit.backends.gguf_file import GgufError, read_gguf_header
 from botkit.config import ConfigError, load_config
 from botkit.models.files import AmbiguousModel, ModelChoiceError, RepoFile, choose, group_models
 from botkit.models.hub import find_local
-from botkit.models.local import memory_available
 from botkit.models.spec import ModelSpec, parse_model_spec
 from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
 
@@ -95,13 +94,6 @@ def test_the_gguf_reader_reads_keys_and_refuses_other_files(tmp_path: Path) -> N
     path.write_bytes(gguf_bytes(smollm_metadata(15), 4096)[:60])
     with pytest.raises(GgufError, match="ends early"):
         read_gguf_header(path)
-
-
-def test_memory_available_reads_meminfo(tmp_path: Path) -> None:
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal: 16000000 kB\nMemAvailable:    8000000 kB\n", encoding="ascii")
-    assert memory_available(meminfo) == 8_192_000_000
-    assert memory_available(tmp_path / "missing") is None
 
 
 def test_the_config_takes_a_hub_model_or_a_path_not_both(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from botkit.backends.llama_slots import AUTO_SLOTS, available_memory, choose_slots
+from botkit.backends.llama_slots import AUTO_SLOTS, choose_slots
+from botkit.machine import available_memory
 
 KV = 48 * 1024  # KV bytes per token of a small model (f16)
 GIB = 1024**3
