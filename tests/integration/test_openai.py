@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,26 +207,25 @@ async def emulator() -> AsyncIterator[OpenAIEmulator]:
     await instance.stop()
 
 
+@asynccontextmanager
 async def emulated_bot(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
     **extra: Any,
-) -> Bot:  # fmt: skip
+) -> AsyncIterator[Bot]:  # fmt: skip
     monkeypatch.setenv(KEY_ENV, "emulated-key")
     config = make_config(
         backends={"local": {"kind": "llamacpp"},
                   "remote": openai_section(emulator.base_url, n_ctx=4096, **extra)},
         defaults={"backend": "remote", "max_tokens": 32},
     )  # fmt: skip
-    bot = build_bot(config)
-    await bot.start()
-    return bot
+    async with build_bot(config) as bot:
+        yield bot
 
 
 async def test_a_server_without_tokenize_gets_estimates_and_the_standard_fields(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bot = await emulated_bot(make_config, emulator, monkeypatch)
-    try:
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
         commands = ("/temp 0.3", "/topk 5", "/topp 0.5", "/minp 0.1", "/seed 42",
                     "/repeatpenalty 1.2", "/presencepenalty 0.5",
                     "/frequencypenalty -0.25")  # fmt: skip
@@ -243,29 +243,23 @@ async def test_a_server_without_tokenize_gets_estimates_and_the_standard_fields(
         assert body["repetition_penalty"] == 1.2
         assert bot.backends["remote"].tokenizer_id.startswith("estimate:")
         assert "token counts: estimated" in (await say(bot, "/model")).text
-    finally:
-        await bot.close()
 
 
 async def test_without_extensions_settings_say_what_is_ignored(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bot = await emulated_bot(make_config, emulator, monkeypatch, sampling_extensions=False)
-    try:
+    async with emulated_bot(make_config, emulator, monkeypatch, sampling_extensions=False) as bot:
         await say(bot, "hello")
         assert not {"top_k", "min_p", "repeat_penalty"} & set(emulator.records[-1])
         settings = (await say(bot, "/settings")).text.splitlines()
         ignored = {line.split(":")[0].strip(" *") for line in settings if "ignored by" in line}
         assert ignored == {"top_k", "min_p", "repeat_penalty"}
-    finally:
-        await bot.close()
 
 
 async def test_a_busy_server_is_retried_then_the_chat_is_told(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bot = await emulated_bot(make_config, emulator, monkeypatch, max_retries=2)
-    try:
+    async with emulated_bot(make_config, emulator, monkeypatch, max_retries=2) as bot:
         emulator.busy = 2  # two 429s, then an answer: the client's retries absorb them
         assert (await say(bot, "still here")).text == "still here"
         assert len(emulator.records) == 3
@@ -278,15 +272,12 @@ async def test_a_busy_server_is_retried_then_the_chat_is_told(
             ("user", "anyone?", MessageStatus.COMPLETE),
             ("assistant", "", MessageStatus.INTERRUPTED),
         ]
-    finally:
-        await bot.close()
 
 
 async def test_a_broken_stream_keeps_the_partial_reply_marked_interrupted(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bot = await emulated_bot(make_config, emulator, monkeypatch)
-    try:
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
         emulator.cut_after = 2
         reply = await say(bot, "alpha beta gamma delta")
         assert reply.text.startswith("alpha beta")
@@ -295,48 +286,39 @@ async def test_a_broken_stream_keeps_the_partial_reply_marked_interrupted(
         assert (rows[-1].content, rows[-1].status) == ("alpha beta", MessageStatus.INTERRUPTED)
         emulator.cut_after = None
         assert (await say(bot, "and again")).text == "and again"  # the bot goes on
-    finally:
-        await bot.close()
 
 
 async def test_a_stalled_server_times_out_with_a_clear_reply(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bot = await emulated_bot(make_config, emulator, monkeypatch, read_timeout=0.5, max_retries=0)
-    try:
+    async with emulated_bot(
+        make_config, emulator, monkeypatch, read_timeout=0.5, max_retries=0
+    ) as bot:
         emulator.stall = True
         reply = (await say(bot, "hello?")).text
         assert "did not answer in time (5 s to connect, 0.5 s to read)" in reply
-    finally:
-        await bot.close()
 
 
 async def test_a_server_that_is_down_gets_a_clear_reply_and_the_bot_goes_on(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bot = await emulated_bot(make_config, emulator, monkeypatch, max_retries=0)
-    try:
+    async with emulated_bot(make_config, emulator, monkeypatch, max_retries=0) as bot:
         await emulator.stop()  # nothing listens there any more
         reply = (await say(bot, "hello?")).text
         assert "is not reachable: is it running?" in reply
         assert "now uses backend local" in (await say(bot, "/model local")).text
         assert (await say(bot, "Hello")).text  # the in-process model still answers
-    finally:
-        await bot.close()
 
 
 async def test_a_model_removed_from_the_server_lists_what_it_serves(
     make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator.models = ["smollm2", "qwen2.5:7b"]
-    bot = await emulated_bot(make_config, emulator, monkeypatch)
-    try:
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
         emulator.models = ["qwen2.5:7b"]  # unloaded after botkit started
         reply = (await say(bot, "hello")).text
         assert "model 'smollm2' is not served by" in reply
         assert "it serves: qwen2.5:7b" in reply  # listed again when the model was missing
-    finally:
-        await bot.close()
 
 
 async def test_the_key_can_come_from_a_systemd_credential(
@@ -370,8 +352,5 @@ async def test_the_window_is_what_the_server_serves(
 ) -> None:  # fmt: skip
     for name, value in reports.items():
         setattr(emulator, name, value)
-    bot = await emulated_bot(make_config, emulator, monkeypatch)
-    try:
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
         assert shown in (await say(bot, "/model")).text
-    finally:
-        await bot.close()
