@@ -48,9 +48,10 @@ async def _round(bot: Bot, chats: int, tag: str) -> tuple[float, float, list[str
     return tokens / elapsed, last_first, [r.text for r in replies]
 
 
-async def _measure(parallel: int) -> tuple[dict[int, float], float, int, int, int]:
+async def _measure(parallel: int) -> tuple[dict[int, float], float, int, int, int, int]:
     """Rates by chat count, the 8th chat's TTFT, RSS, KV bytes, and how many of the 8 greedy
-    replies generated together equal the same questions answered one by one."""
+    replies generated together equal the same questions answered one by one (and of 8 seeded
+    ones, batched only)."""
     sections: dict[str, Any] = {"backends": {"local": {"parallel": parallel}}}
     async with started_bot(defaults=DEFAULTS, **sections) as bot:
         backend = bot.backends["local"]
@@ -70,13 +71,31 @@ async def _measure(parallel: int) -> tuple[dict[int, float], float, int, int, in
         same = sum(a == b for a, b in zip(alone, together, strict=True))
         info = await backend.info()
         kv = (info.kv_bytes_per_token or 0) * info.context_length * parallel
-        return rates, ttft, _rss(), kv, same
+        rss = _rss()
+        seeded = await _seeded_same(bot) if parallel > 1 else SLOTS
+        return rates, ttft, rss, kv, same, seeded
+
+
+async def _seeded_same(bot: Bot) -> int:
+    """How many of 8 seeded replies (seed 1234, temperature 0.8) generated at once equal the
+    same questions answered one by one."""
+    for tag in ("seeded-together", "seeded-alone"):
+        for i in range(SLOTS):
+            chat = await bot.repo.chat(incoming("", f"{tag}-{i}").chat)
+            await bot.repo.set_setting(chat.id, "seed", 1234)
+            await bot.repo.set_setting(chat.id, "temperature", 0.8)
+    _, _, together = await _round(bot, SLOTS, "seeded-together")
+    alone = []
+    for i, question in enumerate(QUESTIONS[:SLOTS]):
+        ctx = await bot.router.context(incoming(question, f"seeded-alone-{i}"), TimingTarget())
+        alone.append((await bot.conversation.respond(ctx, question)).text)
+    return sum(a == b for a, b in zip(alone, together, strict=True))
 
 
 async def run() -> list[Result]:
     """Aggregate speed at 1-8 chats, the 8th chat's wait, and memory, both ways."""
-    one, one_ttft, one_rss, one_kv, one_same = await _measure(1)
-    many, many_ttft, many_rss, many_kv, many_same = await _measure(SLOTS)
+    one, one_ttft, one_rss, one_kv, one_same, _ = await _measure(1)
+    many, many_ttft, many_rss, many_kv, many_same, seeded = await _measure(SLOTS)
     results = []
     for chats in COUNTS:
         ratio = many[chats] / one[chats]
@@ -96,5 +115,7 @@ async def run() -> list[Result]:
         Result(f"greedy replies the same together as alone (of {SLOTS})", many_same, one_same,
                "", many_same / max(1, one_same), "report", True,
                "the same prompt may decode differently beside other chats: see README"),
+        Result(f"seeded replies the same together as alone (of {SLOTS})", seeded, SLOTS, "",
+               seeded / SLOTS, "report", True, "seed 1234, temperature 0.8"),
     ]  # fmt: skip
     return results

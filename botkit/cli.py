@@ -1,4 +1,4 @@
-"""The command line: botkit init | chat | run | db upgrade | check."""
+"""The command line: botkit init | chat | run | db upgrade | check | models | bench."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from pathlib import Path
 from botkit.adapters.console import ConsoleAdapter
 from botkit.backends.base import BackendError
 from botkit.compose import build_bot
-from botkit.config import Config, ConfigError, load_config
+from botkit.config import Config, ConfigError, LlamaCppConfig, load_config
 from botkit.core.app import Bot
+from botkit.models.commands import add_models_parser, run_models
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
@@ -67,8 +68,20 @@ def _warn_plugins(bot: Bot) -> None:
         print(f"warning: {error}", file=sys.stderr)
 
 
+def _one_chat(config: Config) -> Config:
+    """The config for `botkit chat`: one person in one chat, so parallel = "auto" is one slot
+    (no KV cache for chats that never come)."""
+    backends = {
+        name: backend.model_copy(update={"parallel": 1})
+        if isinstance(backend, LlamaCppConfig) and backend.parallel == "auto"
+        else backend
+        for name, backend in config.backends.items()
+    }
+    return config.model_copy(update={"backends": backends})
+
+
 async def _chat(config: Config, base_dir: Path, chat: str) -> int:
-    async with build_bot(config, base_dir=base_dir) as bot:
+    async with build_bot(_one_chat(config), base_dir=base_dir) as bot:
         _warn_plugins(bot)
         adapter = ConsoleAdapter(chat=chat, user_name=config.console.user_name)
         if adapter.interactive:
@@ -183,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     with_config(db_sub.add_parser("upgrade", help="apply Alembic migrations"))
     with_config(sub.add_parser("check", help="validate the config and probe storage and backends"))
+    add_models_parser(sub, with_config)
     bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to python -m bench")
     return parser
@@ -209,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(config, base_dir, args.chat))
         if args.command == "run":
             return asyncio.run(_run(config, base_dir))
+        if args.command == "models":
+            return run_models(args, config)
         if args.command == "db":
             return asyncio.run(_db_upgrade(config))
         return asyncio.run(_check(config, base_dir))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from botkit.backends.base import Backend
-from botkit.config import BackendConfig, Config, OllamaConfig
+from botkit.config import BackendConfig, Config, OllamaConfig, OpenAIConfig
 from botkit.core.app import Bot
 from botkit.plugins.builtin import plugin as builtin
 from botkit.plugins.explain import plugin as explain
@@ -26,6 +26,10 @@ def build_backend(name: str, config: BackendConfig) -> Backend:
         from botkit.backends.ollama import OllamaBackend
 
         return OllamaBackend(name, config)
+    if isinstance(config, OpenAIConfig):
+        from botkit.backends.openai_api import OpenAIBackend
+
+        return OpenAIBackend(name, config)
     from botkit.backends.llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(name, config)

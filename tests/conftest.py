@@ -59,3 +59,23 @@ async def say(bot: Bot, text: str, chat: str = "a", *, trusted: bool = True) -> 
     target = MemoryTarget()
     await bot.router.handle(incoming(text, chat, trusted=trusted), target)
     return target
+
+
+async def empty_postgres() -> str:
+    """The URL of the PostgreSQL that .ci/run starts, emptied (skipped where none is running
+    outside CI; CI must run these cases)."""
+    from sqlalchemy import text
+
+    from botkit.store.db import create_engine
+
+    url = os.environ.get("BOTKIT_TEST_POSTGRES_URL")
+    if not url and os.environ.get("CI"):
+        pytest.fail("CI must run the PostgreSQL cases: .ci/run starts a server (.ci/postgres)")
+    if not url:
+        pytest.skip('set BOTKIT_TEST_POSTGRES_URL (eval "$(.ci/postgres)"); CI always does')
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+    return url

@@ -391,23 +391,28 @@ class DiscordAdapter:
         mentioned, reply_to_bot, text = self._addressed(message)
         if not (is_dm or mentioned or reply_to_bot) or not text:
             return
-        roles = await self._roles(message.author, is_dm)
-        if roles is None or not self._allowed(message.author.id, roles, message.channel.id):
-            return
-        perms = getattr(message.author, "guild_permissions", None)
-        incoming = Incoming(
-            chat=ChatKey("discord", str(message.channel.id)),
-            user=self._user(message.author, bool(perms and perms.manage_guild), is_dm),
-            text=text,
-            is_dm=is_dm,
-            mentioned=mentioned,
-            reply_to_bot=reply_to_bot,
-        )
-        target = ChannelTarget(message.channel, self.config.edit_interval, reply_to=message)
-        # A missing typing indicator is no reason to drop the message.
-        with contextlib.suppress(discord.HTTPException):
-            await message.channel.typing()
-        await self._router.handle(incoming, target)
+        # The message's place in its channel's line, taken before the awaits below.
+        place = self._router.arrivals.place(ChatKey("discord", str(message.channel.id)))
+        try:
+            roles = await self._roles(message.author, is_dm)
+            if roles is None or not self._allowed(message.author.id, roles, message.channel.id):
+                return
+            perms = getattr(message.author, "guild_permissions", None)
+            incoming = Incoming(
+                chat=ChatKey("discord", str(message.channel.id)),
+                user=self._user(message.author, bool(perms and perms.manage_guild), is_dm),
+                text=text,
+                is_dm=is_dm,
+                mentioned=mentioned,
+                reply_to_bot=reply_to_bot,
+            )
+            target = ChannelTarget(message.channel, self.config.edit_interval, reply_to=message)
+            # A missing typing indicator is no reason to drop the message.
+            with contextlib.suppress(discord.HTTPException):
+                await message.channel.typing()
+            await self._router.handle(incoming, target, place=place)
+        finally:
+            place.release()  # (released when handled; here if dropped before)
 
     async def _on_slash(
         self, interaction: discord.Interaction[Any], command: Command, values: dict[str, Any]

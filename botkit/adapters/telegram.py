@@ -368,29 +368,35 @@ class TelegramAdapter:
             return  # group chatter not addressed to the bot
         thread = message.message_thread_id if message.is_topic_message else None
         key = f"{chat.id}:{thread}" if thread else str(chat.id)
-        can_change = (
-            await self._can_change_settings(chat.id, sender.id, is_dm) if is_command else is_dm
-        )
-        incoming = Incoming(
-            chat=ChatKey("telegram", key),
-            # Internals are for the owners, and for group admins (DMs are anyone's).
-            user=User(
-                str(sender.id),
-                sender.full_name,
-                can_change,
-                trusted=sender.id in self.config.settings_user_ids or (can_change and not is_dm),
-            ),
-            text=text,
-            is_dm=is_dm,
-            mentioned=mentioned,
-            reply_to_bot=reply_to_bot,
-        )
-        assert self._app is not None
-        bot = self._app.bot
-        interval = self.config.dm_edit_interval if is_dm else self.config.group_edit_interval
-        target = TelegramTarget(
-            bot, chat.id, thread, None if is_dm else message.message_id, interval
-        )
-        if not is_command or text.split(maxsplit=1)[0].split("@")[0] == "/ask":
-            await bot.send_chat_action(chat.id, ChatAction.TYPING, message_thread_id=thread)
-        await self._router.handle(incoming, target, accept)
+        # The message's place in its chat's line, taken before the awaits below.
+        place = self._router.arrivals.place(ChatKey("telegram", key))
+        try:
+            can_change = (
+                await self._can_change_settings(chat.id, sender.id, is_dm) if is_command else is_dm
+            )
+            incoming = Incoming(
+                chat=ChatKey("telegram", key),
+                # Internals are for the owners, and for group admins (DMs are anyone's).
+                user=User(
+                    str(sender.id),
+                    sender.full_name,
+                    can_change,
+                    trusted=sender.id in self.config.settings_user_ids
+                    or (can_change and not is_dm),
+                ),
+                text=text,
+                is_dm=is_dm,
+                mentioned=mentioned,
+                reply_to_bot=reply_to_bot,
+            )
+            assert self._app is not None
+            bot = self._app.bot
+            interval = self.config.dm_edit_interval if is_dm else self.config.group_edit_interval
+            target = TelegramTarget(
+                bot, chat.id, thread, None if is_dm else message.message_id, interval
+            )
+            if not is_command or text.split(maxsplit=1)[0].split("@")[0] == "/ask":
+                await bot.send_chat_action(chat.id, ChatAction.TYPING, message_thread_id=thread)
+            await self._router.handle(incoming, target, accept, place)
+        finally:
+            place.release()  # (released when handled; here if something failed first)

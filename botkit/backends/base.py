@@ -172,6 +172,11 @@ class Backend(Protocol):
         """How many generations may run at once on this backend."""
         ...
 
+    @property
+    def ignored_settings(self) -> frozenset[str]:
+        """Sampling options this backend cannot apply (/settings marks them)."""
+        ...
+
     async def start(self) -> None:
         """Load the model or connect; raises BackendUnavailable or ModelNotFound."""
 

@@ -18,7 +18,14 @@ from typing import Any, BinaryIO
 
 from botkit.backends.base import BackendInfo, LoraAdapter
 
-__all__ = ["GgufHeader", "describe_adapter", "describe_model", "quantization_name", "read_header"]
+__all__ = [
+    "GgufHeader",
+    "describe_adapter",
+    "describe_model",
+    "kv_bytes_per_token",
+    "quantization_name",
+    "read_header",
+]
 
 # llama.cpp's `general.file_type` values (enum llama_ftype) for the common formats.
 _FILE_TYPES = {
@@ -39,7 +46,9 @@ def quantization_name(file_type: str | None) -> str | None:
         return file_type
 
 
-def _kv_bytes_per_token(meta: dict[str, str], arch: str) -> int | None:
+def kv_bytes_per_token(meta: dict[str, str]) -> int | None:
+    """Bytes of KV cache one token of context takes (K and V, all layers, f16), if known."""
+    arch = meta.get("general.architecture", "")
     try:
         layers = int(meta[f"{arch}.block_count"])
         heads = int(meta[f"{arch}.attention.head_count"])
@@ -184,7 +193,7 @@ def describe_model(
         context_length=n_ctx,
         trained_context_length=int(trained) if trained else None,
         file_size=path.stat().st_size if path else None,
-        kv_bytes_per_token=_kv_bytes_per_token(meta, arch),
+        kv_bytes_per_token=kv_bytes_per_token(meta),
         slots=slots,
         lora=lora,
         extra={

@@ -1,17 +1,21 @@
 """Continuous batching: one llama.cpp context generating for several chats at once.
 
-A context with `n_seq_max = slots` and a unified KV cache holds one sequence per slot, each
-with the full `n_ctx`. One worker thread loops: every step it takes one token from each
-generating chat and a chunk of each new prompt (up to n_batch tokens in all), decodes them in
-one `llama_decode`, and samples each chat's next token with that chat's own sampler chain
-(its settings and seed). A chat that arrives takes a free slot at once and is prefilled
-alongside the others; it never waits for another chat's whole reply.
+A context with `n_seq_max = slots` holds one sequence per slot, each with the full `n_ctx`.
+The KV cache is not unified: each sequence has its own cells, and attention for one chat
+covers only them (with a unified cache it spans every chat's cells, so a seeded reply
+changed with the company it was generated in). One worker thread loops: every step it takes
+one token from each generating chat and a chunk of each new prompt (up to n_batch tokens in
+all), decodes them in one `llama_decode`, and samples each chat's next token with that
+chat's own sampler chain (its settings and seed). A chat that arrives takes a free slot at
+once and is prefilled alongside the others; it never waits for another chat's whole reply.
 
 A slot keeps its chat's tokens after the reply, so that chat's next turn reuses the prefix,
 as the single-context path does; when another chat takes the slot, the leaving chat's
 sequence state goes to the state cache (llama_state_seq_*, one buffer) and comes back when
 that chat returns. A seeded (repeatable) chat reuses only what was evaluated as
-prompt, in chunks of two or more, never generated tokens, like the single-context path.
+prompt, in chunks of two or more, never generated tokens, like the single-context path; its
+reply is evaluated again that way right after it ends (a settle job), so its next turn still
+evaluates only the new message.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class BatchJob:
     pending: int | None = None  # sampled, not yet decoded
     sampler: Any = None
     decoder: Any = None
+    settle: bool = False  # re-evaluates a seeded reply canonically; nothing is sampled
     # Timings for /stats (time.perf_counter()): submitted, took a slot, prompt evaluated,
     # first token; and whether the chat's saved sequence state was loaded for it.
     submitted: float = field(default_factory=time.perf_counter)
@@ -68,6 +73,10 @@ class BatchJob:
     prefilled: float | None = None
     first: float | None = None
     restored: bool = False
+
+
+def _discard(_item: Chunk | BaseException | None) -> None:
+    """Where a settle job's (empty) output goes."""
 
 
 @dataclass
@@ -98,7 +107,7 @@ class BatchEngine:
         params.n_ctx = n_ctx * slots
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = slots
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_threads = params.n_threads_batch = n_threads
         self._llm = llm
         self._ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
@@ -172,13 +181,27 @@ class BatchEngine:
                 job.emit(None)
                 continue
             free = [i for i, s in enumerate(self._slots) if s.job is None]
-            if not free:
+            settling = any(
+                s.key == job.cache_key and s.job is not None and s.job.settle for s in self._slots
+            )
+            if not free or settling:  # the chat's own slot is settling: a step, then it is free
                 left.append(job)
                 continue
-            own = [i for i in free if self._slots[i].key == job.cache_key]
-            index = own[0] if own else min(free, key=lambda i: self._slots[i].used)
-            self._start(index, job)
+            self._start(self._choose(free, job), job)
         return left
+
+    def _choose(self, free: list[int], job: BatchJob) -> int:
+        """The chat's own slot; else, as llama-server does, a slot that already holds at least
+        half of the prompt (the same persona and question in another chat), the longest such
+        prefix first; else the least recently used (an empty one first)."""
+        own = [i for i in free if self._slots[i].key == job.cache_key]
+        if own:
+            return own[0]
+        shared = {i: common_prefix(self._slots[i].tokens, job.prompt) for i in free}
+        best = max(free, key=lambda i: (shared[i], -self._slots[i].used))
+        if shared[best] * 2 >= len(job.prompt):
+            return best
+        return min(free, key=lambda i: self._slots[i].used)
 
     def _start(self, index: int, job: BatchJob) -> None:
         slot = self._slots[index]
@@ -194,6 +217,8 @@ class BatchEngine:
         self._clock += 1
         slot.key, slot.job, slot.used = job.cache_key, job, self._clock
         job.slot, job.fed, job.reused = index, reuse, reuse
+        if job.settle:
+            return  # nothing is sampled
         job.sampler = self._sampler(job.params)
         for token in job.prompt[: max(0, len(job.prompt) - 1)][-_PENALTY_LAST_N:]:
             job.sampler.accept(token)
@@ -300,7 +325,10 @@ class BatchEngine:
                 if job.canonical:
                     self._slots[job.slot].canonical = len(job.prompt)  # the prompt, canonically
         for job, index in outputs:
-            self._sample(job, index)
+            if job.settle:
+                self._finish(job, "stop")
+            else:
+                self._sample(job, index)
 
     def _sample(self, job: BatchJob, index: int) -> None:
         token = job.sampler.sample(self._ctx, index)  # also accepts it into the chain
@@ -338,3 +366,16 @@ class BatchEngine:
             job.sampler = None
         if 0 <= job.slot < len(self._slots) and self._slots[job.slot].job is job:
             self._slots[job.slot].job = None
+            if job.params.repeatable and reason != "cancelled" and job.completion:
+                self._settle(job)
+
+    def _settle(self, job: BatchJob) -> None:
+        """A seeded reply's tokens were decoded one at a time, which is not how a cold prompt
+        holding them is evaluated: evaluate them again in prompt-sized chunks right after the
+        reply (as the single-context path does), so the chat's next turn reuses them and its
+        reply is the same as from a cold start."""
+        slot = self._slots[job.slot]
+        tokens = slot.tokens[: slot.canonical] + job.completion
+        settle = BatchJob(tokens, job.params, job.cache_key, threading.Event(), _discard,
+                          settle=True)  # fmt: skip
+        self._start(job.slot, settle)

@@ -36,14 +36,16 @@ from botkit.backends.base import (
     Usage,
     generation_speed,
 )
-from botkit.backends.gguf_info import describe_adapter, describe_model
+from botkit.backends.gguf_info import describe_adapter, describe_model, kv_bytes_per_token
 from botkit.backends.llama_batch import BatchEngine, BatchJob
 from botkit.backends.llama_lora import apply_lora, load_lora
 from botkit.backends.llama_prompt import PromptTokenizer
+from botkit.backends.llama_slots import choose_slots
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
 from botkit.config import LlamaCppConfig
+from botkit.machine import available_memory, cpu_cores
 
 __all__ = ["LlamaCppBackend"]
 
@@ -72,6 +74,7 @@ class LlamaCppBackend:
         self._lora: LoraAdapter | None = None
         self._live_canonical = 0  # context tokens evaluated in the canonical batch shape
         self._live_key = ""  # the conversation whose tokens the single context holds
+        self._slots = 1  # chats generated at once, known once the model is loaded
 
     @property
     def context_window(self) -> int:
@@ -92,7 +95,7 @@ class LlamaCppBackend:
         """Load the model on the worker thread."""
         if self._llm is not None:
             return
-        path = self.config.model_path or bundled_model_path()
+        path = await self._model_file()
         if not path.is_file():
             raise ModelNotFound(f"model file {path} does not exist")
         lora = self.config.lora_path
@@ -106,6 +109,20 @@ class LlamaCppBackend:
         self._path = path
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load, path)
+
+    async def _model_file(self) -> Path:
+        """model_path, the Hub model (from the cache, or pulled once with progress), or the
+        bundled model."""
+        spec = self.config.hub_model
+        if spec is None:
+            return self.config.model_path or bundled_model_path()
+        from botkit.models.hub import resolve
+        from botkit.models.spec import ModelError
+
+        try:
+            return await asyncio.to_thread(resolve, spec)
+        except ModelError as exc:
+            raise ModelNotFound(f"backends.{self.name}: model {spec}: {exc}") from None
 
     def _load(self, path: Path) -> None:
         from llama_cpp import Llama
@@ -135,10 +152,11 @@ class LlamaCppBackend:
             except BackendUnavailable:
                 llm.close()
                 raise
-        if self.config.parallel > 1:
+        self._slots = self._choose_slots(llm)
+        if self._slots > 1:
             self._engine = BatchEngine(
                 llm,
-                self.config.parallel,
+                self._slots,
                 self.config.n_ctx,
                 min(self.config.n_batch, self.config.n_ctx),
                 llm.n_threads,
@@ -147,10 +165,28 @@ class LlamaCppBackend:
             )
         self._llm = llm
 
+    def _choose_slots(self, llm: Any) -> int:
+        if self.config.parallel != "auto":
+            return self.config.parallel
+        slots = choose_slots(
+            cores=cpu_cores(),
+            kv_bytes_per_token=kv_bytes_per_token(llm.metadata),
+            n_ctx=self.config.n_ctx,
+            n_batch=self.config.n_batch,
+            available=available_memory(),
+        )
+        log.info("%s: parallel = auto chose %d slot(s)", self.name, slots)
+        return slots
+
     @property
     def max_parallel(self) -> int:
         """Replies generated at once: the batched slots, or one."""
-        return self.config.parallel
+        return self._slots
+
+    @property
+    def ignored_settings(self) -> frozenset[str]:
+        """None: llama.cpp applies every sampling setting."""
+        return frozenset()
 
     async def close(self) -> None:
         """Free the model and stop the worker thread."""
@@ -444,10 +480,5 @@ class LlamaCppBackend:
     async def info(self) -> BackendInfo:
         """Model facts from the GGUF metadata and llama.cpp."""
         return describe_model(
-            self.name,
-            self._require(),
-            self._path,
-            self.config.n_ctx,
-            self.config.parallel,
-            self._lora,
+            self.name, self._require(), self._path, self.config.n_ctx, self._slots, self._lora
         )

@@ -89,6 +89,11 @@ class OllamaBackend:
         """Ollama serves parallel requests; how many is configured."""
         return self.config.parallel
 
+    @property
+    def ignored_settings(self) -> frozenset[str]:
+        """None: Ollama's options cover every sampling setting."""
+        return frozenset()
+
     def _unreachable(self, detail: str = "") -> BackendUnavailable:
         extra = f" ({detail})" if detail else ""
         return BackendUnavailable(
@@ -99,7 +104,7 @@ class OllamaBackend:
         model = self.config.model
         return ModelNotFound(
             f"model {model!r} is not on the Ollama server at {self.config.host}; "
-            f"run `ollama pull {model}` there"
+            f"pull it with `botkit models pull --ollama {model}` (or `ollama pull {model}` there)"
         )
 
     async def _call(self, coro: Any) -> Any:

@@ -27,6 +27,7 @@ class ScriptedBackend:
         self._replies: deque[str] = deque()
         self.prompts: list[list[Message]] = []
         self.max_parallel = 1
+        self.ignored_settings: frozenset[str] = frozenset()
 
     @property
     def context_window(self) -> int:

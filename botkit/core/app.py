@@ -29,9 +29,9 @@ def _internals(config: Config) -> list[tuple[str, str]]:
     """What untrusted users must not see, longest first (a path may contain another)."""
     found: dict[str, str] = {}
     for backend in config.backends.values():
-        host = getattr(backend, "host", None)
-        if host:
-            found[str(host).rstrip("/")] = "the model server"
+        for address in (getattr(backend, "host", None), getattr(backend, "base_url", None)):
+            if address:
+                found[str(address).rstrip("/")] = "the model server"
         for key in ("model_path", "lora_path"):
             path = getattr(backend, key, None)
             if path is not None:

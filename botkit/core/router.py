@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from botkit.backends.base import BackendError
+from botkit.core.arrival import ArrivalOrder, Place
 from botkit.core.commands import CommandError
 from botkit.core.context import Context
 from botkit.core.conversation import NothingToRetry
@@ -38,6 +39,7 @@ class Router:
         self.accepting = True
         self._active: set[asyncio.Task[None]] = set()
         self._limiter = RateLimiter(bot.config.service.rate_limit_per_minute)
+        self.arrivals = ArrivalOrder()
 
     @property
     def in_flight(self) -> int:
@@ -74,22 +76,29 @@ class Router:
         incoming: Incoming,
         target: ReplyTarget,
         on_accepted: Callable[[], None] | None = None,
+        place: Place | None = None,
     ) -> None:
         """Handle one message; replies go to target.
 
         on_accepted is called once the message is safely stored (a chat message: when its
         turn is written ahead), or once handling ends for anything that stores nothing, so a
-        platform can confirm delivery no earlier than that.
+        platform can confirm delivery no earlier than that. place is the message's place in
+        its chat's arrival order (`arrivals.place`), taken by an adapter that awaits anything
+        before calling this; without one, the place is taken here.
         """
         done = False
+        if place is None:
+            place = self.arrivals.place(incoming.chat)
 
         def accept() -> None:
             nonlocal done
+            place.release()
             if not done and on_accepted is not None:
                 done = True
                 on_accepted()
 
         try:
+            await place.wait()
             text = incoming.text.strip()
             if not text:
                 return

@@ -132,6 +132,7 @@ async def persona(ctx: Context, text: Persona | None = None) -> str:
 async def settings(ctx: Context) -> str:
     """Show every setting of this chat with its default."""
     lines = ["Settings for this chat (* = changed here):"]
+    ignored = ctx.backend.ignored_settings
     for name in ctx.settings.names():
         value = getattr(ctx.settings, name)
         default = getattr(ctx.bot.defaults, name)
@@ -143,7 +144,8 @@ async def settings(ctx: Context) -> str:
         if name == "persona":
             value = value if len(value) <= 60 else value[:57] + "..."
             default = default if len(default) <= 60 else default[:57] + "..."
-        lines.append(f"{mark} {name}: {_show(value)}  (default {_show(default)})")
+        note = f"  — ignored by {ctx.settings.backend}" if name in ignored else ""
+        lines.append(f"{mark} {name}: {_show(value)}  (default {_show(default)}){note}")
     return "\n".join(lines)
 
 
@@ -216,8 +218,23 @@ async def model(ctx: Context, name: BackendName | None = None) -> str:
         what = getattr(config, "model", None) or "bundled model"
         if getattr(config, "model_path", None):
             what = str(getattr(config, "model_path", ""))
-        lines.append(f"  {backend_name} ({config.kind}: {what}){here}")
+        lines.append(
+            f"  {backend_name} ({config.kind}: {what}{await _facts(ctx, backend_name)}){here}"
+        )
     return "\n".join(lines)
+
+
+async def _facts(ctx: Context, backend_name: str) -> str:
+    """A backend's quantization and file size for the /model list ("" if it cannot tell)."""
+    backend = ctx.bot.backends.get(backend_name)
+    if backend is None:
+        return ""
+    try:
+        info = await backend.info()
+    except BackendError:
+        return ", not available"
+    size = f", {_size(info.file_size)}" if info.file_size else ""
+    return f", {info.quantization or 'quantization unknown'}{size}"
 
 
 async def _switch_backend(ctx: Context, name: str) -> str:

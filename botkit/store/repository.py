@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -10,14 +11,31 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+import aiosqlite
+from sqlalchemy import (
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import UpdateBase
 
 from botkit.core.events import ChatKey
+from botkit.core.recent import LruCache, RecentKeys
 from botkit.core.settings import ChatSettings, valid_overrides
 from botkit.store.models import ChatRow, MessageRow, MessageStatus, PluginDataRow
+from botkit.store.sqlite_driver import DriverStatement, driver_connection
 
 __all__ = ["ChatRecord", "CutReply", "NewMessage", "Repository", "StoredMessage"]
+
+log = logging.getLogger(__name__)
 
 _SETTINGS = frozenset(ChatSettings.model_fields)
 
@@ -74,11 +92,34 @@ _MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
 _PLUGIN_DATA: Table = PluginDataRow.__table__  # type: ignore[assignment]
 # Statements of every turn, built once (building one per call costs more than running it).
 _INSERT_RETURNING_ID = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+_TURN_COLUMNS = (
+    "chat_id", "created_at", "role", "author", "content", "token_count", "token_model", "status",
+    "seed", "replaces",
+)  # fmt: skip
+# The same rows as one multi-row INSERT, for SQLite's driver path (one statement, one hop).
+_INSERT_ROWS = {
+    n: insert(_MESSAGES)
+    .values([{c: bindparam(f"{c}_{i}", type_=_MESSAGES.c[c].type) for c in _TURN_COLUMNS}
+             for i in range(n)])
+    .returning(_MESSAGES.c.id)
+    for n in (1, 2)
+}  # fmt: skip
+_EARLIER = _MESSAGES.alias("earlier")
+# Finishing a reply also returns the newest row of the chat before the turn's question: a row
+# this process did not write there means another process serves the chat (see _check_owner).
 _FINISH = (
     update(_MESSAGES)
     .where(_MESSAGES.c.id == bindparam("row_id"))
     .values({name: bindparam(name) for name in (
         "content", "token_count", "token_model", "status", "seed", "reply_ref", "stats")})
+    .returning(
+        select(func.max(_EARLIER.c.id))
+        # Spelt out: SQLAlchemy renders RETURNING's columns unqualified on SQLite, and an
+        # unqualified chat_id inside the subquery would be the inner table's own.
+        .where(_EARLIER.c.chat_id == literal_column("messages.chat_id"),
+               _EARLIER.c.id < bindparam("question_id", type_=Integer))
+        .scalar_subquery()
+    )
 )  # fmt: skip
 _CHECKPOINT = (
     update(_MESSAGES)
@@ -116,12 +157,63 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class _CoreWrites:
+    """The turn's statements through SQLAlchemy (PostgreSQL)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        # The ids come back in the rows' order on every database (sort_by_parameter_order).
+        result = await self._conn.execute(_INSERT_RETURNING_ID, rows)
+        return [int(i) for i in result.scalars()]
+
+    async def execute(self, statement: UpdateBase, values: dict[str, Any]) -> None:
+        await self._conn.execute(statement, values)
+
+    async def fetch(self, statement: UpdateBase, values: dict[str, Any]) -> list[Any]:
+        return list(await self._conn.execute(statement, values))
+
+
+class _DriverWrites:
+    """The same statements on SQLite's aiosqlite connection, one hop each."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, dialect: Dialect, prepared: dict[int, DriverStatement]
+    ) -> None:
+        self._db = db
+        self._dialect = dialect
+        self._prepared = prepared  # compiled once per statement, kept by the repository
+
+    def _statement(self, statement: UpdateBase) -> DriverStatement:
+        found = self._prepared.get(id(statement))
+        if found is None:
+            found = self._prepared[id(statement)] = DriverStatement(statement, self._dialect)
+        return found
+
+    async def insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        values = {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in _TURN_COLUMNS}
+        found = await self._statement(_INSERT_ROWS[len(rows)]).run(self._db, values)
+        # RETURNING's row order is unspecified, but one statement gives its rows increasing
+        # rowids (the largest + 1, https://www.sqlite.org/autoinc.html), so sorted ids are
+        # the rows' ids in order.
+        return sorted(int(row[0]) for row in found)
+
+    async def execute(self, statement: UpdateBase, values: dict[str, Any]) -> None:
+        await self._statement(statement).run(self._db, values)
+
+    async def fetch(self, statement: UpdateBase, values: dict[str, Any]) -> list[Any]:
+        return list(await self._statement(statement).run(self._db, values))
+
+
 class Repository:
     """All reads and writes of chats and messages (SQLAlchemy Core: rows, not ORM objects).
 
     Recently used chats and their kept windows are cached in memory and updated by this
-    repository's own writes, so a turn costs one write transaction. A chat is served by one
-    process at a time (shards split chats), so no other writer can make the cache stale.
+    repository's own writes, so a turn costs one write transaction. That needs each chat
+    served by one process (shards split chats). It is checked at no extra cost: finishing a
+    turn returns the chat's newest row before the turn's question, and a row this process did
+    not write there stops the caching of that chat, with an error in the log.
     """
 
     def __init__(self, engine: AsyncEngine, cached_chats: int = 1024) -> None:
@@ -130,9 +222,16 @@ class Repository:
         # when another connection holds the write lock, whatever the busy timeout.
         self._write_lock = asyncio.Lock()
         self._writer: AsyncConnection | None = None
+        self._prepared: dict[int, DriverStatement] = {}
         self._cached_chats = cached_chats
         self._chats: OrderedDict[ChatKey, ChatRecord] = OrderedDict()
         self._windows: OrderedDict[int, tuple[int, list[StoredMessage]]] = OrderedDict()
+        # The one-process-per-chat guard: the newest row this process wrote in each chat, the
+        # turns in flight (reply id: question id, the chat's newest row before it), and the
+        # chats found written by another process, which are no longer cached.
+        self._last_written: LruCache[int, int] = LruCache(cached_chats, lambda _: 1)
+        self._in_flight: dict[int, tuple[int, int | None]] = {}
+        self._shared: RecentKeys[int] = RecentKeys(cached_chats)
 
     def drop_caches(self) -> None:
         """Forget every cached chat and window (the next reads go to the database)."""
@@ -160,6 +259,24 @@ class Repository:
             async with self._writer.begin():
                 yield self._writer
 
+    @asynccontextmanager
+    async def _turn_write(self) -> AsyncIterator[_CoreWrites | _DriverWrites]:
+        """One transaction of a turn's statements (see sqlite_driver for why two paths)."""
+        if self.engine.dialect.name != "sqlite":
+            async with self._write() as conn:
+                yield _CoreWrites(conn)
+            return
+        async with self._write_lock:
+            if self._writer is None:
+                self._writer = await self.engine.connect()
+            db = await driver_connection(self._writer)
+            try:
+                yield _DriverWrites(db, self.engine.dialect, self._prepared)
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
+
     async def close(self) -> None:
         """Return the writer's connection to the pool."""
         async with self._write_lock:
@@ -174,7 +291,7 @@ class Repository:
     async def chat(self, key: ChatKey) -> ChatRecord:
         """The chat for key, created on first use."""
         cached = self._chats.get(key)
-        if cached is not None:
+        if cached is not None and cached.id not in self._shared:
             self._chats.move_to_end(key)
             return cached
         query = select(_CHATS).where(
@@ -225,6 +342,8 @@ class Repository:
         cached = self._windows.get(chat_id)
         if cached is not None and cached[0] <= start_id:
             self._windows.move_to_end(chat_id)
+            if cached[0] == start_id:  # the usual turn: the window did not move
+                return list(cached[1])
             kept = [m for m in cached[1] if m.id >= start_id]
             self._windows[chat_id] = (start_id, kept)
             return list(kept)
@@ -243,6 +362,8 @@ class Repository:
 
     def _keep_window(self, chat_id: int, start_id: int, messages: list[StoredMessage]) -> None:
         """Cache a chat's kept window; the least recently used chats' windows go first."""
+        if chat_id in self._shared:
+            return  # another process writes it too: read it afresh every time
         self._windows[chat_id] = (start_id, messages)
         self._windows.move_to_end(chat_id)
         while len(self._windows) > self._cached_chats:
@@ -289,6 +410,8 @@ class Repository:
         async with self._write() as conn:
             result = await conn.execute(insert(_MESSAGES).values(values).returning(_MESSAGES.c.id))
             ids = [int(row[0]) for row in result]
+        if ids:
+            self._last_written.put(chat_id, max(ids))
         rows = self._cached_rows(chat_id)
         if rows is not None:
             rows.extend(
@@ -311,12 +434,14 @@ class Repository:
             "content": "", "token_count": 0, "token_model": "", "seed": None,
             "status": MessageStatus.GENERATING, "replaces": replaces, "stats": None,
         }  # fmt: skip
-        values = [] if user is None else [{"chat_id": chat_id, "created_at": now, **asdict(user)}]
-        async with self._write() as conn:
-            # One statement for both rows; the ids come back in the rows' order on every
-            # database (SQLAlchemy's sort_by_parameter_order).
-            result = await conn.execute(_INSERT_RETURNING_ID, [*values, reply])
-            ids = [int(i) for i in result.scalars()]
+        values = [] if user is None else [
+            {"chat_id": chat_id, "created_at": now, "replaces": None, **asdict(user)}
+        ]  # fmt: skip
+        async with self._turn_write() as writes:
+            ids = await writes.insert([*values, reply])
+        if user is not None:
+            self._in_flight[ids[-1]] = (ids[0], self._last_written.get(chat_id))
+        self._last_written.put(chat_id, ids[-1])
         rows = self._cached_rows(chat_id)
         if rows is not None:
             if user is not None:
@@ -330,8 +455,8 @@ class Repository:
 
     async def checkpoint(self, reply_id: int, content: str, reply_ref: str | None) -> None:
         """Save a growing reply (one short transaction; the row stays marked generating)."""
-        async with self._write() as conn:
-            await conn.execute(
+        async with self._turn_write() as writes:
+            await writes.execute(
                 _CHECKPOINT, {"reply_id": reply_id, "content": content, "reply_ref": reply_ref}
             )
 
@@ -350,10 +475,16 @@ class Repository:
             "token_model": reply.token_model, "status": reply.status, "seed": reply.seed,
             "reply_ref": reply_ref, "stats": reply.stats,
         }  # fmt: skip
-        async with self._write() as conn:
-            if replaces is None:
-                await conn.execute(_FINISH, {"row_id": reply_id, **new})
-            else:
+        if replaces is None:
+            question, before = self._in_flight.pop(reply_id, (0, None))
+            async with self._turn_write() as writes:
+                found = await writes.fetch(
+                    _FINISH, {"row_id": reply_id, "question_id": question, **new}
+                )
+            if found and before is not None and (found[0][0] or 0) > before:
+                self._check_owner(chat_id, int(found[0][0]))
+        else:
+            async with self._write() as conn:
                 columns = [_MESSAGES.c[name] for name in new]
                 old = (await conn.execute(select(*columns).where(_MESSAGES.c.id == replaces))).one()
                 kept = dict(zip(new, old, strict=True))
@@ -370,8 +501,24 @@ class Repository:
                         token_model=reply.token_model, status=reply.status, seed=reply.seed,
                     )  # fmt: skip
 
+    def _check_owner(self, chat_id: int, foreign_id: int) -> None:
+        """A row appeared in the chat between this process's turns: another process serves it
+        too. Its caches (kept window, settings) would go stale, so they are no longer used."""
+        self._forget(chat_id)
+        if self._shared.add(chat_id):
+            log.error(
+                "chat %d is also written by another botkit process (message %d appeared "
+                "between this process's turns). Each chat must be served by one process: "
+                "split chats by platform, bot or Discord shard. This process now reads the "
+                "chat from the database on every turn; the two processes' turns may "
+                "interleave.",
+                chat_id,
+                foreign_id,
+            )
+
     async def discard_reply(self, chat_id: int, reply_id: int) -> None:
         """Delete a reply row that never got text (a refused turn, a failed /retry)."""
+        self._in_flight.pop(reply_id, None)
         async with self._write() as conn:
             await conn.execute(delete(_MESSAGES).where(_MESSAGES.c.id == reply_id))
         rows = self._cached_rows(chat_id)

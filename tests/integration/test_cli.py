@@ -199,3 +199,12 @@ def test_bench_options_go_to_the_benchmarks(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "invalid choice: 'nope'" in result.stderr
     assert "unrecognized arguments" not in result.stderr
+
+
+def test_chat_in_the_terminal_takes_one_slot_and_run_would_batch(tmp_path: Path) -> None:
+    """parallel = "auto": `botkit chat` serves one person, so no KV cache for other chats."""
+    config = write_config(tmp_path)
+    shown = botkit("chat", "--config", str(config), stdin="/model\n", cwd=tmp_path).stdout
+    assert "memory: weights" in shown
+    assert "batching:" not in shown
+    assert load_config(config).backends["local"].parallel == "auto"  # what `run` sizes

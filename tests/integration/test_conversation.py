@@ -181,7 +181,13 @@ async def test_a_message_too_long_for_the_window_is_refused_and_not_stored(
         assert "(0 messages)" in (await say(bot, "/context")).text
 
 
-async def test_a_waiting_chat_is_told_its_place_in_the_queue(bot: Bot) -> None:
+async def test_a_waiting_chat_is_told_its_place_in_the_queue(make_config: MakeConfig) -> None:
+    # One slot, so a second chat waits (with more slots it joins the batch at once).
+    async with build_bot(make_config(backends={"local": {"parallel": 1}})) as bot:
+        await _told_its_place(bot)
+
+
+async def _told_its_place(bot: Bot) -> None:
     await say(bot, "/maxtokens 200", "slow")
     first_chunk = asyncio.Event()
 

@@ -67,10 +67,12 @@ def test_a_long_chats_state_is_saved_in_one_copy_and_restores_exactly(llm: Any) 
 
 
 class RecordsOrder(LlamaCppBackend):
-    """The real backend; its state save waits until the consumer has seen the final chunk."""
+    """The real backend; its state save waits until the consumer has seen the final chunk.
+    One slot: the single-context path saves after every reply (the batched one keeps the
+    chat's tokens in its slot and saves only when another chat takes it)."""
 
     def __init__(self) -> None:
-        super().__init__("local", LlamaCppConfig())
+        super().__init__("local", LlamaCppConfig(parallel=1))
         self.events: list[str] = []
         self.final_seen = threading.Event()
 

@@ -148,7 +148,7 @@ async def test_an_unknown_model_names_the_pull_command(
     async with build_bot(config) as bot:
         reply = (await say(bot, "Hi")).text
         assert "model 'llama9:70b' is not on the Ollama server" in reply
-        assert "run `ollama pull llama9:70b` there" in reply
+        assert "`botkit models pull --ollama llama9:70b`" in reply
 
 
 async def test_a_stream_cut_midway_keeps_the_partial_reply(
@@ -202,8 +202,8 @@ async def test_model_shows_the_ollama_details(
         assert "context length: 8192 tokens (trained for 8192)" in text
         assert "family: llama" in text
         assert "parameter size: 135M" in text
-        assert "big (ollama: smollm2:135m)  ← this chat" in text
-        assert "local (llamacpp: bundled model)" in text
+        assert "big (ollama: smollm2:135m, Q4_1)  ← this chat" in text
+        assert "local (llamacpp: bundled model, Q4_1, 98.4 MB)" in text
         assert "there is no backend named 'nope'" in (await say(bot, "/model nope")).text
     finally:
         await bot.close()

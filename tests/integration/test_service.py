@@ -62,13 +62,17 @@ async def start_service(
     grace: float,
     token: str | None = None,
     extra: str = "",
+    database: str | None = None,
+    name: str = "config.toml",
 ) -> asyncio.subprocess.Process:
-    """botkit run on Telegram (emulated); extra is appended to the [telegram] section."""
-    config = tmp_path / "config.toml"
+    """botkit run on Telegram (emulated); extra is appended to the [telegram] section. The
+    database is tmp_path/bot.db unless its URL is given."""
+    config = tmp_path / name
+    url = database or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     config.write_text(
         f'[telegram]\nenabled = true\napi_base_url = "{emulator.base_url}"\npoll_timeout = 1\n'
         f"{extra}\n"
-        f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\ncheckpoint_interval = 0.1\n'
+        f'[storage]\nurl = "{url}"\ncheckpoint_interval = 0.1\n'
         f"[service]\ngrace_period = {grace}\n[console]\nenabled = false\n",
         encoding="utf-8",
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from botkit.backends.scripted import ScriptedBackend
@@ -19,9 +20,9 @@ from botkit.compose import build_bot
 from botkit.config import Config
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
-from botkit.store.models import Base, MessageStatus
+from botkit.store.models import Base, MessageRow, MessageStatus
 from botkit.store.repository import NewMessage, Repository
-from tests.conftest import say
+from tests.conftest import empty_postgres, say
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,17 +31,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
         return
-    url = os.environ.get("BOTKIT_TEST_POSTGRES_URL")
-    if not url and os.environ.get("CI"):
-        pytest.fail("CI must run the PostgreSQL cases: .ci/run starts a server (.ci/postgres)")
-    if not url:
-        pytest.skip('set BOTKIT_TEST_POSTGRES_URL (eval "$(.ci/postgres)"); CI always does')
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
-    yield url
+    yield await empty_postgres()
 
 
 def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
@@ -137,6 +128,53 @@ async def test_turns_are_stored_in_order_and_reset_keeps_settings(db_url: str) -
         await engine.dispose()
 
 
+async def test_a_turn_reads_back_the_same_through_sqlalchemy(db_url: str) -> None:
+    """The turn's statements (SQLite runs them on the aiosqlite connection itself) store
+    exactly what SQLAlchemy reads back: dates, nulls, the status, the reply's handle."""
+    engine = create_engine(db_url)
+    try:
+        assert await ensure_migrated(engine, auto_migrate_new=True)
+        repo = Repository(engine)
+        chat = await repo.chat(ChatKey("test", "rows"))
+        before = datetime.now(UTC)
+        user = NewMessage("user", "ann", "q", 3, "t", MessageStatus.COMPLETE)
+        user_id, reply_id = await repo.begin_turn(chat.id, user)
+        assert user_id is not None
+        assert reply_id > user_id
+        await repo.checkpoint(reply_id, "par", "ref-1")
+        repo.drop_caches()
+        assert [(r.content, r.status) for r in await repo.window(chat.id, 0)] == [
+            ("q", MessageStatus.COMPLETE), ("par", MessageStatus.GENERATING)
+        ]  # fmt: skip
+        reply = NewMessage("assistant", None, "partial", 2, "t", MessageStatus.COMPLETE, 7)
+        await repo.finish_turn(chat.id, reply_id, reply, "ref-2")
+        # A checkpoint after the finish changes nothing: it only touches a generating row.
+        await repo.checkpoint(reply_id, "late", None)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(MessageRow).where(MessageRow.chat_id == chat.id).order_by(MessageRow.id)
+                )
+            ).all()
+        got = [
+            (r.id, r.role, r.author, r.content, r.token_count, r.status, r.seed, r.reply_ref,
+             r.replaces)
+            for r in rows
+        ]  # fmt: skip
+        assert got == [
+            (user_id, "user", "ann", "q", 3, MessageStatus.COMPLETE, None, None, None),
+            (reply_id, "assistant", None, "partial", 2, MessageStatus.COMPLETE, 7, "ref-2", None),
+        ]
+        for row in rows:
+            created = row.created_at
+            if created.tzinfo is None:  # SQLite keeps no zone: botkit writes UTC
+                created = created.replace(tzinfo=UTC)
+            assert before - timedelta(seconds=1) <= created <= datetime.now(UTC)
+        await repo.close()
+    finally:
+        await engine.dispose()
+
+
 async def test_the_repository_caches_a_bounded_number_of_chats(db_url: str) -> None:
     engine = create_engine(db_url)
     try:
@@ -202,3 +240,29 @@ async def test_reply_stats_column_comes_and_goes_with_0005(db_url: str) -> None:
         assert count == 2  # the messages stay, only their figures go
     finally:
         await engine.dispose()
+
+
+async def test_a_chat_served_by_two_processes_is_detected_and_read_afresh(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each chat must be served by one process (the caches assume it). Two bots on one
+    database writing the same chat: the one that finds a row it did not write stops caching
+    the chat and says so in the log; its next prompt holds the other's turn."""
+    config = Config(storage={"url": db_url})
+    first, second = ScriptedBackend("local"), ScriptedBackend("local")
+    async with build_bot(config, backends={"local": first}) as a:
+        # Turns of one process, in other chats between them, several in flight at once, are
+        # not mistaken for another's.
+        for text in ("one", "two"):
+            await say(a, text)
+            await say(a, text, "elsewhere")
+        await asyncio.gather(say(a, "three"), say(a, "three", "elsewhere"), say(a, "four"))
+        assert "another botkit process" not in caplog.text
+        async with build_bot(config, backends={"local": second}) as b:
+            await say(b, "from the other process")
+        await say(a, "five")
+        assert "is also written by another botkit process" in caplog.text
+        await say(a, "six")
+        seen = [m["content"] for m in first.prompts[-1]]
+        assert "from the other process" in seen
+        assert seen[-1] == "six"

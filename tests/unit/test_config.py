@@ -64,3 +64,10 @@ def test_default_examples_and_lora_scale_are_checked(tmp_path: Path) -> None:
         load_config(write(tmp_path, nine))
     with pytest.raises(ConfigError, match=r"lora_scale: Input should be less than or equal to 4"):
         load_config(write(tmp_path, "[backends.local]\nlora_scale = 5\n"))
+
+
+def test_parallel_is_auto_unless_set() -> None:
+    assert Config().backends["local"].parallel == "auto"
+    assert Config(backends={"local": {"parallel": 3}}).backends["local"].parallel == 3
+    with pytest.raises(ValidationError, match="parallel"):
+        Config(backends={"local": {"parallel": "many"}})

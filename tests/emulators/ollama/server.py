@@ -1,12 +1,18 @@
 """An Ollama daemon stand-in on 127.0.0.1, speaking the documented HTTP API.
 
-Implements /api/version, /api/tags, /api/show, and /api/chat (NDJSON stream or one JSON body),
-with 404 {"error": ...} for unknown models. Replies are generated for real by the bundled
-SmolLM2 model through llama.cpp, honouring the request's options (temperature, top_k, top_p,
-min_p, repeat_penalty, presence_penalty, frequency_penalty, seed, num_predict, num_ctx). Like
-Ollama, a prompt longer than num_ctx is truncated silently (oldest messages first); the
-emulator records that it happened, with the real token count of every prompt, so tests can
-prove botkit never relies on it.
+Implements /api/version, /api/tags, /api/show, /api/chat (NDJSON stream or one JSON body),
+with 404 {"error": ...} for unknown models, and /api/pull: the daemon's progress stream
+(server/routes.go PullHandler; api/types.go ProgressResponse): "pulling manifest", one
+"pulling <digest>" line per layer with digest/total/completed as the bytes arrive, "verifying
+sha256 digest", "writing manifest", "success"; a name the registry does not have streams
+{"error": "pull model manifest: file does not exist"} after the 200 (the stream has begun).
+Models in `pullable` can be pulled and are served afterwards.
+
+Replies are generated for real by the bundled SmolLM2 model through llama.cpp, honouring the
+request's options (temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+frequency_penalty, seed, num_predict, num_ctx). Like Ollama, a prompt longer than num_ctx is
+truncated silently (oldest messages first); the emulator records that it happened, with the
+real token count of every prompt, so tests can prove botkit never relies on it.
 
 Test hooks: `cut_after` breaks the next streams off after that many chunks; `hold_after` stops
 sending after that many chunks and keeps the stream open until the emulator stops (`holding` is
@@ -60,6 +66,7 @@ class OllamaEmulator:
     """Start with `await emulator.start()`; `emulator.url` is the host to give the client."""
 
     models: list[EmulatedModel] = field(default_factory=lambda: [EmulatedModel("smollm2:135m")])
+    pullable: list[EmulatedModel] = field(default_factory=list)
     engines_per_ctx: int = 2
     cut_after: int | None = None
     hold_after: int | None = None
@@ -82,6 +89,7 @@ class OllamaEmulator:
         app.router.add_get("/api/tags", self._tags)
         app.router.add_post("/api/show", self._show)
         app.router.add_post("/api/chat", self._chat)
+        app.router.add_post("/api/pull", self._pull)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -179,6 +187,34 @@ class OllamaEmulator:
                 "modified_at": _MODIFIED,
             }
         )
+
+    async def _pull(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        name = body.get("model") or body.get("name", "")
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+
+        async def send(**part: Any) -> None:
+            await response.write(json.dumps(part).encode() + b"\n")
+
+        await send(status="pulling manifest")
+        model = next((m for m in self.pullable if name in (m.name, m.name.split(":")[0])), None)
+        if model is None:
+            await send(error="pull model manifest: file does not exist")
+            await response.write_eof()
+            return response
+        layers = {"sha256:" + "a" * 64: 98_362_432, "sha256:" + "b" * 64: 1_024}
+        for digest, total in layers.items():
+            for completed in range(0, total + 1, max(1, total // 20)):
+                await send(status=f"pulling {digest[7:19]}", digest=digest, total=total,
+                           completed=completed)  # fmt: skip
+            await send(status=f"pulling {digest[7:19]}", digest=digest, total=total,
+                       completed=total)  # fmt: skip
+        for status in ("verifying sha256 digest", "writing manifest", "success"):
+            await send(status=status)
+        self.models.append(model)
+        await response.write_eof()
+        return response
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

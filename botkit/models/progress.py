@@ -1,0 +1,90 @@
+"""Download progress where the user sees it: a bar on a terminal, lines and STATUS= elsewhere.
+
+On a terminal huggingface_hub draws its own tqdm bar. Anywhere else (a pipe, a log, journald) a
+bar is noise, so a line is printed at every 10 %; under systemd each whole percent also goes to
+`STATUS=` (what `systemctl status` shows) with `EXTEND_TIMEOUT_USEC=`, because a first start
+that downloads a model would otherwise pass the unit's start timeout (TimeoutStartSec, 90 s by
+default; sd_notify(3): EXTEND_TIMEOUT_USEC, systemd 236 and later).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from tqdm import tqdm
+
+from botkit.models.files import human_size
+from botkit.systemd import Notifier
+
+__all__ = ["PullProgress"]
+
+if TYPE_CHECKING:
+    _Bar = tqdm[Any]
+else:  # tqdm is generic in its stubs only
+    _Bar = tqdm
+
+_EXTEND_USEC = 60_000_000  # each sign of progress buys the start another minute
+
+
+class PullProgress:
+    """Reports a pull: messages, and a progress class for huggingface_hub's downloads."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        notifier: Notifier | None = None,
+        *,
+        tty: bool | None = None,
+    ) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._notifier = notifier if notifier is not None else Notifier()
+        self.tty = self._stream.isatty() if tty is None else tty
+
+    def message(self, text: str) -> None:
+        """A line for the user (and systemd's status)."""
+        print(text, file=self._stream, flush=True)
+        self._status(text)
+
+    def _status(self, text: str) -> None:
+        if self._notifier.enabled:
+            self._notifier.notify(f"STATUS={text}", f"EXTEND_TIMEOUT_USEC={_EXTEND_USEC}")
+
+    def bar_class(self, label: str) -> type[tqdm[Any]] | None:
+        """The tqdm class to hand hf_hub_download: None (its own bar) on a terminal, else one
+        that prints percentage lines and sends STATUS=."""
+        if self.tty and not self._notifier.enabled:
+            return None
+        progress = self
+
+        class LineProgress(_Bar):
+            # huggingface_hub builds it with total/initial/desc/unit (utils/tqdm.py
+            # _create_progress_bar: a class that is not its own tqdm gets no `disable`).
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs["disable"] = True  # tqdm draws nothing; update() reports instead
+                super().__init__(*args, **kwargs)
+                self.done = int(kwargs.get("initial") or 0)
+                self.last_line = -1
+                self.last_status = -1
+
+            def update(self, n: float | None = 1) -> bool | None:
+                self.done += int(n or 0)
+                if self.total:
+                    progress.advance(self, label, self.done, int(self.total))
+                return super().update(n)
+
+        return LineProgress
+
+    def advance(self, bar: Any, label: str, done: int, total: int) -> None:
+        """Called by the line progress class as bytes arrive."""
+        percent = min(100, done * 100 // total)
+        if percent // 10 != bar.last_line // 10 or bar.last_line < 0:
+            bar.last_line = percent
+            print(
+                f"{label}: {percent}% ({human_size(done)} of {human_size(total)})",
+                file=self._stream,
+                flush=True,
+            )
+        if percent != bar.last_status:
+            bar.last_status = percent
+            self._status(f"downloading {label}: {percent}%")

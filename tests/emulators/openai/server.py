@@ -1,0 +1,212 @@
+"""An OpenAI-compatible server stand-in on 127.0.0.1, for failures on demand.
+
+The backend's normal path is tested against a real server (llama_cpp.server, from
+llama-cpp-python[server]); this emulator exists for what a real server cannot be made to do on
+demand: refuse a key, be busy, stall, break a stream off. It speaks the wire format of
+OpenAI's API reference (https://platform.openai.com/docs/api-reference/chat), as strictly as
+the real service where botkit could get it wrong:
+
+- `Authorization: Bearer <key>` is required when a key is set; otherwise 401 with the error
+  envelope `{"error": {"message", "type", "param", "code": "invalid_api_key"}}`.
+- An unknown model is 404 with `code: "model_not_found"` (the API reference's error codes).
+- `model` and a non-empty `messages` list of `{role, content}` with a known role are required
+  (400 otherwise); `stream_options` is refused unless `stream` is true, as OpenAI does.
+- A stream is `text/event-stream`: `data: <chunk JSON>` events, a final chunk with
+  `finish_reason`, a usage chunk with empty `choices` only when
+  `stream_options.include_usage` is true, then `data: [DONE]`.
+- 429 carries `Retry-After` (the client honours it), as do 503s.
+
+Replies are made of the last user message's words (the model is not the point here).
+
+Hooks: `busy` answers the next N chat requests with 429 (or `busy_status`); `cut_after` breaks
+the next streams off after that many content chunks (no finish_reason, no [DONE]); `stall`
+makes chat requests hang until the emulator stops; `records` lists the chat requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+_ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
+
+
+@dataclass
+class OpenAIEmulator:
+    """Start with `await emulator.start()`; `emulator.base_url` ends in /v1."""
+
+    models: list[str] = field(default_factory=lambda: ["smollm2"])
+    api_key: str | None = None
+    busy: int = 0
+    busy_status: int = 429
+    cut_after: int | None = None
+    stall: bool = False
+    # What the models list and /props report, as vLLM (max_model_len in each model entry) and
+    # llama-server (meta.n_ctx_train there, the loaded n_ctx in GET /props) do; None: absent.
+    max_model_len: int | None = None
+    n_ctx_train: int | None = None
+    props_n_ctx: int | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    base_url: str = ""
+    _runner: web.AppRunner | None = None
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _streams: set[web.StreamResponse] = field(default_factory=set)
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_get("/v1/models", self._list)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/props", self._props)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+    async def stop(self) -> None:
+        """Release stalled requests and stop listening."""
+        self._released.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @staticmethod
+    def _error(status: int, message: str, code: str | None, kind: str = "invalid_request_error",
+               headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        return web.json_response(body, status=status, headers=headers)
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        if self.api_key is None:
+            return None
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            # OpenAI shows the key's last four characters; never the whole key.
+            return self._error(401, "Incorrect API key provided.", "invalid_api_key")
+        return None
+
+    async def _list(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        data: list[dict[str, Any]] = [
+            {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "emulator"}
+            for m in self.models
+        ]
+        for entry in data:
+            if self.max_model_len is not None:
+                entry["max_model_len"] = self.max_model_len
+            if self.n_ctx_train is not None:
+                entry["meta"] = {"n_ctx_train": self.n_ctx_train, "n_vocab": 49152}
+        return web.json_response({"object": "list", "data": data})
+
+    async def _props(self, request: web.Request) -> web.Response:
+        if self.props_n_ctx is None:  # not llama-server: no such route
+            raise web.HTTPNotFound()
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        return web.json_response({"default_generation_settings": {"n_ctx": self.props_n_ctx},
+                                  "total_slots": 1})  # fmt: skip
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return self._error(400, "We could not parse the JSON body of your request.", None)
+        problem = _invalid(body)
+        if problem:
+            return self._error(400, problem, None)
+        self.records.append(body)
+        if body["model"] not in self.models:
+            return self._error(
+                404, f"The model `{body['model']}` does not exist or you do not have access "
+                "to it.", "model_not_found",
+            )  # fmt: skip
+        if self.busy > 0:
+            self.busy -= 1
+            if self.busy_status == 429:
+                return self._error(429, "Rate limit reached. Please try again in 0s.",
+                                   "rate_limit_exceeded", "requests",
+                                   {"Retry-After": "0"})  # fmt: skip
+            return self._error(503, "The server is overloaded.", None, "server_error",
+                               {"Retry-After": "0"})  # fmt: skip
+        if self.stall:
+            await self._released.wait()
+            raise web.HTTPServiceUnavailable()
+        words = (str(body["messages"][-1]["content"]).split() or ["..."])[: body.get(
+            "max_tokens") or 16]  # fmt: skip
+        if not body.get("stream"):
+            return web.json_response(self._completion(body, words))
+        return await self._stream(request, body, words)
+
+    @staticmethod
+    def _completion(body: dict[str, Any], words: list[str]) -> dict[str, Any]:
+        prompt = sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
+        return {
+            "id": "chatcmpl-emulated", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": " ".join(words)}}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": len(words),
+                      "total_tokens": prompt + len(words)},
+        }  # fmt: skip
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], words: list[str]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def event(choices: list[dict[str, Any]], **extra: Any) -> None:
+            chunk = {"id": "chatcmpl-emulated", "object": "chat.completion.chunk",
+                     "created": int(time.time()), "model": body["model"], "choices": choices,
+                     **extra}  # fmt: skip
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await event([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                      "finish_reason": None}])  # fmt: skip
+        for i, word in enumerate(words):
+            if self.cut_after is not None and i >= self.cut_after:
+                # Broken off: the connection ends with no finish_reason and no [DONE].
+                assert request.transport is not None
+                request.transport.close()
+                return response
+            text = word if i == 0 else f" {word}"
+            await event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+        await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = self._completion(body, words)["usage"]
+            await event([], usage=usage)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+def _invalid(body: Any) -> str | None:
+    """What is wrong with a chat request, in the API's words, or None."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "you must provide a model parameter"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must contain at least one message."
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            return f"Invalid value for 'messages[{i}].role'."
+        if not isinstance(message.get("content"), str):
+            return f"Invalid type for 'messages[{i}].content': expected a string."
+    if body.get("stream_options") is not None and not body.get("stream"):
+        return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+    return None

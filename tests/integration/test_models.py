@@ -1,0 +1,381 @@
+"""botkit models: the real huggingface_hub client against the Hub emulator (HF_ENDPOINT), the
+real ollama client against the Ollama emulator, and a config model loaded by llama.cpp."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import socket
+import struct
+import sys
+import termios
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from botkit.backends.gguf_file import read_gguf_header
+from botkit.backends.model_files import bundled_model_path
+from botkit.cli import main
+from botkit.compose import build_bot
+from botkit.models.hub import HubSettings, find_local, pull, repo_dir
+from botkit.models.progress import PullProgress
+from botkit.models.spec import parse_model_spec
+from botkit.systemd import Notifier
+from tests.conftest import MakeConfig, say
+from tests.emulators.hf import GATED_REPO, SMOL_REPO, SPLIT_REPO, HubEmulator
+from tests.emulators.ollama import EmulatedModel, OllamaEmulator
+from tests.integration.test_console_tty import Terminal
+
+Q4 = "SmolLM2-135M-Instruct-Q4_1.gguf"
+Q3 = "SmolLM2-135M-Instruct-Q3_K_M.gguf"
+Q2 = "SmolLM2-135M-Instruct-Q2_K.gguf"
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HubEmulator]:
+    emulator = HubEmulator()
+    await emulator.start()
+    monkeypatch.setenv("HF_ENDPOINT", emulator.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for name in ("HF_TOKEN", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    yield emulator
+    await emulator.stop()
+
+
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "hf" / "hub"
+
+
+async def botkit(*argv: str) -> int:
+    """`botkit ARGV` in a thread, so the emulators keep serving on this loop."""
+    return await asyncio.to_thread(main, list(argv))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cdn_gets(hub: HubEmulator) -> list[str | None]:
+    return [r.range for r in hub.records if r.origin == "cdn" and r.method == "GET"]
+
+
+async def test_pull_downloads_verifies_and_never_downloads_again(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q4_1") == 0
+    out, err = capsys.readouterr()
+    path = find_local(parse_model_spec(f"{SMOL_REPO}:q4_1"), cache(tmp_path))
+    assert path is not None
+    assert path.name == Q4
+    assert sha256(path) == sha256(bundled_model_path())
+    assert str(path) in out
+    assert f'model = "{SMOL_REPO}:Q4_1"' in out
+    # Not a terminal: percentage lines, ending at 100 %.
+    assert f"{Q4}: 100% (98.4 MB of 98.4 MB)" in err
+    assert f"{Q4}: 50%" in err or f"{Q4}: 53%" in err
+    # The token never leaves the Hub; the CDN got one GET of the whole file.
+    assert cdn_gets(hub) == [None]
+    assert not any(r.authorized for r in hub.records)
+
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q4_1") == 0
+    assert f"{Q4}: already here" in capsys.readouterr().err
+    assert cdn_gets(hub) == [None]
+
+
+async def test_a_repo_with_several_models_lists_them_and_asks(
+    hub: HubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await botkit("models", "pull", SMOL_REPO) == 1
+    err = capsys.readouterr().err
+    assert f"{SMOL_REPO} has 3 GGUF models; name one with {SMOL_REPO}:QUANT" in err
+    assert f"Q2_K       40.0 MB  {Q2}" in err
+    assert f"Q3_K_M     60.0 MB  {Q3}" in err
+    assert f"Q4_1       98.4 MB  {Q4}" in err
+    assert "mmproj" not in err  # a vision projector is not a chat model
+    assert cdn_gets(hub) == []
+
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q5_K_M") == 1
+    err = capsys.readouterr().err
+    assert f"{SMOL_REPO} has no Q5_K_M model; its quantizations: Q2_K, Q3_K_M, Q4_1" in err
+
+
+async def test_on_a_terminal_pull_asks_which_model_and_draws_a_bar(
+    hub: HubEmulator, tmp_path: Path
+) -> None:
+    def session() -> tuple[str, str, int]:
+        # The child inherits HF_ENDPOINT and HF_HOME from this process's environment.
+        term = Terminal([sys.executable, "-m", "botkit", "models", "pull", SMOL_REPO], tmp_path)
+        # A terminal has a size (a new pseudo-terminal has 0 columns, and tqdm draws nothing).
+        fcntl.ioctl(term.master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+        try:
+            listing = term.expect("which one (1-3, Enter to stop)? ")
+            term.type("2\n")
+            screen = term.expect("use it: ")
+            screen += term.expect("\n")
+        finally:
+            code = term.close()
+        return listing, screen, code
+
+    listing, screen, code = await asyncio.to_thread(session)
+    assert f"{SMOL_REPO} has 3 GGUF models" in listing
+    assert f"  2. Q3_K_M     60.0 MB  {Q3}" in listing
+    assert code == 0
+    assert "100%|" in screen  # huggingface_hub's tqdm bar, not percentage lines
+    assert f"{Q3}: 100% (" not in screen
+    assert f'model = "hf://{SMOL_REPO}/{Q3}"' in screen
+    assert find_local(parse_model_spec(f"{SMOL_REPO}:Q3_K_M"), cache(tmp_path)) is not None
+
+
+async def test_a_cut_download_resumes_where_it_stopped(hub: HubEmulator, tmp_path: Path) -> None:
+    hub.cut_next(Q3, after=25_000_000)
+    spec = parse_model_spec(f"{SMOL_REPO}:Q3_K_M")
+    path = await asyncio.to_thread(pull, spec, HubSettings.from_env(), PullProgress(tty=False))
+    ranges = cdn_gets(hub)
+    assert ranges[0] is None
+    assert len(ranges) == 2
+    resumed_at = int(str(ranges[1]).removeprefix("bytes=").removesuffix("-"))
+    # huggingface_hub keeps what it wrote (whole 10 MiB chunks) and asks for the rest.
+    assert 0 < resumed_at <= 25_000_000
+    assert sha256(path) == hub.repo(SMOL_REPO).file(Q3).sha256  # type: ignore[union-attr]
+
+
+async def test_a_corrupt_download_is_refused_and_deleted(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.corrupt.add(Q2)
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 1
+    err = capsys.readouterr().err
+    listed = hub.repo(SMOL_REPO).file(Q2).sha256  # type: ignore[union-attr]
+    assert f"{Q2} is corrupt: its sha256 is " in err
+    assert f"the Hub lists {listed}. It has been deleted; run the pull again" in err
+    folder = repo_dir(cache(tmp_path), SMOL_REPO)
+    assert not any(p.is_file() for p in (folder / "blobs").iterdir())
+    assert not list(folder.rglob("*.gguf"))
+    assert list((folder / "blobs").glob("*.incomplete")) == []
+    assert find_local(parse_model_spec(f"{SMOL_REPO}:Q2_K"), cache(tmp_path)) is None
+
+    hub.corrupt.clear()
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 0
+
+
+async def test_missing_and_gated_repos_say_what_to_do(
+    hub: HubEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await botkit("models", "pull", "nobody/Nothing-GGUF:Q4_K_M") == 1
+    assert (
+        f"there is no model repository nobody/Nothing-GGUF on {hub.url} (check the name; a "
+        "private one needs HF_TOKEN)" in capsys.readouterr().err
+    )
+    assert await botkit("models", "pull", f"hf://{SMOL_REPO}/nothing-Q4_0.gguf") == 1
+    err = capsys.readouterr().err
+    assert f"{SMOL_REPO} has no file nothing-Q4_0.gguf; its GGUF models:" in err
+    assert Q4 in err
+
+    assert await botkit("models", "pull", GATED_REPO) == 1
+    assert (
+        f"{GATED_REPO} is gated: accept its terms on its page on {hub.url} with your account, "
+        "then set HF_TOKEN to a read token of that account" in capsys.readouterr().err
+    )
+    resolves = [r for r in hub.records if "/resolve/" in r.path]
+    assert resolves
+    assert not resolves[-1].authorized
+
+    token = "hf_" + "x" * 34
+    monkeypatch.setenv("HF_TOKEN", token)  # a token the Hub does not know
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q4_1") == 1
+    out, err = capsys.readouterr()
+    assert f"{hub.url} refused the token in HF_TOKEN (invalid or expired)" in err
+    assert token not in out + err
+
+    hub.tokens.add(token)
+    monkeypatch.setenv("HF_TOKEN", token)
+    assert await botkit("models", "pull", GATED_REPO) == 1
+    out, err = capsys.readouterr()
+    assert "the token in HF_TOKEN has no access to it" in err
+    assert token not in out + err
+
+    hub.grant(token, GATED_REPO)
+    assert await botkit("models", "pull", GATED_REPO) == 0
+    assert token not in "".join(capsys.readouterr())
+
+
+SPLIT_FIRST = "SmolLM2-135M-Instruct-Q4_1-00001-of-00002.gguf"
+
+
+async def test_a_split_model_is_pulled_whole_listed_once_loaded_and_answering(
+    hub: HubEmulator,
+    tmp_path: Path,
+    make_config: MakeConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await botkit("models", "pull", f"{SPLIT_REPO}:Q4_1") == 0
+    err = capsys.readouterr().err
+    assert f"Q4_1/{SPLIT_FIRST} (part 1 of 2): 100%" in err
+    assert "Q4_1/SmolLM2-135M-Instruct-Q4_1-00002-of-00002.gguf (part 2 of 2): 100%" in err
+    path = find_local(parse_model_spec(SPLIT_REPO), cache(tmp_path))
+    assert path is not None
+    assert path.name == SPLIT_FIRST
+    assert (path.parent / "SmolLM2-135M-Instruct-Q4_1-00002-of-00002.gguf").is_file()
+
+    assert await botkit("models", "list") == 0
+    out = capsys.readouterr().out
+    assert out.count("-of-00002.gguf") == 1
+    # Both parts' tensors add up to the whole model's parameters.
+    assert f"file {SPLIT_FIRST} in 2 parts, 98.4 MB, 134.5M parameters, Q4_1" in out
+
+    config = make_config(backends={"local": {"model": f"hf://{SPLIT_REPO}/Q4_1/{SPLIT_FIRST}"}})
+    async with build_bot(config) as bot:  # llama.cpp opens part 1 and finds part 2 beside it
+        reply = await say(bot, "Say hello.")
+        assert reply.text
+        assert not reply.text.startswith("⚠")
+        assert "parameters: 134.5M" in (await say(bot, "/model")).text
+
+
+async def test_models_list_figures_come_from_the_gguf_metadata(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for quant in ("Q4_1", "Q3_K_M", "Q2_K"):
+        assert await botkit("models", "pull", f"{SMOL_REPO}:{quant}") == 0
+    capsys.readouterr()
+    # Read independently: the header's own keys, and llama.cpp's parameter count for the
+    # bundled model (Llama.n_params(): 134,515,008).
+    meta = read_gguf_header(bundled_model_path()).metadata
+    heads = int(meta["llama.attention.head_count"])
+    kv_per_token = (
+        2 * int(meta["llama.block_count"]) * int(meta["llama.attention.head_count_kv"])
+        * (int(meta["llama.embedding_length"]) // heads) * 2
+    )  # fmt: skip
+    assert kv_per_token == 23_040
+    n_ctx = 2048
+    kv = kv_per_token * n_ctx  # 47,185,920 bytes
+    q4_size = bundled_model_path().stat().st_size  # 98,362,432 bytes
+
+    # 110 MB free: Q4_1 (98.4 + 47.2) is too big, Q3_K_M (60.0 + 47.2) is the largest that fits.
+    assert await botkit("models", "list", "--n-ctx", str(n_ctx), "--ram", "110M") == 0
+    out = capsys.readouterr().out
+    assert f"memory for a {n_ctx}-token window; 110.0 MB given with --ram" in out
+    q4 = out.split(f"{SMOL_REPO}:Q4_1\n")[1].split("\n\n")[0]
+    assert q4.splitlines() == [
+        f"  file {Q4}, 98.4 MB, 134.5M parameters, Q4_1, trained context 8192",
+        f"  memory: 98.4 MB weights + 47.2 MB KV = {(q4_size + kv) / 1e6:.1f} MB: too big for "
+        f"110.0 MB; the largest quantization of it that fits: {SMOL_REPO}:Q3_K_M (107.2 MB)",
+    ]
+    assert f"{SMOL_REPO}:Q3_K_M\n  file {Q3}, 60.0 MB, parameters ?, Q3_K_M" in out
+    assert "60.0 MB weights + 47.2 MB KV = 107.2 MB: fits" in out
+    assert "40.0 MB weights + 47.2 MB KV = 87.2 MB: fits" in out
+
+    assert await botkit("models", "list", "--ram", "50M") == 0
+    out = capsys.readouterr().out
+    assert (
+        "87.2 MB: too big for 50.0 MB; no quantization of it here fits (botkit models pull "
+        f"{SMOL_REPO} lists the others with their sizes)" in out
+    )
+    bundled = out.split("SmolLM2-135M-Instruct.Q4_1.gguf\n")[1]  # not from the Hub
+    assert "145.5 MB: too big for 50.0 MB; pick a smaller quantization" in bundled
+
+    with pytest.raises(SystemExit) as refused:  # argparse: usage and status 2
+        await botkit("models", "list", "--n-ctx", "100")
+    assert refused.value.code == 2
+    assert "--n-ctx is a token count from 256 to 1048576" in capsys.readouterr().err
+
+
+async def test_rm_deletes_a_model_and_then_the_repo(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for quant in ("Q4_1", "Q2_K"):
+        assert await botkit("models", "pull", f"{SMOL_REPO}:{quant}") == 0
+    folder = repo_dir(cache(tmp_path), SMOL_REPO)
+    assert len(list((folder / "blobs").iterdir())) == 2
+
+    assert await botkit("models", "rm", SMOL_REPO) == 1
+    assert "(or --all to remove every one)" in capsys.readouterr().err
+    assert await botkit("models", "rm", f"{SMOL_REPO}:Q2_K") == 0
+    assert f"removed {Q2}" in capsys.readouterr().out
+    assert len(list((folder / "blobs").iterdir())) == 1
+    assert find_local(parse_model_spec(f"{SMOL_REPO}:Q4_1"), cache(tmp_path)) is not None
+
+    assert await botkit("models", "rm", SMOL_REPO, "--all") == 0
+    assert not folder.exists()
+    assert await botkit("models", "rm", SMOL_REPO) == 1
+    assert f"{SMOL_REPO} is not in" in capsys.readouterr().err
+
+
+async def test_a_config_model_is_pulled_on_first_start_then_loaded_and_answering(
+    hub: HubEmulator, make_config: MakeConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(backends={"local": {"model": f"{SMOL_REPO}:Q4_1", "n_ctx": 2048}})
+    async with build_bot(config) as bot:
+        reply = await say(bot, "Say hello.")
+        assert reply.text
+        assert not reply.text.startswith("⚠")
+        described = (await say(bot, "/model")).text
+    assert "model: SmolLM2-135M-Instruct-Q4_1" in described
+    assert "quantization: Q4_1" in described
+    assert f"local (llamacpp: {SMOL_REPO}:Q4_1, Q4_1, 98.4 MB)  ← this chat" in described
+    err = capsys.readouterr().err
+    assert f"{SMOL_REPO}:Q4_1 is not in" in err
+    assert f"{Q4}: 100%" in err
+    requests = len(hub.records)
+
+    async with build_bot(config) as bot:  # the second start asks nobody
+        assert (await say(bot, "Again.")).text
+    assert len(hub.records) == requests
+    assert "pulling" not in capsys.readouterr().err
+
+
+async def test_progress_reaches_systemd_as_status(hub: HubEmulator, tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.setblocking(False)
+        progress = PullProgress(notifier=Notifier({"NOTIFY_SOCKET": str(path)}), tty=True)
+        # Under systemd even a terminal gets line progress (no bar in the journal).
+        assert progress.bar_class("x") is not None
+        spec = parse_model_spec(f"{SMOL_REPO}:Q2_K")
+        await asyncio.to_thread(pull, spec, HubSettings.from_env(), progress)
+        messages = []
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                break
+    statuses = [m.split("\n")[0] for m in messages]
+    percents = [
+        int(s.removeprefix(f"STATUS=downloading {Q2}: ").removesuffix("%"))
+        for s in statuses
+        if s.startswith("STATUS=downloading")
+    ]
+    # huggingface_hub hands over 10 MiB at a time: 0, 26, 52, 78 and 100 % of 40 MB.
+    assert percents == sorted(percents)
+    assert len(percents) >= 4
+    assert percents[-1] == 100
+    assert statuses[0] == f"STATUS=pulling {Q2}, 40.0 MB"
+    assert all("EXTEND_TIMEOUT_USEC=60000000" in m for m in messages)
+
+
+async def test_ollama_pull_shows_the_daemons_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    ollama = OllamaEmulator(pullable=[EmulatedModel("llama3.2:1b")])
+    await ollama.start()
+    try:
+        assert await botkit("models", "pull", "--ollama", "llama3.2:1b", "--host", ollama.url) == 0
+        out, err = capsys.readouterr()
+        assert "pulling manifest" in err
+        layer = [line for line in err.splitlines() if line.startswith("pulling aaaaaaaaaaaa:")]
+        # Not a terminal: a line per 10 % of each layer, from 0 to 100.
+        assert layer[0] == "pulling aaaaaaaaaaaa: 0% (0.0 MB of 98.4 MB)"
+        assert layer[-1] == "pulling aaaaaaaaaaaa: 100% (98.4 MB of 98.4 MB)"
+        assert len(layer) == 11
+        assert "verifying sha256 digest" in err
+        assert f"llama3.2:1b is on the Ollama server at {ollama.url}" in out
+        assert any(m.name == "llama3.2:1b" for m in ollama.models)
+
+        assert await botkit("models", "pull", "--ollama", "llama9:70b", "--host", ollama.url) == 1
+        assert (
+            f"Ollama at {ollama.url} could not pull 'llama9:70b': pull model manifest: file "
+            "does not exist" in capsys.readouterr().err
+        )
+    finally:
+        await ollama.stop()

@@ -1,0 +1,356 @@
+"""The OpenAI-compatible backend: against a real server (llama_cpp.server on the bundled model)
+for the normal path, and against a small emulator for failures on demand."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botkit.backends.base import Message
+from botkit.compose import build_bot
+from botkit.core.app import Bot
+from botkit.core.events import ChatKey
+from botkit.store.models import MessageStatus
+from tests.conftest import MakeConfig, say
+from tests.emulators.openai import OpenAIEmulator
+from tests.openai_server import RealServer, llama_cpp_server
+
+KEY_ENV = "BOTKIT_TEST_OPENAI_KEY"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RealServer]:
+    with llama_cpp_server() as running:
+        yield running
+
+
+def openai_section(base_url: str, model: str = "smollm2", **extra: Any) -> dict[str, Any]:
+    return {"kind": "openai", "base_url": base_url, "model": model, "api_key_env": KEY_ENV,
+            **extra}  # fmt: skip
+
+
+@pytest.fixture
+async def both(
+    make_config: MakeConfig, server: RealServer, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Bot]:
+    """A bot with the in-process model (local) and the same model behind the server."""
+    monkeypatch.setenv(KEY_ENV, server.api_key)
+    config = make_config(
+        backends={
+            "local": {"kind": "llamacpp"},
+            "server": openai_section(server.base_url, n_ctx=2048),
+        },
+        defaults={"backend": "server", "max_tokens": 64},
+    )
+    async with build_bot(config) as bot:
+        yield bot
+
+
+CONVERSATIONS: list[list[Message]] = [
+    [{"role": "system", "content": "You are a helpful assistant."},
+     {"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "Réponds en français, brièvement."},
+     {"role": "user", "content": "Hello there!"},
+     {"role": "assistant", "content": "Bonjour ! Comment puis-je vous aider ?"},
+     {"role": "user", "content": "Count to five: 1, 2, 3…\n\nThen stop."}],
+]  # fmt: skip
+
+
+async def test_token_counts_are_exact_and_match_the_in_process_model(both: Bot) -> None:
+    server, local = both.backends["server"], both.backends["local"]
+    assert server.tokenizer_id.startswith("server:")  # the server's own tokenizer, found
+    for messages in CONVERSATIONS:
+        assert await server.count_tokens(messages) == await local.count_tokens(messages)
+        for message in messages:
+            assert await server.message_tokens(message) == await local.message_tokens(message)
+
+
+async def test_a_chat_is_answered_and_switches_between_local_and_server(both: Bot) -> None:
+    reply = await say(both, "Hello! Who are you?")
+    assert reply.text
+    assert not reply.text.startswith("⚠")
+    described = (await say(both, "/model")).text
+    assert "backend: server (openai)" in described
+    assert "token counts: exact (POST /extras/tokenize)" in described
+    assert "context length: 2048 tokens" in described
+    assert "this chat now uses backend local" in (await say(both, "/model local")).text
+    assert "backend: local (llama.cpp)" in (await say(both, "/model")).text
+    assert (await say(both, "And what can you do?")).text
+    assert "now uses backend server" in (await say(both, "/model server")).text
+    assert (await say(both, "Thanks!")).text
+    rows = await both.repo.window((await both.repo.chat(_key("a"))).id, 0)
+    assert [r.role for r in rows] == ["user", "assistant"] * 3
+    assert all(r.status == MessageStatus.COMPLETE and r.content for r in rows)
+
+
+def _key(chat: str) -> ChatKey:
+    return ChatKey("test", chat)
+
+
+async def test_sampling_options_reach_the_server(both: Bot) -> None:
+    # top_k = 1 keeps only the likeliest token: even at temperature 1.5 the reply is greedy.
+    # top_k is not in the OpenAI API, so this shows the extension fields arrive.
+    for command in ("/temp 0", "/maxtokens 40"):
+        await say(both, command, "greedy")
+    for command in ("/temp 1.5", "/topk 1", "/maxtokens 40", "/seed 3"):
+        await say(both, command, "topk")
+    question = "Describe the sea in one sentence."
+    greedy = (await say(both, question, "greedy")).text
+    assert (await say(both, question, "topk")).text == greedy
+    # max_tokens: the reply stops at 5 tokens, and the stored count says so.
+    await say(both, "/maxtokens 5", "short")
+    await say(both, "Tell me a long story about a dragon.", "short")
+    rows = await both.repo.window((await both.repo.chat(_key("short"))).id, 0)
+    assert rows[-1].token_count <= 5 + 8  # the reply's text plus its template framing
+
+
+async def test_a_seed_repeats_a_reply_and_another_seed_does_not(both: Bot) -> None:
+    texts = {}
+    for chat, seed in (("a", 11), ("b", 11), ("c", 12)):
+        await say(both, "/temp 1.2", chat)
+        await say(both, f"/seed {seed}", chat)
+        texts[chat] = (
+            await say(both, "Invent a name for a new planet and describe it.", chat)
+        ).text
+    assert texts["a"] == texts["b"]
+    assert texts["a"] != texts["c"]
+
+
+async def test_a_long_chat_is_trimmed_with_exact_counts(
+    make_config: MakeConfig, server: RealServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, server.api_key)
+    config = make_config(
+        backends={
+            "local": {"kind": "llamacpp"},
+            "server": openai_section(server.base_url, n_ctx=512),
+        },
+        defaults={"backend": "server", "max_tokens": 48, "temperature": 0.0},
+    )
+    async with build_bot(config) as bot:
+        local = bot.backends["local"]
+        for turn in range(10):
+            assert (await say(bot, f"Turn {turn}: tell me a fact about the number {turn}.")).text
+            chat = await bot.repo.chat(_key("a"))
+            rows = await bot.conversation.history(chat, bot.backends["server"])
+            plan = await bot.conversation.plan(chat, bot.settings_for(chat), rows, None)
+            # Counted by the in-process tokenizer, the next prompt fits with the reply reserve.
+            assert await local.count_tokens(plan.messages) + 48 <= 512
+        report = (await say(bot, "/context")).text
+        assert "Context window: 512 tokens" in report
+        assert int(report.rsplit(":", 1)[1]) > 0  # old messages were dropped
+
+
+async def test_a_wrong_key_is_named_without_showing_it(
+    make_config: MakeConfig, server: RealServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "wrong-key-abcdef")
+    config = make_config(backends={"local": openai_section(server.base_url)})
+    async with build_bot(config) as bot:
+        reply = (await say(bot, "Hello")).text
+    assert "refused the API key (401)" in reply
+    assert KEY_ENV in reply
+    assert "wrong-key-abcdef" not in reply
+
+
+async def test_an_unknown_model_lists_the_served_ones(
+    make_config: MakeConfig, server: RealServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, server.api_key)
+    config = make_config(backends={"local": openai_section(server.base_url, model="llama-9b")})
+    async with build_bot(config) as bot:
+        reply = (await say(bot, "Hello")).text
+    assert "model 'llama-9b' is not served" in reply
+    assert "it serves: smollm2" in reply
+
+
+def test_check_probes_the_server(tmp_path: Path, server: RealServer) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n'
+        f'[backends.local]\nkind = "openai"\nbase_url = "{server.base_url}"\n'
+        f'model = "smollm2"\napi_key_env = "{KEY_ENV}"\nn_ctx = 1024\n',
+        encoding="utf-8",
+    )
+    env = {**_environment(), KEY_ENV: server.api_key}
+    subprocess.run([sys.executable, "-m", "botkit", "db", "upgrade", "--config", str(config)],
+                   env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "botkit", "check", "--config", str(config)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "backend local: openai model smollm2 present, 1024-token window" in result.stdout
+    assert "token counts: exact" in result.stdout
+    assert server.api_key not in result.stdout + result.stderr
+
+
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != KEY_ENV}
+
+
+# --- failures on demand (the emulator) ---------------------------------------------------------
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[OpenAIEmulator]:
+    instance = OpenAIEmulator(api_key="emulated-key")
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+@asynccontextmanager
+async def emulated_bot(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    **extra: Any,
+) -> AsyncIterator[Bot]:  # fmt: skip
+    monkeypatch.setenv(KEY_ENV, "emulated-key")
+    config = make_config(
+        backends={"local": {"kind": "llamacpp"},
+                  "remote": openai_section(emulator.base_url, n_ctx=4096, **extra)},
+        defaults={"backend": "remote", "max_tokens": 32},
+    )  # fmt: skip
+    async with build_bot(config) as bot:
+        yield bot
+
+
+async def test_a_server_without_tokenize_gets_estimates_and_the_standard_fields(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        commands = ("/temp 0.3", "/topk 5", "/topp 0.5", "/minp 0.1", "/seed 42",
+                    "/repeatpenalty 1.2", "/presencepenalty 0.5",
+                    "/frequencypenalty -0.25")  # fmt: skip
+        for command in commands:
+            assert "set to" in (await say(bot, command)).text
+        assert (await say(bot, "one two three")).text == "one two three"
+        body = emulator.records[-1]
+        assert body["stream"] is True
+        assert body["stream_options"] == {"include_usage": True}
+        assert (body["temperature"], body["top_p"], body["seed"], body["max_tokens"]) == (
+            0.3, 0.5, 42, 32)  # fmt: skip
+        assert (body["presence_penalty"], body["frequency_penalty"]) == (0.5, -0.25)
+        # Not in the OpenAI API: under llama.cpp's and vLLM's names.
+        assert (body["top_k"], body["min_p"], body["repeat_penalty"]) == (5, 0.1, 1.2)
+        assert body["repetition_penalty"] == 1.2
+        assert bot.backends["remote"].tokenizer_id.startswith("estimate:")
+        assert "token counts: estimated" in (await say(bot, "/model")).text
+
+
+async def test_without_extensions_settings_say_what_is_ignored(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with emulated_bot(make_config, emulator, monkeypatch, sampling_extensions=False) as bot:
+        await say(bot, "hello")
+        assert not {"top_k", "min_p", "repeat_penalty"} & set(emulator.records[-1])
+        settings = (await say(bot, "/settings")).text.splitlines()
+        ignored = {line.split(":")[0].strip(" *") for line in settings if "ignored by" in line}
+        assert ignored == {"top_k", "min_p", "repeat_penalty"}
+
+
+async def test_a_busy_server_is_retried_then_the_chat_is_told(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with emulated_bot(make_config, emulator, monkeypatch, max_retries=2) as bot:
+        emulator.busy = 2  # two 429s, then an answer: the client's retries absorb them
+        assert (await say(bot, "still here")).text == "still here"
+        assert len(emulator.records) == 3
+        emulator.busy, emulator.busy_status = 3, 503  # more than the retries
+        reply = (await say(bot, "anyone?")).text
+        assert "is busy (503, still after 2 retries); try again in a moment" in reply
+        # The question is kept; its reply is marked interrupted, with no text.
+        rows = await bot.repo.window((await bot.repo.chat(_key("a"))).id, 0)
+        assert [(r.role, r.content, r.status) for r in rows[2:]] == [
+            ("user", "anyone?", MessageStatus.COMPLETE),
+            ("assistant", "", MessageStatus.INTERRUPTED),
+        ]
+
+
+async def test_a_broken_stream_keeps_the_partial_reply_marked_interrupted(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        emulator.cut_after = 2
+        reply = await say(bot, "alpha beta gamma delta")
+        assert reply.text.startswith("alpha beta")
+        assert "[interrupted]" in reply.text
+        rows = await bot.repo.window((await bot.repo.chat(_key("a"))).id, 0)
+        assert (rows[-1].content, rows[-1].status) == ("alpha beta", MessageStatus.INTERRUPTED)
+        emulator.cut_after = None
+        assert (await say(bot, "and again")).text == "and again"  # the bot goes on
+
+
+async def test_a_stalled_server_times_out_with_a_clear_reply(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with emulated_bot(
+        make_config, emulator, monkeypatch, read_timeout=0.5, max_retries=0
+    ) as bot:
+        emulator.stall = True
+        reply = (await say(bot, "hello?")).text
+        assert "did not answer in time (5 s to connect, 0.5 s to read)" in reply
+
+
+async def test_a_server_that_is_down_gets_a_clear_reply_and_the_bot_goes_on(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with emulated_bot(make_config, emulator, monkeypatch, max_retries=0) as bot:
+        await emulator.stop()  # nothing listens there any more
+        reply = (await say(bot, "hello?")).text
+        assert "is not reachable: is it running?" in reply
+        assert "now uses backend local" in (await say(bot, "/model local")).text
+        assert (await say(bot, "Hello")).text  # the in-process model still answers
+
+
+async def test_a_model_removed_from_the_server_lists_what_it_serves(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.models = ["smollm2", "qwen2.5:7b"]
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        emulator.models = ["qwen2.5:7b"]  # unloaded after botkit started
+        reply = (await say(bot, "hello")).text
+        assert "model 'smollm2' is not served by" in reply
+        assert "it serves: qwen2.5:7b" in reply  # listed again when the model was missing
+
+
+async def test_the_key_can_come_from_a_systemd_credential(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "openai_api_key").write_text("emulated-key\n", encoding="utf-8")
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    config = make_config(backends={"local": openai_section(emulator.base_url, n_ctx=4096)},
+                         defaults={"max_tokens": 16})  # fmt: skip
+    async with build_bot(config) as bot:
+        assert (await say(bot, "hello from systemd")).text == "hello from systemd"
+
+
+@pytest.mark.parametrize(
+    ("reports", "shown"),
+    [
+        ({"max_model_len": 8192}, "context length: 8192 tokens"),  # vLLM
+        # llama-server: the loaded context from /props, not the trained one from /v1/models.
+        ({"n_ctx_train": 131072, "props_n_ctx": 2048},
+         "context length: 2048 tokens (trained for 131072)"),
+        ({}, "context length: 4096 tokens"),  # neither: the config's n_ctx
+    ],
+)  # fmt: skip
+async def test_the_window_is_what_the_server_serves(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    reports: dict[str, int], shown: str,
+) -> None:  # fmt: skip
+    for name, value in reports.items():
+        setattr(emulator, name, value)
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        assert shown in (await say(bot, "/model")).text

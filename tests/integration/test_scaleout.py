@@ -1,0 +1,90 @@
+"""Scaling out: two `botkit run` processes on one PostgreSQL, each serving its own chats."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from sqlalchemy import text
+
+from botkit.store.db import create_engine, upgrade
+from tests.conftest import empty_postgres
+from tests.emulators.telegram import BotApiEmulator
+from tests.integration.test_service import NotifySocket, killed_after, start_service
+
+QUESTIONS = 3
+
+
+async def test_two_processes_on_one_postgresql_lose_and_mix_no_turn(tmp_path: Path) -> None:
+    url = await empty_postgres()
+    engine = create_engine(url)
+    await upgrade(engine)  # `botkit db upgrade`, once, before the processes start
+    bots = [BotApiEmulator(), BotApiEmulator(token="654321:OTHER-token-not-real-9876543210")]
+    chats = [[5001, 5002, 5003], [6001, 6002, 6003]]  # each bot its own chats
+    sockets = [NotifySocket(tmp_path / f"notify-{i}.sock") for i in range(2)]
+    processes = []
+    updates: list[list[int]] = [[], []]
+    try:
+        for i, bot in enumerate(bots):
+            await bot.start()
+            processes.append(
+                await start_service(
+                    tmp_path, bot, sockets[i], 30.0, database=url, name=f"bot-{i}.toml"
+                )
+            )
+        async with killed_after(processes[0]), killed_after(processes[1]):
+            for notify in sockets:
+                await notify.expect("READY=1")
+            for i, (bot, ids) in enumerate(zip(bots, chats, strict=True)):
+                for chat in ids:
+                    updates[i].append(
+                        await bot.user_message("/maxtokens 8", chat_id=chat, user_id=chat)
+                    )
+            # Both processes answer at once, every chat several questions in a row.
+            for n in range(QUESTIONS):
+                for i, (bot, ids) in enumerate(zip(bots, chats, strict=True)):
+                    for chat in ids:
+                        question = f"Question {n} in chat {chat}: name a colour."
+                        updates[i].append(
+                            await bot.user_message(question, chat_id=chat, user_id=chat)
+                        )
+            async with asyncio.timeout(120):  # every question's reply has begun
+                for bot, ids in zip(bots, chats, strict=True):
+                    await bot.wait_for(
+                        lambda b=bot, c=ids: all(len(b.sent_to(x)) >= 1 + QUESTIONS for x in c)
+                    )
+            for process, notify in zip(processes, sockets, strict=True):
+                process.send_signal(signal.SIGTERM)  # finishes the turns it took, then exits
+                await notify.expect("STOPPING=1")
+            async with asyncio.timeout(120):
+                codes = [await p.wait() for p in processes]
+        errors = [(await p.stderr.read()).decode() if p.stderr else "" for p in processes]
+        assert codes == [0, 0], errors
+        assert not any("another botkit process" in e for e in errors)
+        # Every update was confirmed, so none was lost on the way in.
+        for bot, sent in zip(bots, updates, strict=True):
+            assert all(bot.delivered(u) for u in sent)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT c.chat_key, m.role, m.content, m.status FROM messages m "
+                        "JOIN chats c ON c.id = m.chat_id ORDER BY m.id"
+                    )
+                )
+            ).all()
+        for chat in [c for ids in chats for c in ids]:
+            turns = [(r.role, r.content, r.status) for r in rows if r.chat_key == str(chat)]
+            # In order, whole, each question followed by its own answer.
+            assert [t[0] for t in turns] == ["user", "assistant"] * QUESTIONS
+            assert [t[1] for t in turns[::2]] == [
+                f"Question {n} in chat {chat}: name a colour." for n in range(QUESTIONS)
+            ]
+            assert all(t[1] and t[2] == "complete" for t in turns[1::2])
+    finally:
+        for bot in bots:
+            await bot.stop()
+        for notify in sockets:
+            notify.sock.close()
+        await engine.dispose()

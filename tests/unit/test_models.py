@@ -1,0 +1,123 @@
+"""Model names, GGUF file grouping and choice, the GGUF header reader, and the config key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from botkit.backends.gguf_file import GgufError, read_gguf_header
+from botkit.config import ConfigError, load_config
+from botkit.models.files import AmbiguousModel, ModelChoiceError, RepoFile, choose, group_models
+from botkit.models.hub import find_local
+from botkit.models.spec import ModelSpec, parse_model_spec
+from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("bartowski/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M",
+         ModelSpec("bartowski/Qwen2.5-1.5B-Instruct-GGUF", quant="Q4_K_M")),
+        ("unsloth/gpt-oss-20b-GGUF", ModelSpec("unsloth/gpt-oss-20b-GGUF")),
+        ("hf://owner/repo/sub/Model-Q8_0-00001-of-00002.gguf",
+         ModelSpec("owner/repo", filename="sub/Model-Q8_0-00001-of-00002.gguf")),
+    ],
+)  # fmt: skip
+def test_the_two_forms_parse_and_print_back(text: str, spec: ModelSpec) -> None:
+    assert parse_model_spec(text) == spec
+    assert str(spec) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("llama3.2", "does not name a Hub repository; use OWNER/REPO, OWNER/REPO:QUANT"),
+        ("a--b/c", "does not name a Hub repository"),
+        ("owner/repo:Q4 K", "the quantization after ':' is a name such as Q4_K_M"),
+        ("hf://owner/repo/model.bin", "hf:// needs the path of a .gguf file"),
+        ("hf://owner/repo/../x.gguf", "hf:// needs the path of a .gguf file"),
+        ("o/" + "r" * 500, "at most 400 characters"),
+    ],
+)
+def test_bad_names_say_what_is_allowed(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_model_spec(text)
+
+
+def files(*names_sizes: tuple[str, int]) -> list[RepoFile]:
+    return [RepoFile(name, size) for name, size in names_sizes]
+
+
+def test_split_parts_are_one_model_and_projectors_are_left_out() -> None:
+    models = group_models(
+        files(
+            ("Q8_0/M-Q8_0-00002-of-00002.gguf", 2),
+            ("Q8_0/M-Q8_0-00001-of-00002.gguf", 3),
+            ("M-Q4_K_M.gguf", 4),
+            ("mmproj-M-f16.gguf", 1),
+            ("README.md", 1),
+        )
+    )
+    assert [(m.quant, m.size, m.complete) for m in models] == [
+        ("Q4_K_M", 4, True),
+        ("Q8_0", 5, True),
+    ]
+    assert models[1].first.path == "Q8_0/M-Q8_0-00001-of-00002.gguf"
+    partial = group_models(files(("M-Q8_0-00001-of-00003.gguf", 3)))
+    assert not partial[0].complete
+
+
+def test_choosing_by_quantization() -> None:
+    models = group_models(files(("M-Q4_K_M.gguf", 4), ("M.Q8_0.gguf", 8), ("M-UD-Q4_K_XL.gguf", 5)))
+    assert choose(ModelSpec("o/M", quant="q8_0"), models).first.path == "M.Q8_0.gguf"
+    with pytest.raises(AmbiguousModel) as ambiguous:
+        choose(ModelSpec("o/M"), models)
+    assert len(ambiguous.value.choices) == 3
+    with pytest.raises(ModelChoiceError, match="has no IQ2_XS model; its quantizations: Q4_K_M, "):
+        choose(ModelSpec("o/M", quant="IQ2_XS"), models)
+    with pytest.raises(ModelChoiceError, match="has no GGUF model files"):
+        choose(ModelSpec("o/M"), [])
+
+
+def test_the_gguf_reader_reads_keys_and_refuses_other_files(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(gguf_bytes(smollm_metadata(15), 4096))
+    header = read_gguf_header(path)
+    assert header.metadata["general.file_type"] == "15"
+    assert header.metadata["llama.block_count"] == "30"
+    assert (header.tensor_count, header.parameters, header.split_count) == (0, 0, 1)
+    path.write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(GgufError, match="is not a GGUF file"):
+        read_gguf_header(path)
+    path.write_bytes(gguf_bytes(smollm_metadata(15), 4096)[:60])
+    with pytest.raises(GgufError, match="ends early"):
+        read_gguf_header(path)
+
+
+def test_the_config_takes_a_hub_model_or_a_path_not_both(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[backends.local]\nmodel = "o/M-GGUF:q4_k_m"\n', encoding="utf-8")
+    backend = load_config(path).backends["local"]
+    assert backend.hub_model == ModelSpec("o/M-GGUF", quant="q4_k_m")  # type: ignore[union-attr]
+    path.write_text('[backends.local]\nmodel = "o/M:Q4"\nmodel_path = "m.gguf"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"set model .* or model_path .*, not both"):
+        load_config(path)
+    path.write_text('[backends.local]\nmodel = "M.gguf"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"backends\.local\.llamacpp\.model: .*OWNER/REPO:QUANT"):
+        load_config(path)
+
+
+def test_a_pulled_model_is_found_after_the_repo_moved_on(tmp_path: Path) -> None:
+    folder = tmp_path / "models--o--M-GGUF"
+    for commit, name in (("a" * 40, "M-Q4_1.gguf"), ("b" * 40, "M-Q2_K.gguf")):
+        (folder / "snapshots" / commit).mkdir(parents=True)
+        (folder / "snapshots" / commit / name).write_bytes(gguf_bytes(smollm_metadata(3), 1024))
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("b" * 40, encoding="utf-8")
+    found = find_local(ModelSpec("o/M-GGUF", quant="Q4_1"), tmp_path)
+    assert found == folder / "snapshots" / ("a" * 40) / "M-Q4_1.gguf"
+    assert find_local(ModelSpec("o/M-GGUF", quant="Q2_K"), tmp_path) is not None
+    assert find_local(ModelSpec("o/M-GGUF", quant="Q8_0"), tmp_path) is None
+    assert find_local(ModelSpec("o/Other-GGUF"), tmp_path) is None
