@@ -1,30 +1,24 @@
 """What /model shows of a llama.cpp model and its LoRA adapter: facts from GGUF metadata.
 
 A model's metadata comes from llama.cpp (the loaded `Llama`). An adapter's rank is not in its
-metadata, only in its tensors' shapes, which llama.cpp does not expose: read_header() reads a
-GGUF file's header (metadata and tensor shapes, never the tensor data) by the published format
-(ggml's docs/gguf.md: little-endian; magic, version, tensor count, key-value count, the
-key-values, then each tensor's name, dimensions, type and offset).
+metadata, only in its tensors' shapes, which llama.cpp does not expose: they are read from the
+file's header with gguf_file.py (the same reader `botkit models` uses).
 """
 
 from __future__ import annotations
 
 import math
-import struct
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from botkit.backends.base import BackendInfo, LoraAdapter
+from botkit.backends.gguf_file import read_gguf_header
 
 __all__ = [
-    "GgufHeader",
     "describe_adapter",
     "describe_model",
     "kv_bytes_per_token",
     "quantization_name",
-    "read_header",
 ]
 
 # llama.cpp's `general.file_type` values (enum llama_ftype) for the common formats.
@@ -59,91 +53,12 @@ def kv_bytes_per_token(meta: dict[str, str]) -> int | None:
     return 2 * layers * kv_heads * head_dim * 2  # K and V, f16 (llama.cpp's default)
 
 
-# GGUF value types (gguf_type) with fixed sizes, by struct format; 8 is a string, 9 an array.
-_SCALARS = {
-    0: "B",
-    1: "b",
-    2: "H",
-    3: "h",
-    4: "I",
-    5: "i",
-    6: "f",
-    7: "?",
-    10: "Q",
-    11: "q",
-    12: "d",
-}
-_STRING, _ARRAY = 8, 9
-
-
-@dataclass(frozen=True, slots=True)
-class GgufHeader:
-    """A GGUF file's metadata (arrays left out) and its tensors' dimensions (ggml's ne order:
-    the first is the row length)."""
-
-    metadata: dict[str, Any]
-    tensors: dict[str, tuple[int, ...]]
-
-
-def read_header(path: Path) -> GgufHeader:
-    """The metadata and tensor shapes of a GGUF file; ValueError if it is not one."""
-    with path.open("rb") as f:
-        read = _reader(f)
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"{path.name} is not a GGUF file")
-        version, n_tensors, n_kv = read("<I"), read("<Q"), read("<Q")
-        if version < 2:
-            raise ValueError(f"{path.name} is GGUF version {version}; llama.cpp needs 2 or 3")
-        metadata: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = _string(f, read)
-            metadata[key] = _value(f, read, read("<I"))
-        tensors: dict[str, tuple[int, ...]] = {}
-        for _ in range(n_tensors):
-            name = _string(f, read)
-            dims = tuple(read("<Q") for _ in range(read("<I")))
-            read("<IQ")  # type and offset
-            tensors[name] = dims
-    return GgufHeader(metadata, tensors)
-
-
-def _reader(f: BinaryIO) -> Callable[[str], Any]:
-    def read(fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        data = f.read(size)
-        if len(data) != size:
-            raise ValueError("the GGUF header ends early")
-        values = struct.unpack(fmt, data)
-        return values[0] if len(values) == 1 else values
-
-    return read
-
-
-def _string(f: BinaryIO, read: Callable[[str], Any]) -> str:
-    return f.read(read("<Q")).decode("utf-8", "replace")
-
-
-def _value(f: BinaryIO, read: Callable[[str], Any], kind: int) -> Any:
-    if kind in _SCALARS:
-        return read("<" + _SCALARS[kind])
-    if kind == _STRING:
-        return _string(f, read)
-    if kind == _ARRAY:
-        item, count = read("<I"), read("<Q")
-        if item in _SCALARS:
-            f.seek(struct.calcsize("<" + _SCALARS[item]) * count, 1)
-        else:
-            for _ in range(count):
-                _value(f, read, item)
-        return None  # arrays (vocabularies, token lists) are not needed here
-    raise ValueError(f"unknown GGUF value type {kind}")
-
-
 def describe_adapter(path: Path, scale: float) -> LoraAdapter:
     """A LoRA adapter's rank (from its lora_a tensors' shapes), alpha and targets; ValueError
     when the file is not a GGUF LoRA adapter (llama.cpp's convert_lora_to_gguf.py format)."""
-    header = read_header(path)
+    header = read_gguf_header(path)
     meta = header.metadata
+    shapes = {tensor.name: tensor.dims for tensor in header.tensors}
     if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
         raise ValueError(
             f"{path.name} is not a LoRA adapter (general.type = {meta.get('general.type')!r}, "
@@ -151,19 +66,17 @@ def describe_adapter(path: Path, scale: float) -> LoraAdapter:
             "'adapter' and 'lora')"
         )
     # lora_a has ne = [n_in, rank] (llama-adapter.cpp checks it against lora_b's [rank, n_out]).
-    ranks = {dims[1] for name, dims in header.tensors.items() if name.endswith(".lora_a")}
+    ranks = {dims[1] for name, dims in shapes.items() if name.endswith(".lora_a")}
     if len(ranks) != 1:
         raise ValueError(f"{path.name} has no lora_a tensors of one rank (found {sorted(ranks)})")
-    targets = tuple(n.removesuffix(".lora_a") for n in header.tensors if n.endswith(".lora_a"))
+    targets = tuple(n.removesuffix(".lora_a") for n in shapes if n.endswith(".lora_a"))
     parameters = sum(
-        math.prod(dims)
-        for name, dims in header.tensors.items()
-        if name.endswith((".lora_a", ".lora_b"))
+        math.prod(dims) for name, dims in shapes.items() if name.endswith((".lora_a", ".lora_b"))
     )
     return LoraAdapter(
         file=path.name,
         rank=ranks.pop(),
-        alpha=float(meta.get("adapter.lora.alpha", 0.0)),
+        alpha=float(meta.get("adapter.lora.alpha", "0")),
         scale=scale,
         targets=targets,
         parameters=parameters,

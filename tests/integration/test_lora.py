@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from botkit.backends.base import BackendUnavailable, GenerationParams, Message
-from botkit.backends.gguf_info import read_header
+from botkit.backends.gguf_file import read_gguf_header
 from botkit.backends.llamacpp import LlamaCppBackend
 from botkit.backends.model_files import bundled_model_path
 from botkit.compose import build_bot
@@ -50,20 +50,21 @@ async def _reply(backend: LlamaCppBackend, key: str = "c") -> str:
 
 def test_the_adapter_file_is_what_llama_cpp_expects(tmp_path: Path) -> None:
     path = write_adapter(tmp_path / "lora.gguf")
-    header = read_header(path)
+    header = read_gguf_header(path)
+    shapes = {t.name: t.dims for t in header.tensors}
     reference = gguf.GGUFReader(path)  # llama.cpp's own reader agrees with botkit's
-    assert header.tensors == {t.name: tuple(int(d) for d in t.shape) for t in reference.tensors}
+    assert shapes == {t.name: tuple(int(d) for d in t.shape) for t in reference.tensors}
     assert header.metadata["general.type"] == "adapter"
     assert header.metadata["adapter.type"] == "lora"
-    assert header.metadata["adapter.lora.alpha"] == 8.0
-    model = read_header(bundled_model_path())
-    for name, (n_in, rank) in header.tensors.items():
+    assert float(header.metadata["adapter.lora.alpha"]) == 8.0
+    model = {t.name: t.dims for t in read_gguf_header(bundled_model_path()).tensors}
+    for name, (n_in, rank) in shapes.items():
         if name.endswith(".lora_a"):
             weight = name.removesuffix(".lora_a")
             assert rank == 4
-            assert model.tensors[weight][0] == n_in
-            assert header.tensors[f"{weight}.lora_b"] == (4, model.tensors[weight][1])
-    assert len(header.tensors) == 2 * len(TARGETS) * LAYERS
+            assert model[weight][0] == n_in
+            assert shapes[f"{weight}.lora_b"] == (4, model[weight][1])
+    assert len(shapes) == 2 * len(TARGETS) * LAYERS
 
 
 async def test_an_adapter_with_b_zero_changes_nothing(
