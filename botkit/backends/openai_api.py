@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Literal, TypeVar, cast
 
@@ -33,6 +34,7 @@ from botkit.backends.base import (
     Message,
     ModelNotFound,
     Usage,
+    generation_speed,
 )
 from botkit.backends.server_tokens import ServerTokens
 from botkit.config import OpenAIConfig
@@ -235,6 +237,7 @@ class OpenAIBackend:
                 f"but the window is {self.context_window}"
             )
         options = params.sampling()
+        sent = time.perf_counter()
         stream = await self._call(
             self._client.chat.completions.create(
                 model=self.config.model,
@@ -251,16 +254,14 @@ class OpenAIBackend:
             )
         )
         finish: str | None = None
-        usage: Any = None
-        pieces: list[str] = []
+        reply = _Reply(sent)
         try:
             async for part in stream:
-                if part.usage is not None:
-                    usage = part.usage
+                reply.take(part)
                 for choice in part.choices:
                     text = choice.delta.content or "" if choice.delta else ""
                     if text:
-                        pieces.append(text)
+                        reply.text(text)
                         yield Chunk(text)
                     if choice.finish_reason:
                         finish = choice.finish_reason
@@ -270,28 +271,41 @@ class OpenAIBackend:
             await stream.close()
         if finish is None:
             raise BackendUnavailable(f"the reply from {self._where()} ended before it was finished")
-        yield Chunk("", usage=await self._usage(messages, prompt, "".join(pieces), finish, usage))
+        yield Chunk("", usage=await self._usage(messages, prompt, reply, finish))
 
     async def _usage(
-        self, messages: Sequence[Message], prompt: int, text: str, finish: str, reported: Any
+        self, messages: Sequence[Message], prompt: int, reply: _Reply, finish: str
     ) -> Usage:
-        """The server's usage where it sent one (stream_options.include_usage), else counted."""
+        """The server's figures where it sent them (usage with stream_options.include_usage;
+        llama-server's timings), else counted and timed here."""
         stop: Literal["stop", "length"] = "length" if finish == "length" else "stop"
+        end = time.perf_counter()
+        reported, timings = reply.usage, reply.timings
         if reported is not None:
             self._tokens.observe(messages, int(reported.prompt_tokens))
-            details = getattr(reported, "prompt_tokens_details", None)
-            cached = getattr(details, "cached_tokens", None) or 0
-            return Usage(
-                prompt_tokens=int(reported.prompt_tokens),
-                completion_tokens=int(reported.completion_tokens),
-                stop_reason=stop,
-                cached_prompt_tokens=int(cached),
-            )
-        try:
-            completion = await self._tokens.text(text)
-        except (openai.APIError, httpx.TransportError):
-            completion = 0  # the reply is complete; only its count is unknown
-        return Usage(prompt_tokens=prompt, completion_tokens=completion, stop_reason=stop)
+            prompt = int(reported.prompt_tokens)
+            completion = int(reported.completion_tokens)
+        else:
+            try:
+                completion = await self._tokens.text("".join(reply.pieces))
+            except (openai.APIError, httpx.TransportError):
+                completion = 0  # the reply is complete; only its count is unknown
+        details = getattr(reported, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None)
+        if cached is None:
+            cached = _number(timings.get("cache_n"))
+        prompt_ms = _number(timings.get("prompt_ms"))
+        speed = _number(timings.get("predicted_per_second"))
+        first = None if reply.first is None else reply.first - reply.sent
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            stop_reason=stop,
+            cached_prompt_tokens=None if cached is None else int(cached),
+            prefill_seconds=None if prompt_ms is None else prompt_ms / 1000,
+            first_token_seconds=first,
+            tokens_per_second=speed or generation_speed(completion, reply.first, end),
+        )
 
     async def info(self) -> BackendInfo:
         """The model as the server lists it."""
@@ -307,6 +321,33 @@ class OpenAIBackend:
             file_size=None,
             extra={"server": self.config.base_url, "token counts": self._tokens.describe()},
         )
+
+
+class _Reply:
+    """What a stream brought: the text, when its first piece came, and the server's figures."""
+
+    def __init__(self, sent: float) -> None:
+        self.sent = sent
+        self.first: float | None = None
+        self.pieces: list[str] = []
+        self.usage: Any = None
+        self.timings: dict[str, Any] = {}
+
+    def take(self, part: Any) -> None:
+        if part.usage is not None:
+            self.usage = part.usage
+        timings = (part.model_extra or {}).get("timings")  # llama-server's own figures
+        if isinstance(timings, dict):
+            self.timings = timings
+
+    def text(self, piece: str) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.pieces.append(piece)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
 
 
 def _positive(value: Any) -> int | None:

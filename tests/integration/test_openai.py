@@ -354,3 +354,23 @@ async def test_the_window_is_what_the_server_serves(
         setattr(emulator, name, value)
     async with emulated_bot(make_config, emulator, monkeypatch) as bot:
         assert shown in (await say(bot, "/model")).text
+
+
+async def test_stats_show_what_the_server_reports(
+    both: Bot, make_config: MakeConfig, emulator: OpenAIEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # llama_cpp.server sends no usage in a stream: counted with its tokenizer, timed here.
+    await say(both, "/maxtokens 12")
+    await say(both, "Name a fruit.")
+    real = (await say(both, "/stats")).text
+    assert "backend server" in real
+    assert "time to first token" in real
+    # The emulator reports usage with OpenAI's prompt caching figure.
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        await say(bot, "one two three four")
+        emulated = (await say(bot, "/stats")).text
+    body = emulator.records[-1]
+    prompt = sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
+    assert f"prompt: {prompt} tokens: {prompt // 2} reused from the KV cache" in emulated
+    assert "prefill: not reported" in emulated

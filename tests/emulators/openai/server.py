@@ -159,7 +159,9 @@ class OpenAIEmulator:
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": " ".join(words)}}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": len(words),
-                      "total_tokens": prompt + len(words)},
+                      "total_tokens": prompt + len(words),
+                      # As OpenAI reports prompt caching (tokens served from its cache).
+                      "prompt_tokens_details": {"cached_tokens": prompt // 2}},
         }  # fmt: skip
 
     async def _stream(
