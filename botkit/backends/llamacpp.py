@@ -159,7 +159,6 @@ class LlamaCppBackend:
                 self._slots,
                 self.config.n_ctx,
                 min(self.config.n_batch, self.config.n_ctx),
-                llm.n_threads,
                 self._cache,
                 lora=None if adapter is None else (adapter, self.config.lora_scale),
             )
