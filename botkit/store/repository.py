@@ -222,6 +222,7 @@ class Repository:
         # when another connection holds the write lock, whatever the busy timeout.
         self._write_lock = asyncio.Lock()
         self._writer: AsyncConnection | None = None
+        self._driver: aiosqlite.Connection | None = None  # under the writer, on SQLite
         self._prepared: dict[int, DriverStatement] = {}
         self._cached_chats = cached_chats
         self._chats: OrderedDict[ChatKey, ChatRecord] = OrderedDict()
@@ -269,7 +270,9 @@ class Repository:
         async with self._write_lock:
             if self._writer is None:
                 self._writer = await self.engine.connect()
-            db = await driver_connection(self._writer)
+            if self._driver is None:  # the writer's connection lives as long as the writer
+                self._driver = await driver_connection(self._writer)
+            db = self._driver
             try:
                 yield _DriverWrites(db, self.engine.dialect, self._prepared)
             except BaseException:
@@ -282,7 +285,7 @@ class Repository:
         async with self._write_lock:
             if self._writer is not None:
                 await self._writer.close()
-                self._writer = None
+                self._writer = self._driver = None
 
     async def _read(self, statement: Any) -> list[Any]:
         async with self.engine.connect() as conn:
