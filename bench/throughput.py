@@ -6,10 +6,10 @@ The baseline, in the same run, is a raw aiosqlite loop writing the same two rows
 one transaction each, on the same pragmas (WAL, synchronous=NORMAL): the floor any SQLite
 bot pays, so the ratio shows botkit's own cost on this machine, whatever its speed.
 
-Where a turn's time goes (profiled on the 2-core machine, 1.1 ms a turn): the two
-transactions, on the aiosqlite connection itself (store/sqlite_driver.py), 0.71 ms against the
-raw loop's one at 0.29 ms; the history and prompt plan over a kept window of about 340
-messages, 0.17 ms; routing, settings, the reply stream and metrics, the rest.
+Where a turn's time goes (profiled on the 2-core machine, 1.1-1.4 ms a turn): the two
+transactions, on the aiosqlite connection itself (store/sqlite_driver.py), 0.7-0.8 ms against
+the raw loop's one at 0.3 ms; the history and prompt plan over a kept window of about 340
+messages, 0.17-0.2 ms; routing, settings, the reply stream and metrics, the rest.
 """
 
 from __future__ import annotations
