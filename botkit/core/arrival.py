@@ -46,6 +46,7 @@ class Place:
     def _finish(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
+        self._line.forget(self._key, self.done)
 
 
 class ArrivalOrder:
