@@ -75,6 +75,7 @@ class LlamaCppConfig(_Section):
     # does) and loaded from the cache after that. Neither: the bundled SmolLM2-135M.
     model: str | None = None
     n_ctx: int = Field(default=2048, ge=256, le=131072)
+    # Threads for replies and prompts alike; None: llama_slots.llama_threads chooses.
     n_threads: int | None = Field(default=None, ge=1, le=512)
     n_batch: int = Field(default=512, ge=16, le=8192)
     state_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)

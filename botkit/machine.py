@@ -19,9 +19,26 @@ def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
-def cpu_cores() -> int | None:
-    """Cores this process may run on (its affinity, not the machine's count)."""
+def cpu_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Cores this process may use: its affinity (taskset, systemd CPUAffinity=), lowered to
+    its cgroup's CPU quota (systemd CPUQuota=, a container's --cpus), not the machine's count."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores: int | None = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count()
+        cores = os.cpu_count()
+    quota = _cgroup_quota(cgroup / "cpu.max")
+    if quota is not None and cores is not None:
+        return max(1, min(cores, quota))
+    return cores
+
+
+def _cgroup_quota(cpu_max: Path) -> int | None:
+    """Whole cores a cgroup v2 quota allows ("QUOTA PERIOD" in microseconds, rounded up), or
+    None without one ("max") (kernel Documentation/admin-guide/cgroup-v2.rst, cpu.max)."""
+    try:
+        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
+        if quota == "max":
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None

@@ -1,4 +1,5 @@
-"""How many chats the llama.cpp backend generates at once when `parallel = "auto"`.
+"""What the llama.cpp backend takes of this machine: how many chats it generates at once when
+`parallel = "auto"`, and how many threads it computes with.
 
 Continuous batching pays where one step's weight reads serve many chats: on the 2-core
 development machine 8 chats at once gave 1.77× the tokens/s of one at a time, and 1 chat lost
@@ -8,7 +9,7 @@ KV cache, and the batch, which must hold a token of every generating chat.
 
 from __future__ import annotations
 
-__all__ = ["AUTO_SLOTS", "choose_slots"]
+__all__ = ["AUTO_SLOTS", "choose_slots", "llama_threads"]
 
 AUTO_SLOTS = 8  # beyond 8 a CPU gains little more, and memory grows with every slot
 _KV_SHARE = 4  # all slots' KV may take at most a quarter of the memory free at start
@@ -26,3 +27,16 @@ def choose_slots(
     by_memory = available // _KV_SHARE // (kv_bytes_per_token * n_ctx)
     by_batch = min(n_batch, n_ctx) // 2
     return max(1, min(AUTO_SLOTS, by_memory, by_batch))
+
+
+def llama_threads(configured: int | None, cores: int | None) -> tuple[int, int]:
+    """Threads for generating and for reading prompts. A configured figure is used for both,
+    so a process that shares the machine stays within its cores in both phases. Otherwise
+    llama-cpp-python's defaults (half the cores to generate, all to read prompts), counted
+    from the cores this process may use rather than the machine's: llama.cpp's threads
+    spin-wait at each step, and more of them than cores made two processes on 2 cores 20×
+    slower (tests/integration/test_scaleout.py, 0.3 s a turn became 6 s)."""
+    if configured is not None:
+        return configured, configured
+    cores = max(1, cores or 1)
+    return max(1, cores // 2), cores

@@ -40,7 +40,7 @@ from botkit.backends.gguf_info import describe_adapter, describe_model, kv_bytes
 from botkit.backends.llama_batch import BatchEngine, BatchJob
 from botkit.backends.llama_lora import apply_lora, load_lora
 from botkit.backends.llama_prompt import PromptTokenizer
-from botkit.backends.llama_slots import choose_slots
+from botkit.backends.llama_slots import choose_slots, llama_threads
 from botkit.backends.llama_worker import Emit, Mailbox, log_failure
 from botkit.backends.model_files import bundled_model_path
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
@@ -127,11 +127,13 @@ class LlamaCppBackend:
     def _load(self, path: Path) -> None:
         from llama_cpp import Llama
 
+        threads, prompt_threads = llama_threads(self.config.n_threads, cpu_cores())
         try:
             llm = Llama(
                 model_path=str(path),
                 n_ctx=self.config.n_ctx,
-                n_threads=self.config.n_threads,
+                n_threads=threads,
+                n_threads_batch=prompt_threads,
                 n_batch=min(self.config.n_batch, self.config.n_ctx),
                 verbose=False,
             )

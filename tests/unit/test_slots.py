@@ -1,11 +1,12 @@
-"""parallel = "auto": how many chats the llama.cpp backend generates at once."""
+"""What the llama.cpp backend takes of the machine: slots for parallel = "auto", and threads."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from botkit.backends.llama_slots import AUTO_SLOTS, choose_slots
-from botkit.machine import available_memory
+from botkit.backends.llama_slots import AUTO_SLOTS, choose_slots, llama_threads
+from botkit.machine import available_memory, cpu_cores
 
 KV = 48 * 1024  # KV bytes per token of a small model (f16)
 GIB = 1024**3
@@ -43,3 +44,25 @@ def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
     meminfo.write_text("MemTotal:       24576000 kB\n")
     assert available_memory(meminfo) is None
     assert available_memory(tmp_path / "missing") is None
+
+
+def test_threads_configured_apply_to_replies_and_prompts_alike() -> None:
+    assert llama_threads(1, 16) == (1, 1)
+    assert llama_threads(6, None) == (6, 6)
+
+
+def test_default_threads_count_the_cores_this_process_may_use() -> None:
+    assert llama_threads(None, 8) == (4, 8)  # llama-cpp-python's split: half to generate
+    assert llama_threads(None, 1) == (1, 1)
+    assert llama_threads(None, None) == (1, 1)
+
+
+def test_cores_are_the_affinity_lowered_to_the_cgroup_quota(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    assert cpu_cores(tmp_path) == affinity  # no cpu.max: no quota
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_cores(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # CPUQuota=50%: still one core
+    assert cpu_cores(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text(f"{(affinity + 4) * 100000} 100000\n")
+    assert cpu_cores(tmp_path) == affinity  # a quota above the affinity changes nothing
