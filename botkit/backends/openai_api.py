@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Literal, TypeVar, cast
@@ -72,6 +73,11 @@ class OpenAIBackend:
         self._window: int | None = None
         self._trained: int | None = None
         self._served: list[str] = []
+        # What is sent beyond the plain request until the server refuses it (api.openai.com
+        # answers 400 "Unrecognized request argument supplied: top_k"; llama.cpp and vLLM
+        # take both): then the rest of this process goes without.
+        self._send_extensions = config.sampling_extensions
+        self._send_stream_options = True
 
     # --- facts ----------------------------------------------------------------------------
 
@@ -94,7 +100,7 @@ class OpenAIBackend:
     def ignored_settings(self) -> frozenset[str]:
         """Sampling options the server is not sent (no extensions: top_k, min_p, repeat
         penalty)."""
-        return frozenset() if self.config.sampling_extensions else frozenset(_EXTENSIONS)
+        return frozenset() if self._send_extensions else frozenset(_EXTENSIONS)
 
     # --- errors ---------------------------------------------------------------------------
 
@@ -221,9 +227,36 @@ class OpenAIBackend:
     # --- generation -----------------------------------------------------------------------
 
     def _extensions(self, options: dict[str, Any]) -> dict[str, Any] | None:
-        if not self.config.sampling_extensions:
+        if not self._send_extensions:
             return None
         return {wire: options[name] for name, wires in _EXTENSIONS.items() for wire in wires}
+
+    def _drop_refused(self, exc: openai.APIStatusError) -> bool:
+        """Stop sending what the server refused by name (a 400 or 422 that names an argument
+        beyond the plain request); True if something was dropped, so the request is worth
+        sending again."""
+        detail = _error_message(exc)
+        param = exc.body.get("param") if isinstance(exc.body, dict) else None
+
+        def named(wire: str) -> bool:
+            return wire == param or re.search(rf"\b{wire}\b", detail) is not None
+
+        if self._send_extensions and any(
+            named(wire) for wires in _EXTENSIONS.values() for wire in wires
+        ):
+            self._send_extensions = False
+            log.warning(
+                "%s refused an argument beyond the OpenAI API (%s): top_k, min_p and "
+                "repeat_penalty are no longer sent, and /settings says so "
+                "(sampling_extensions = false makes this the start)", self._where(), detail,
+            )  # fmt: skip
+            return True
+        if self._send_stream_options and named("stream_options"):
+            self._send_stream_options = False
+            log.warning("%s refused stream_options (%s): usage is counted here instead",
+                        self._where(), detail)  # fmt: skip
+            return True
+        return False
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
@@ -238,21 +271,29 @@ class OpenAIBackend:
             )
         options = params.sampling()
         sent = time.perf_counter()
-        stream = await self._call(
-            self._client.chat.completions.create(
-                model=self.config.model,
-                messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
-                stream=True,
-                stream_options={"include_usage": True},
-                temperature=options["temperature"],
-                top_p=options["top_p"],
-                seed=options["seed"],
-                max_tokens=options["max_tokens"],
-                presence_penalty=options["presence_penalty"],
-                frequency_penalty=options["frequency_penalty"],
-                extra_body=self._extensions(options),
-            )
-        )
+        while True:
+            try:
+                stream = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
+                    stream=True,
+                    stream_options=(
+                        {"include_usage": True} if self._send_stream_options else openai.omit
+                    ),
+                    temperature=options["temperature"],
+                    top_p=options["top_p"],
+                    seed=options["seed"],
+                    max_tokens=options["max_tokens"],
+                    presence_penalty=options["presence_penalty"],
+                    frequency_penalty=options["frequency_penalty"],
+                    extra_body=self._extensions(options),
+                )
+                break
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if not self._drop_refused(exc):
+                    raise await self._failure(exc) from None
+            except (openai.APIError, httpx.TransportError) as exc:
+                raise await self._failure(exc) from None
         finish: str | None = None
         reply = _Reply(sent)
         try:

@@ -4,6 +4,7 @@ for the normal path, and against a small emulator for failures on demand."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -254,6 +255,50 @@ async def test_without_extensions_settings_say_what_is_ignored(
         settings = (await say(bot, "/settings")).text.splitlines()
         ignored = {line.split(":")[0].strip(" *") for line in settings if "ignored by" in line}
         assert ignored == {"top_k", "min_p", "repeat_penalty"}
+
+
+async def test_a_server_that_refuses_the_extensions_answers_without_them(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    emulator.accepted = frozenset()  # as api.openai.com: 400 for top_k
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        assert "set to" in (await say(bot, "/topk 5")).text
+        assert (await say(bot, "one two three")).text == "one two three"
+        assert len(emulator.records) == 1  # the refused request was not answered
+        assert not {"top_k", "min_p", "repeat_penalty", "repetition_penalty"} & set(
+            emulator.records[0]
+        )
+        assert "Unrecognized request argument supplied: top_k" in caplog.text
+        settings = (await say(bot, "/settings")).text.splitlines()
+        ignored = {line.split(":")[0].strip(" *") for line in settings if "ignored by" in line}
+        assert ignored == {"top_k", "min_p", "repeat_penalty"}
+        assert (await say(bot, "four five")).text == "four five"  # not refused again
+        assert len(emulator.records) == 2
+
+
+async def test_a_server_without_stream_options_answers_and_counts_usage(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.unknown = frozenset({"stream_options"})
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        assert (await say(bot, "one two three")).text == "one two three"
+        assert "stream_options" not in emulator.records[-1]
+        # No usage in the stream: counted with the estimate (this server cannot tokenize).
+        stats = (await say(bot, "/stats")).text
+        counted = re.search(r"reply: (\d+) tokens", stats)
+        assert counted is not None, stats
+        assert int(counted[1]) > 0
+
+
+async def test_a_refusal_of_the_request_itself_is_told_not_retried(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.unknown = frozenset({"seed"})  # a plain argument: nothing to drop
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        reply = await say(bot, "one two three")
+        assert "answered 400: Unrecognized request argument supplied: seed" in reply.text
+        assert emulator.records == []
 
 
 async def test_a_busy_server_is_retried_then_the_chat_is_told(

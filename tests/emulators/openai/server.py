@@ -11,6 +11,11 @@ the real service where botkit could get it wrong:
 - An unknown model is 404 with `code: "model_not_found"` (the API reference's error codes).
 - `model` and a non-empty `messages` list of `{role, content}` with a known role are required
   (400 otherwise); `stream_options` is refused unless `stream` is true, as OpenAI does.
+- A request argument the API does not define is refused, as OpenAI does: 400 "Unrecognized
+  request argument supplied: top_k" (`type: invalid_request_error`, `param` and `code` null;
+  the message as api.openai.com sends it, quoted in openai/openai-python and client issues).
+  `accepted` lists the extra arguments a llama.cpp or vLLM server would take instead;
+  `unknown`, API arguments an older server does not know (and refuses the same way).
 - A stream is `text/event-stream`: `data: <chunk JSON>` events, a final chunk with
   `finish_reason`, a usage chunk with empty `choices` only when
   `stream_options.include_usage` is true, then `data: [DONE]`.
@@ -35,6 +40,17 @@ from typing import Any
 from aiohttp import web
 
 _ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
+# The request body of POST /v1/chat/completions in OpenAI's API reference (chat/create).
+_API_FIELDS = frozenset({
+    "messages", "model", "audio", "frequency_penalty", "function_call", "functions",
+    "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata", "modalities",
+    "n", "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key",
+    "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier", "stop",
+    "store", "stream", "stream_options", "temperature", "tool_choice", "tools", "top_logprobs",
+    "top_p", "user", "verbosity", "web_search_options",
+})  # fmt: skip
+# What llama.cpp's servers and vLLM take beyond the API (the sampling botkit sends there).
+SERVER_FIELDS = frozenset({"top_k", "min_p", "repeat_penalty", "repetition_penalty"})
 
 
 @dataclass
@@ -52,6 +68,8 @@ class OpenAIEmulator:
     max_model_len: int | None = None
     n_ctx_train: int | None = None
     props_n_ctx: int | None = None
+    accepted: frozenset[str] = SERVER_FIELDS  # frozenset(): as strict as api.openai.com
+    unknown: frozenset[str] = frozenset()
     records: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
     _runner: web.AppRunner | None = None
@@ -124,7 +142,7 @@ class OpenAIEmulator:
             body = await request.json()
         except json.JSONDecodeError:
             return self._error(400, "We could not parse the JSON body of your request.", None)
-        problem = _invalid(body)
+        problem = _invalid(body) or _unrecognized(body, self.accepted, self.unknown)
         if problem:
             return self._error(400, problem, None)
         self.records.append(body)
@@ -211,4 +229,14 @@ def _invalid(body: Any) -> str | None:
             return f"Invalid type for 'messages[{i}].content': expected a string."
     if body.get("stream_options") is not None and not body.get("stream"):
         return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+    return None
+
+
+def _unrecognized(
+    body: dict[str, Any], accepted: frozenset[str], unknown: frozenset[str]
+) -> str | None:
+    """OpenAI's refusal of the first argument it does not define, or None."""
+    for name in body:
+        if name in unknown or (name not in _API_FIELDS and name not in accepted):
+            return f"Unrecognized request argument supplied: {name}"
     return None
