@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -51,9 +53,25 @@ def _config_path(arg: Path | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def _instance(path: Path | None, command: str) -> str:
+    """This process's default name among those sharing a database: the host and the config
+    file, so a restart is the same instance and another config another one (`botkit chat`
+    apart from `botkit run`, which may run beside it)."""
+    where = str(path.resolve() if path else Path.cwd())
+    if len(where) > 200:
+        where = hashlib.sha256(where.encode()).hexdigest()[:32]
+    suffix = " (chat)" if command == "chat" else ""
+    return f"{socket.gethostname()[:40]}:{where}{suffix}"
+
+
 def _load(args: argparse.Namespace) -> tuple[Config, Path]:
     path = _config_path(args.config)
     config = load_config(path)
+    if config.service.instance is None:
+        named = _instance(path, args.command)
+        config = config.model_copy(
+            update={"service": config.service.model_copy(update={"instance": named})}
+        )
     logging.basicConfig(
         level=config.logging.level,
         stream=sys.stderr,

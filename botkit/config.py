@@ -302,6 +302,10 @@ class ServiceConfig(_Section):
     # On SIGTERM: seconds in-flight replies may take to finish before they are cut (and stored
     # as interrupted). Keep systemd's TimeoutStopSec above it.
     grace_period: float = Field(default=20.0, ge=0.0, le=600.0)
+    # This process's name among botkit processes sharing one database: after a crash it marks
+    # only its own cut replies. `botkit run` and `botkit chat` default it to the host name and
+    # the config file's path; set it when one config file serves on several hosts.
+    instance: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class MetricsConfig(_Section):

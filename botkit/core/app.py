@@ -100,7 +100,7 @@ class Bot:
         self._engine = engine
         if await ensure_migrated(engine, auto_migrate_new=self.config.storage.auto_migrate_new):
             log.info("created a new database at %s", engine.url.render_as_string())
-        self._repo = Repository(engine)
+        self._repo = Repository(engine, owner=self.config.service.instance)
         self.cut_replies = await self._repo.recover_cut_replies()
         if self.cut_replies:
             log.warning("%d replies were cut by a crash; marked interrupted", len(self.cut_replies))

@@ -80,6 +80,10 @@ class MessageRow(Base):
     replaces: Mapped[int | None] = mapped_column(Integer)
     # A reply's figures for /stats (botkit.backends.base.Usage as JSON, with the backend).
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The botkit process (its [service] instance) that writes a reply while it is generated:
+    # after a crash, a process marks only its own cut replies, never those that another
+    # process sharing the database is still writing. NULL: any process may (older rows).
+    owner: Mapped[str | None] = mapped_column(String(255))
 
 
 class PluginDataRow(Base):

@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -94,7 +95,7 @@ _PLUGIN_DATA: Table = PluginDataRow.__table__  # type: ignore[assignment]
 _INSERT_RETURNING_ID = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
 _TURN_COLUMNS = (
     "chat_id", "created_at", "role", "author", "content", "token_count", "token_model", "status",
-    "seed", "replaces",
+    "seed", "replaces", "owner",
 )  # fmt: skip
 # The same rows as one multi-row INSERT, for SQLite's driver path (one statement, one hop).
 _INSERT_ROWS = {
@@ -214,10 +215,17 @@ class Repository:
     served by one process (shards split chats). It is checked at no extra cost: finishing a
     turn returns the chat's newest row before the turn's question, and a row this process did
     not write there stops the caching of that chat, with an error in the log.
+
+    owner names this process among those sharing the database ([service] instance): the
+    replies it writes carry it, and after a crash it marks only its own as cut. None: the only
+    process, which marks every cut reply.
     """
 
-    def __init__(self, engine: AsyncEngine, cached_chats: int = 1024) -> None:
+    def __init__(
+        self, engine: AsyncEngine, cached_chats: int = 1024, owner: str | None = None
+    ) -> None:
         self.engine = engine
+        self.owner = owner
         # One writer at a time: SQLite fails a deferred read-then-write transaction at once
         # when another connection holds the write lock, whatever the busy timeout.
         self._write_lock = asyncio.Lock()
@@ -436,9 +444,11 @@ class Repository:
             "chat_id": chat_id, "created_at": now, "role": "assistant", "author": None,
             "content": "", "token_count": 0, "token_model": "", "seed": None,
             "status": MessageStatus.GENERATING, "replaces": replaces, "stats": None,
+            "owner": self.owner,
         }  # fmt: skip
         values = [] if user is None else [
-            {"chat_id": chat_id, "created_at": now, "replaces": None, **asdict(user)}
+            {"chat_id": chat_id, "created_at": now, "replaces": None, "owner": None,
+             **asdict(user)}
         ]  # fmt: skip
         async with self._turn_write() as writes:
             ids = await writes.insert([*values, reply])
@@ -531,8 +541,15 @@ class Repository:
     async def recover_cut_replies(self) -> list[CutReply]:
         """After a crash: replies left generating become interrupted (and stay in the history);
         a /retry cut by the crash is dropped, so the reply it was replacing stays. Returns the
-        cut replies (retries too) that have a platform message, so adapters can mark them."""
+        cut replies (retries too) that have a platform message, so adapters can mark them.
+
+        With an owner, only this process's own replies and those of no owner (written before
+        owners were kept): another process on the database may be generating its own now."""
         generating = _MESSAGES.c.status == MessageStatus.GENERATING
+        if self.owner is not None:
+            generating = generating & or_(
+                _MESSAGES.c.owner.is_(None), _MESSAGES.c.owner == self.owner
+            )
         async with self._write() as conn:
             found = await conn.execute(
                 select(

@@ -266,3 +266,56 @@ async def test_a_chat_served_by_two_processes_is_detected_and_read_afresh(
         seen = [m["content"] for m in first.prompts[-1]]
         assert "from the other process" in seen
         assert seen[-1] == "six"
+
+
+async def test_after_a_crash_a_process_marks_only_its_own_cut_replies(db_url: str) -> None:
+    """Two processes on one database ([service] instance "a" and "b"): "b" restarting must
+    not cut the reply "a" is still writing; "a" restarting marks its own."""
+    engine = create_engine(db_url)
+    await upgrade(engine)
+    a, b = Repository(engine, owner="a"), Repository(engine, owner="b")
+    try:
+        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        chat_a = await a.chat(ChatKey("t", "served-by-a"))
+        _, reply_a = await a.begin_turn(chat_a.id, user)
+        await a.checkpoint(reply_a, "half a rep", "ref-a")
+        chat_b = await b.chat(ChatKey("t", "served-by-b"))
+        _, reply_b = await b.begin_turn(chat_b.id, user)
+        await b.checkpoint(reply_b, "cut", "ref-b")
+        await b.close()  # "b" crashes; its next start:
+        b = Repository(engine, owner="b")
+        assert [(c.chat.chat_id, c.content) for c in await b.recover_cut_replies()] == [
+            ("served-by-b", "cut")
+        ]
+        # "a" goes on and finishes its reply as complete; nothing of it was marked.
+        assert [r.status for r in await b.window(chat_a.id, 0)] == ["complete", "generating"]
+        reply = NewMessage("assistant", None, "half a reply", 3, "t", MessageStatus.COMPLETE)
+        await a.finish_turn(chat_a.id, reply_a, reply, "ref-a")
+        assert [r.status for r in await b.window(chat_b.id, 0)] == ["complete", "interrupted"]
+        # A reply written before owners were kept (NULL) is cut for whoever starts first.
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE messages SET owner = NULL, status = 'generating'"
+                                    " WHERE id = :id"), {"id": reply_a})  # fmt: skip
+        assert [c.content for c in await b.recover_cut_replies()] == ["half a reply"]
+    finally:
+        await a.close()
+        await b.close()
+        await engine.dispose()
+
+
+async def test_reply_owner_column_comes_and_goes_with_0006(db_url: str) -> None:
+    engine = create_engine(db_url)
+
+    def columns(connection: Connection) -> list[str]:
+        return [c["name"] for c in inspect(connection).get_columns("messages")]
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0005"))
+            assert "owner" not in await conn.run_sync(columns)
+            await conn.run_sync(to("0006"))
+            assert "owner" in await conn.run_sync(columns)
+            await conn.run_sync(to("0005", down=True))
+            assert "owner" not in await conn.run_sync(columns)
+    finally:
+        await engine.dispose()

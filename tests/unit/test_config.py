@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from botkit.cli import _load
 from botkit.config import Config, ConfigError, load_config
 
 
@@ -71,3 +73,17 @@ def test_parallel_is_auto_unless_set() -> None:
     assert Config(backends={"local": {"parallel": 3}}).backends["local"].parallel == 3
     with pytest.raises(ValidationError, match="parallel"):
         Config(backends={"local": {"parallel": "many"}})
+
+
+def test_each_config_file_is_its_own_instance_and_chat_apart_from_run(tmp_path: Path) -> None:
+    first, second = tmp_path / "bot-0.toml", tmp_path / "bot-1.toml"
+    for path in (first, second):
+        path.write_text("[console]\nenabled = false\n", encoding="utf-8")
+    run = [_load(argparse.Namespace(config=p, command="run"))[0] for p in (first, second)]
+    names = [c.service.instance for c in run]
+    assert names[0] != names[1]
+    assert names[0] == _load(argparse.Namespace(config=first, command="run"))[0].service.instance
+    chat = _load(argparse.Namespace(config=first, command="chat"))[0].service.instance
+    assert chat not in names
+    first.write_text('[service]\ninstance = "bot-a"\n', encoding="utf-8")
+    assert _load(argparse.Namespace(config=first, command="run"))[0].service.instance == "bot-a"
