@@ -164,6 +164,12 @@ class TelegramAdapter:
             raise TokenRefused(str(exc)) from None
         self.username = app.bot.username
         self.bot_id = app.bot.id
+        adopted = await router.bot.repo.adopt_chats("telegram", f"{self.bot_id}/")
+        if adopted:
+            log.warning(
+                "telegram: %d chats stored before chat keys named the bot are now @%s's",
+                adopted, self.username,
+            )  # fmt: skip
         await app.bot.set_my_commands(telegram_commands(self._registry))
         await self._mark_cut_replies()
         if self.config.mode == "webhook":
@@ -237,8 +243,12 @@ class TelegramAdapter:
     async def _mark_cut_replies(self) -> None:
         """Replies a crash cut mid-stream: end their message with the interrupted mark."""
         assert self._app is not None
+        mine = f"{self.bot_id}/"
         for cut in self._cut_replies:
-            chat_id = int(cut.chat.chat_id.split(":", 1)[0])
+            bot, _, chat = cut.chat.chat_id.rpartition("/")
+            if bot and f"{bot}/" != mine:
+                continue  # another bot's chat (a bot can edit only its own messages)
+            chat_id = int(chat.split(":", 1)[0])
             text = interrupted_ending(cut.content, MAX_LENGTH)
             try:
                 await self._app.bot.edit_message_text(
@@ -367,7 +377,9 @@ class TelegramAdapter:
         if not (is_dm or is_command or mentioned or reply_to_bot):
             return  # group chatter not addressed to the bot
         thread = message.message_thread_id if message.is_topic_message else None
-        key = f"{chat.id}:{thread}" if thread else str(chat.id)
+        # Named by the bot too: a user's DMs with two bots have the same chat id, and two bots
+        # in one group see the same one; each bot has its own conversation there.
+        key = f"{self.bot_id}/{chat.id}:{thread}" if thread else f"{self.bot_id}/{chat.id}"
         # The message's place in its chat's line, taken before the awaits below.
         place = self._router.arrivals.place(ChatKey("telegram", key))
         try:

@@ -14,11 +14,13 @@ from typing import Any
 import aiosqlite
 from sqlalchemy import (
     Integer,
+    String,
     Table,
     bindparam,
     delete,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -298,6 +300,20 @@ class Repository:
     async def _read(self, statement: Any) -> list[Any]:
         async with self.engine.connect() as conn:
             return list(await conn.execute(statement))
+
+    async def adopt_chats(self, platform: str, prefix: str) -> int:
+        """Chats of platform stored before their keys named the bot (no "/" in the key) get
+        prefix in front: the first bot to start after the upgrade takes them, with their
+        history and settings. Returns how many."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(_CHATS)
+                .where(_CHATS.c.platform == platform, _CHATS.c.chat_key.not_like("%/%"))
+                .values(chat_key=literal(prefix, String) + _CHATS.c.chat_key)
+            )
+        if result.rowcount:
+            self.drop_caches()
+        return int(result.rowcount)
 
     async def chat(self, key: ChatKey) -> ChatRecord:
         """The chat for key, created on first use."""

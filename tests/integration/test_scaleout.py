@@ -1,8 +1,10 @@
-"""Scaling out: two `botkit run` processes on one PostgreSQL, each serving its own chats."""
+"""Scaling out: two `botkit run` processes on one PostgreSQL, each its own Telegram bot, talked
+to by the same users."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from pathlib import Path
 
@@ -25,7 +27,9 @@ async def test_two_processes_on_one_postgresql_lose_and_mix_no_turn(tmp_path: Pa
     engine = create_engine(url)
     await upgrade(engine)  # `botkit db upgrade`, once, before the processes start
     bots = [BotApiEmulator(), BotApiEmulator(token="654321:OTHER-token-not-real-9876543210")]
-    chats = [[5001, 5002, 5003], [6001, 6002, 6003]]  # each bot its own chats
+    # The same users talk to both bots (a DM's chat id is the user's id, whichever the bot):
+    # each bot has its own conversation with each of them.
+    chats = [5001, 5002, 5003]
     sockets = [NotifySocket(tmp_path / f"notify-{i}.sock") for i in range(2)]
     processes = []
     updates: list[list[int]] = [[], []]
@@ -46,16 +50,16 @@ async def test_two_processes_on_one_postgresql_lose_and_mix_no_turn(tmp_path: Pa
         async with killed_after(processes[0]), killed_after(processes[1]):
             for notify in sockets:
                 await notify.expect("READY=1")
-            for i, (bot, ids) in enumerate(zip(bots, chats, strict=True)):
-                for chat in ids:
+            for i, bot in enumerate(bots):
+                for chat in chats:
                     updates[i].append(
                         await bot.user_message("/maxtokens 8", chat_id=chat, user_id=chat)
                     )
             # Both processes answer at once, every chat several questions in a row.
             for n in range(QUESTIONS):
-                for i, (bot, ids) in enumerate(zip(bots, chats, strict=True)):
-                    for chat in ids:
-                        question = f"Question {n} in chat {chat}: name a colour."
+                for i, bot in enumerate(bots):
+                    for chat in chats:
+                        question = f"Question {n} to bot {i} in chat {chat}: name a colour."
                         updates[i].append(
                             await bot.user_message(question, chat_id=chat, user_id=chat)
                         )
@@ -81,12 +85,13 @@ async def test_two_processes_on_one_postgresql_lose_and_mix_no_turn(tmp_path: Pa
                     )
                 )
             ).all()
-        for chat in [c for ids in chats for c in ids]:
-            turns = [(r.role, r.content, r.status) for r in rows if r.chat_key == str(chat)]
-            # In order, whole, each question followed by its own answer.
+        for (i, bot), chat in itertools.product(enumerate(bots), chats):
+            key = f"{bot.bot_id}/{chat}"
+            turns = [(r.role, r.content, r.status) for r in rows if r.chat_key == key]
+            # In order, whole, each question followed by its own answer, and only this bot's.
             assert [t[0] for t in turns] == ["user", "assistant"] * QUESTIONS
             assert [t[1] for t in turns[::2]] == [
-                f"Question {n} in chat {chat}: name a colour." for n in range(QUESTIONS)
+                f"Question {n} to bot {i} in chat {chat}: name a colour." for n in range(QUESTIONS)
             ]
             assert all(t[2] == "complete" for t in turns[1::2]), (turns, errors)
     finally:

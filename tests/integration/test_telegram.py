@@ -21,6 +21,8 @@ from botkit.core.app import Bot
 from botkit.core.events import ChatKey
 from botkit.plugins.charts import PROBS_SIZE
 from botkit.secrets import install_redaction, read_secret
+from botkit.store.models import MessageStatus
+from botkit.store.repository import NewMessage
 from tests.conftest import MakeConfig
 from tests.emulators.telegram import BotApiEmulator, SentMessage
 from tests.emulators.telegram.server import BOT_USERNAME
@@ -42,6 +44,10 @@ class Harness:
     bot: Bot
     handled: HandledLog
 
+    def chat(self, chat_id: int = 1001) -> ChatKey:
+        """The conversation of chat_id with this bot."""
+        return ChatKey("telegram", f"{self.emulator.bot_id}/{chat_id}")
+
     async def say(self, text: str, **kwargs: Any) -> list[SentMessage]:
         chat_id = kwargs.get("chat_id", 1001)
         before = len(self.emulator.sent_to(chat_id))
@@ -59,9 +65,10 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
     running: list[tuple[Harness, asyncio.Task[None]]] = []
 
     async def start(
-        backend: ScriptedBackend | None = None, webhook_secret: str | None = None, **telegram: Any
-    ) -> Harness:
-        emulator = BotApiEmulator()
+        backend: ScriptedBackend | None = None, webhook_secret: str | None = None,
+        token: str | None = None, **telegram: Any,
+    ) -> Harness:  # fmt: skip
+        emulator = BotApiEmulator(token=token) if token else BotApiEmulator()
         await emulator.start()
         os.environ["BOTKIT_TEST_TG_TOKEN"] = emulator.token
         token = read_secret("BOTKIT_TEST_TG_TOKEN", "none")
@@ -121,7 +128,7 @@ async def test_a_group_answers_only_when_addressed(telegram: StartHarness) -> No
     assert answer[0].reply_to is not None  # it answers the message that asked
     follow = await tg.say("and 3 + 3?", chat_id=GROUP, group=True, reply_to=answer[-1])
     assert follow
-    chat = await tg.bot.repo.chat(ChatKey("telegram", str(GROUP)))
+    chat = await tg.bot.repo.chat(tg.chat(GROUP))
     rows = await tg.bot.repo.window(chat.id, 0)
     users = [r for r in rows if r.role == "user"]
     assert [u.author for u in users] == ["Alice", "Alice"]
@@ -305,7 +312,7 @@ async def test_a_reply_whose_message_is_deleted_goes_on_in_a_new_message(
         await tg.handled.wait(update)
     later = [m.text for m in tg.emulator.sent_to(1001)[1:]]
     assert later == [text.removeprefix("First part").strip()]  # the rest, not an error
-    chat = await tg.bot.repo.chat(ChatKey("telegram", "1001"))
+    chat = await tg.bot.repo.chat(tg.chat())
     (_, reply) = await tg.bot.repo.window(chat.id, 0)
     assert (reply.content, reply.status) == (text, "complete")
 
@@ -335,7 +342,7 @@ async def test_an_update_is_confirmed_to_telegram_only_once_its_message_is_store
         await backend.counting.wait()
     # Telegram forgets an update once a getUpdates asks past it: not before it is stored.
     assert not tg.emulator.delivered(update)
-    chat = await tg.bot.repo.chat(ChatKey("telegram", "1001"))
+    chat = await tg.bot.repo.chat(tg.chat())
     assert await tg.bot.repo.window(chat.id, 0) == []
     backend.release.set()
     async with asyncio.timeout(60):
@@ -399,3 +406,39 @@ async def test_updates_arriving_during_shutdown_stay_with_telegram_for_the_next_
         await task
         await bot.close()
     assert [m.text for m in tg.emulator.sent_to(1001)] == ["echo: hello", "echo: are you there?"]
+
+
+async def test_two_bots_on_one_database_each_have_their_own_conversation_with_a_user(
+    telegram: StartHarness,
+) -> None:
+    # A user's DMs with two bots have the same chat id (the user's): the bots must not share it.
+    first, second = ScriptedBackend("local"), ScriptedBackend("local")
+    coder = await telegram(first)
+    poet = await telegram(second, token="654321:OTHER-token-not-real-9876543210")
+    assert (await coder.say("My name is Ana."))[0].text == "echo: My name is Ana."
+    assert (await poet.say("What is my name?"))[0].text == "echo: What is my name?"
+    assert [m["content"] for m in second.prompts[0] if m["role"] != "system"] == [
+        "What is my name?"
+    ]
+    await coder.say("Do you remember me?")
+    assert [m["content"] for m in first.prompts[1] if m["role"] != "system"] == [
+        "My name is Ana.", "echo: My name is Ana.", "Do you remember me?",
+    ]  # fmt: skip
+
+
+async def test_chats_stored_before_keys_named_the_bot_stay_with_it(
+    telegram: StartHarness, make_config: MakeConfig
+) -> None:
+    # As an earlier botkit stored them: the chat id alone, and a reply cut by a crash.
+    async with build_bot(make_config(), backends={"local": ScriptedBackend("local")}) as old:
+        chat = await old.repo.chat(ChatKey("telegram", "1001"))
+        question = NewMessage("user", None, "My name is Ana.", 4, "s", MessageStatus.COMPLETE)
+        _, reply = await old.repo.begin_turn(chat.id, question)
+        await old.repo.checkpoint(reply, "Nice to meet", "1")
+    backend = ScriptedBackend("local")
+    tg = await telegram(backend)
+    await tg.say("What is my name?")
+    assert [m["content"] for m in backend.prompts[0] if m["role"] != "system"] == [
+        "My name is Ana.", "Nice to meet", "What is my name?",
+    ]  # fmt: skip
+    assert (await tg.bot.repo.chat(tg.chat())).id == chat.id

@@ -21,9 +21,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
-BOT_ID = 7000001
 BOT_USERNAME = "botkit_test_bot"
-_BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "botkit", "username": BOT_USERNAME}
 _ADMIN_RIGHTS = (
     "can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages",
     "can_manage_video_chats", "can_restrict_members", "can_promote_members", "can_change_info",
@@ -130,7 +128,7 @@ class BotApiEmulator:
                 "message_id": reply_to.message_id,
                 "date": int(time.time()),
                 "chat": chat,
-                "from": _BOT_USER,
+                "from": self._bot_user,
                 "text": reply_to.text,
             }
         return message
@@ -234,10 +232,20 @@ class BotApiEmulator:
             self._changed.notify_all()
         return response
 
+    @property
+    def bot_id(self) -> int:
+        """The bot's user id: a token is "<bot id>:<secret>" (Bot API docs, Authorizing your
+        bot: "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"), so two bots never share one."""
+        return int(self.token.split(":", 1)[0])
+
+    @property
+    def _bot_user(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "botkit",
+                "username": BOT_USERNAME}  # fmt: skip
+
     async def _m_getMe(self, _params: dict[str, Any]) -> web.Response:
         return self._reply(
-            {"id": BOT_ID, "is_bot": True, "first_name": "botkit", "username": BOT_USERNAME,
-             "can_join_groups": True, "can_read_all_group_messages": False,
+            {**self._bot_user, "can_join_groups": True, "can_read_all_group_messages": False,
              "supports_inline_queries": False}
         )  # fmt: skip
 
@@ -366,18 +374,12 @@ class BotApiEmulator:
             member.update(dict.fromkeys(_ADMIN_RIGHTS, True))
         return self._reply(member)
 
-    @staticmethod
-    def _message_json(message: SentMessage) -> dict[str, Any]:
+    def _message_json(self, message: SentMessage) -> dict[str, Any]:
         data: dict[str, Any] = {
             "message_id": message.message_id,
             "date": int(time.time()),
             "chat": {"id": message.chat_id, "type": "private", "first_name": "Alice"},
-            "from": {
-                "id": BOT_ID,
-                "is_bot": True,
-                "first_name": "botkit",
-                "username": BOT_USERNAME,
-            },
+            "from": self._bot_user,
             "text": message.text,
         }
         if message.thread_id is not None:
