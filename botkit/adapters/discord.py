@@ -252,6 +252,12 @@ class DiscordAdapter:
                 await client.login(self._token)
             except discord.LoginFailure as exc:
                 raise TokenRefused(str(exc)) from None
+            adopted = await router.bot.repo.adopt_chats("discord", f"{self._bot_id}/")
+            if adopted:
+                log.warning(
+                    "discord: %d channels stored before chat keys named the bot are now %s's",
+                    adopted, client.user,
+                )  # fmt: skip
             await self._sync()
             connection = asyncio.create_task(client.connect(reconnect=True))
             stop = asyncio.create_task(self._stopped.wait())
@@ -270,6 +276,17 @@ class DiscordAdapter:
         """Disconnect; in-flight replies finish through REST."""
         self._stopped.set()
 
+    @property
+    def _bot_id(self) -> int:
+        """The bot's user id (known from login on)."""
+        user = self.client.user if self.client else None
+        return user.id if user else 0
+
+    def _chat(self, channel_id: int) -> ChatKey:
+        """A channel's conversation with this bot: named by the bot too, since two bots in one
+        guild channel on one database see the same channel id."""
+        return ChatKey("discord", f"{self._bot_id}/{channel_id}")
+
     async def on_ready(self) -> None:
         """The gateway session is up and the guilds are known."""
         log.info("discord: connected as %s", self.client.user if self.client else "?")
@@ -281,7 +298,11 @@ class DiscordAdapter:
         cut, self._cut_replies = self._cut_replies, []
         if self.client is None:
             return
+        mine = str(self._bot_id)
         for reply in cut:
+            bot, _, _ = reply.chat.chat_id.rpartition("/")
+            if bot and bot != mine:
+                continue  # another bot's channel (a bot can edit only its own messages)
             channel_id, _, message_id = reply.reply_ref.partition(":")
             text = interrupted_ending(reply.content, MAX_LENGTH)
             try:
@@ -392,14 +413,14 @@ class DiscordAdapter:
         if not (is_dm or mentioned or reply_to_bot) or not text:
             return
         # The message's place in its channel's line, taken before the awaits below.
-        place = self._router.arrivals.place(ChatKey("discord", str(message.channel.id)))
+        place = self._router.arrivals.place(self._chat(message.channel.id))
         try:
             roles = await self._roles(message.author, is_dm)
             if roles is None or not self._allowed(message.author.id, roles, message.channel.id):
                 return
             perms = getattr(message.author, "guild_permissions", None)
             incoming = Incoming(
-                chat=ChatKey("discord", str(message.channel.id)),
+                chat=self._chat(message.channel.id),
                 user=self._user(message.author, bool(perms and perms.manage_guild), is_dm),
                 text=text,
                 is_dm=is_dm,
@@ -443,7 +464,7 @@ class DiscordAdapter:
             str(values[p.name]) for p in command.params if values.get(p.name) is not None
         )
         incoming = Incoming(
-            chat=ChatKey("discord", str(channel_id)),
+            chat=self._chat(channel_id),
             user=self._user(user, interaction.permissions.manage_guild, is_dm),
             text=f"/{command.name} {args}".strip(),
             is_dm=is_dm,

@@ -16,11 +16,14 @@ from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
 from botkit.core.events import ChatKey
+from botkit.store.models import MessageStatus
+from botkit.store.repository import NewMessage
 from tests.conftest import MakeConfig
 from tests.emulators.discord import (
     ADMIN_ID,
     ADMINS_ROLE_ID,
     ALICE_ID,
+    BOT_ID,
     GENERAL_ID,
     GUILD_ID,
     THREAD_ID,
@@ -133,7 +136,7 @@ async def test_slash_ask_is_deferred_then_answered(discord_bot: StartHarness) ->
     assert record.callbacks == [5]  # deferred within Discord's 3 seconds
     assert record.original_content
     assert not record.original_content.startswith("⚠")
-    chat = await dc.bot.repo.chat(ChatKey("discord", str(GENERAL_ID)))
+    chat = await dc.bot.repo.chat(ChatKey("discord", f"{BOT_ID}/{GENERAL_ID}"))
     rows = await dc.bot.repo.window(chat.id, 0)
     assert [r.role for r in rows] == ["user", "assistant"]
     assert rows[0].author == "Alice"
@@ -172,7 +175,7 @@ async def test_a_mention_and_a_dm_get_streamed_answers_in_their_own_chats(
     assert in_dm
     assert GENERAL_ID in dc.emulator.typing
     for key in (str(GENERAL_ID), str(dc.emulator.dm_channel_id(ALICE_ID))):
-        chat = await dc.bot.repo.chat(ChatKey("discord", key))
+        chat = await dc.bot.repo.chat(ChatKey("discord", f"{BOT_ID}/{key}"))
         assert len(await dc.bot.repo.window(chat.id, 0)) == 2
     ignored = await dc.emulator.user_message("just chatting, not for the bot")
     await dc.handled(str(ignored["id"]))
@@ -239,7 +242,7 @@ async def test_a_dropped_gateway_resumes_and_the_reply_completes(
     await real.until(lambda: real.emulator.resume_count == 1)
     await real.handled(str(payload["id"]))
     reply = real.emulator.sent_to(GENERAL_ID)[-1]
-    chat = await real.bot.repo.chat(ChatKey("discord", str(GENERAL_ID)))
+    chat = await real.bot.repo.chat(ChatKey("discord", f"{BOT_ID}/{GENERAL_ID}"))
     stored = (await real.bot.repo.window(chat.id, 0))[-1]
     assert stored.status == "complete"
     assert reply.content.startswith(stored.content[:100])
@@ -317,7 +320,7 @@ async def test_a_reply_cut_by_a_crash_is_marked_after_the_restart(
     await dc.adapter.stop()
     again = await discord_bot(ScriptedBackend("local"), emulator=dc.emulator)
     assert cut.content == "Once upon a [interrupted]"
-    chat = await again.bot.repo.chat(ChatKey("discord", str(GENERAL_ID)))
+    chat = await again.bot.repo.chat(ChatKey("discord", f"{BOT_ID}/{GENERAL_ID}"))
     rows = await again.bot.repo.window(chat.id, 0)
     assert [(r.content, r.status) for r in rows] == [
         ("Tell a story", "complete"),
@@ -379,3 +382,22 @@ async def test_a_denied_role_cannot_use_the_bot_by_dm_either(discord_bot: StartH
     ]
     # Alice, without it, is answered.
     assert [m.content for m in await dc.dm("hello")] == ["echo: hello"]
+
+
+async def test_channels_stored_before_keys_named_the_bot_stay_with_it(
+    discord_bot: StartHarness, make_config: MakeConfig
+) -> None:
+    # As an earlier botkit stored it: the channel id alone.
+    async with build_bot(make_config(), backends={"local": ScriptedBackend("local")}) as old:
+        chat = await old.repo.chat(ChatKey("discord", str(GENERAL_ID)))
+        question = NewMessage("user", None, "My name is Ana.", 4, "s", MessageStatus.COMPLETE)
+        _, reply = await old.repo.begin_turn(chat.id, question)
+        answer = NewMessage("assistant", None, "Hello Ana.", 3, "s", MessageStatus.COMPLETE)
+        await old.repo.finish_turn(chat.id, reply, answer, None)
+    backend = ScriptedBackend("local")
+    dc = await discord_bot(backend)
+    await dc.mention("What is my name?")
+    assert [m["content"] for m in backend.prompts[0] if m["role"] != "system"] == [
+        "My name is Ana.", "Hello Ana.", "Alice: What is my name?",
+    ]  # fmt: skip
+    assert (await dc.bot.repo.chat(ChatKey("discord", f"{BOT_ID}/{GENERAL_ID}"))).id == chat.id
