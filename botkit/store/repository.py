@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
@@ -89,6 +89,8 @@ class CutReply:
     content: str
     reply_ref: str
 
+
+ORPHANED = timedelta(hours=24)  # a reply still generating after this has no process left
 
 _CHATS: Table = ChatRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
 _MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
@@ -559,12 +561,16 @@ class Repository:
         a /retry cut by the crash is dropped, so the reply it was replacing stays. Returns the
         cut replies (retries too) that have a platform message, so adapters can mark them.
 
-        With an owner, only this process's own replies and those of no owner (written before
-        owners were kept): another process on the database may be generating its own now."""
+        With an owner, only this process's own replies, those of no owner (written before
+        owners were kept) and any begun more than ORPHANED ago (no reply takes that long: its
+        process is gone, e.g. a container whose host name, part of the default owner, changed):
+        another process on the database may be generating its own now."""
         generating = _MESSAGES.c.status == MessageStatus.GENERATING
         if self.owner is not None:
             generating = generating & or_(
-                _MESSAGES.c.owner.is_(None), _MESSAGES.c.owner == self.owner
+                _MESSAGES.c.owner.is_(None),
+                _MESSAGES.c.owner == self.owner,
+                _MESSAGES.c.created_at < _now() - ORPHANED,
             )
         async with self._write() as conn:
             found = await conn.execute(

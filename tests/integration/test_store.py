@@ -12,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from botkit.backends.scripted import ScriptedBackend
@@ -21,7 +21,7 @@ from botkit.config import Config
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
 from botkit.store.models import Base, MessageRow, MessageStatus
-from botkit.store.repository import NewMessage, Repository
+from botkit.store.repository import ORPHANED, NewMessage, Repository
 from tests.conftest import empty_postgres, say
 
 
@@ -297,6 +297,16 @@ async def test_after_a_crash_a_process_marks_only_its_own_cut_replies(db_url: st
             await conn.execute(text("UPDATE messages SET owner = NULL, status = 'generating'"
                                     " WHERE id = :id"), {"id": reply_a})  # fmt: skip
         assert [c.content for c in await b.recover_cut_replies()] == ["half a reply"]
+        # So is one of another owner begun a day ago: no reply takes that long.
+        _, reply_c = await a.begin_turn(chat_a.id, user)
+        await a.checkpoint(reply_c, "stale", "ref-c")
+        assert await b.recover_cut_replies() == []
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(MessageRow).where(MessageRow.id == reply_c)
+                .values(created_at=datetime.now(UTC) - ORPHANED - timedelta(minutes=1))
+            )  # fmt: skip
+        assert [c.content for c in await b.recover_cut_replies()] == ["stale"]
     finally:
         await a.close()
         await b.close()
