@@ -90,7 +90,8 @@ class PluginContext:
 
     @property
     def chat_id(self) -> str:
-        """This conversation's id ("platform:id"), stable across restarts."""
+        """This conversation's id ("platform:id", e.g. "telegram:BOT/CHAT"), stable across
+        restarts."""
         return str(self._ctx.chat.key)
 
     @property
