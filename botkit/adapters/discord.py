@@ -252,12 +252,7 @@ class DiscordAdapter:
                 await client.login(self._token)
             except discord.LoginFailure as exc:
                 raise TokenRefused(str(exc)) from None
-            adopted = await router.bot.repo.adopt_chats("discord", f"{self._bot_id}/")
-            if adopted:
-                log.warning(
-                    "discord: %d channels stored before chat keys named the bot are now %s's",
-                    adopted, client.user,
-                )  # fmt: skip
+            await router.bot.repo.adopt_chats("discord", f"{self._bot_id}/")
             await self._sync()
             connection = asyncio.create_task(client.connect(reconnect=True))
             stop = asyncio.create_task(self._stopped.wait())

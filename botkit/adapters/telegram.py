@@ -164,12 +164,7 @@ class TelegramAdapter:
             raise TokenRefused(str(exc)) from None
         self.username = app.bot.username
         self.bot_id = app.bot.id
-        adopted = await router.bot.repo.adopt_chats("telegram", f"{self.bot_id}/")
-        if adopted:
-            log.warning(
-                "telegram: %d chats stored before chat keys named the bot are now @%s's",
-                adopted, self.username,
-            )  # fmt: skip
+        await router.bot.repo.adopt_chats("telegram", f"{self.bot_id}/")
         await app.bot.set_my_commands(telegram_commands(self._registry))
         await self._mark_cut_replies()
         if self.config.mode == "webhook":

@@ -315,6 +315,10 @@ class Repository:
             )
         if result.rowcount:
             self.drop_caches()
+            log.warning(
+                "%s: %d chats stored before chat keys named the bot are now bot %s's",
+                platform, result.rowcount, prefix.rstrip("/"),
+            )  # fmt: skip
         return int(result.rowcount)
 
     async def chat(self, key: ChatKey) -> ChatRecord:
