@@ -46,6 +46,10 @@ def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
     return run
 
 
+def _message_columns(connection: Connection) -> list[str]:
+    return [c["name"] for c in inspect(connection).get_columns("messages")]
+
+
 def _diff(connection: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
 
@@ -215,16 +219,13 @@ async def test_a_bot_keeps_history_and_settings_across_restarts(db_url: str) -> 
 async def test_reply_stats_column_comes_and_goes_with_0005(db_url: str) -> None:
     engine = create_engine(db_url)
 
-    def columns(connection: Connection) -> list[str]:
-        return [c["name"] for c in inspect(connection).get_columns("messages")]
-
     try:
         async with engine.begin() as conn:
             await conn.run_sync(to("0004"))
         repo = Repository(engine)
         async with engine.begin() as conn:
             await conn.run_sync(to("head"))
-            assert "stats" in await conn.run_sync(columns)
+            assert "stats" in await conn.run_sync(_message_columns)
         chat = await repo.chat(ChatKey("t", "x"))
         user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
         _, reply_id = await repo.begin_turn(chat.id, user)
@@ -235,7 +236,7 @@ async def test_reply_stats_column_comes_and_goes_with_0005(db_url: str) -> None:
         await repo.close()
         async with engine.begin() as conn:
             await conn.run_sync(to("0004", down=True))
-            assert "stats" not in await conn.run_sync(columns)
+            assert "stats" not in await conn.run_sync(_message_columns)
             count = (await conn.execute(text("SELECT COUNT(*) FROM messages"))).scalar_one()
         assert count == 2  # the messages stay, only their figures go
     finally:
@@ -316,16 +317,13 @@ async def test_after_a_crash_a_process_marks_only_its_own_cut_replies(db_url: st
 async def test_reply_owner_column_comes_and_goes_with_0006(db_url: str) -> None:
     engine = create_engine(db_url)
 
-    def columns(connection: Connection) -> list[str]:
-        return [c["name"] for c in inspect(connection).get_columns("messages")]
-
     try:
         async with engine.begin() as conn:
             await conn.run_sync(to("0005"))
-            assert "owner" not in await conn.run_sync(columns)
+            assert "owner" not in await conn.run_sync(_message_columns)
             await conn.run_sync(to("0006"))
-            assert "owner" in await conn.run_sync(columns)
+            assert "owner" in await conn.run_sync(_message_columns)
             await conn.run_sync(to("0005", down=True))
-            assert "owner" not in await conn.run_sync(columns)
+            assert "owner" not in await conn.run_sync(_message_columns)
     finally:
         await engine.dispose()
