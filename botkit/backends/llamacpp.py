@@ -127,7 +127,8 @@ class LlamaCppBackend:
     def _load(self, path: Path) -> None:
         from llama_cpp import Llama
 
-        threads, prompt_threads = llama_threads(self.config.n_threads, cpu_cores())
+        cores = cpu_cores()
+        threads, prompt_threads = llama_threads(self.config.n_threads, cores)
         try:
             llm = Llama(
                 model_path=str(path),
@@ -154,7 +155,7 @@ class LlamaCppBackend:
             except BackendUnavailable:
                 llm.close()
                 raise
-        self._slots = self._choose_slots(llm)
+        self._slots = self._choose_slots(llm, cores)
         if self._slots > 1:
             self._engine = BatchEngine(
                 llm,
@@ -166,11 +167,11 @@ class LlamaCppBackend:
             )
         self._llm = llm
 
-    def _choose_slots(self, llm: Any) -> int:
+    def _choose_slots(self, llm: Any, cores: int | None) -> int:
         if self.config.parallel != "auto":
             return self.config.parallel
         slots = choose_slots(
-            cores=cpu_cores(),
+            cores=cores,
             kv_bytes_per_token=kv_bytes_per_token(llm.metadata),
             n_ctx=self.config.n_ctx,
             n_batch=self.config.n_batch,
