@@ -13,7 +13,8 @@ the real service where botkit could get it wrong:
   (400 otherwise); `stream_options` is refused unless `stream` is true, as OpenAI does.
 - A request argument the API does not define is refused, as OpenAI does: 400 "Unrecognized
   request argument supplied: top_k" (`type: invalid_request_error`, `param` and `code` null;
-  the message as api.openai.com sends it, quoted in openai/openai-python and client issues).
+  api.openai.com's whole error body as quoted in github.com/nashsu/llm_wiki/issues/336 and
+  github.com/coroot/coroot/issues/698).
   `accepted` lists the extra arguments a llama.cpp or vLLM server would take instead;
   `unknown`, API arguments an older server does not know (and refuses the same way).
 - A stream is `text/event-stream`: `data: <chunk JSON>` events, a final chunk with
