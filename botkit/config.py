@@ -88,6 +88,9 @@ class LlamaCppConfig(_Section):
     # model, and how strongly: W + lora_scale × (alpha / rank) × BA. 0 turns it off.
     lora_path: Path | None = None
     lora_scale: float = Field(default=1.0, ge=0.0, le=4.0, allow_inf_nan=False)
+    # Seconds a reply may wait for its next piece from llama.cpp (a prompt being read counts):
+    # past it the reply is ended as interrupted with a clear message, not waited on for ever.
+    stall_timeout: float = Field(default=300.0, gt=0, le=86400, allow_inf_nan=False)
 
     @field_validator("model")
     @classmethod

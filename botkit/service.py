@@ -94,7 +94,7 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop_requested.set)
     running = [asyncio.create_task(a.start(bot.router), name=a.name) for a in adapters]
-    watchdog = asyncio.create_task(notifier.watchdog())
+    watchdog = asyncio.create_task(notifier.watchdog(bot.failure))
     ready = asyncio.create_task(_announce_ready(adapters, notifier))
     stop_wait = asyncio.create_task(stop_requested.wait())
 

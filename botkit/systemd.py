@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 __all__ = ["Notifier"]
 
@@ -49,10 +50,14 @@ class Notifier:
         except OSError as exc:
             log.warning("sd_notify failed: %s", exc)
 
-    async def watchdog(self) -> None:
-        """Ping WATCHDOG=1 at half the interval systemd asked for, until cancelled."""
+    async def watchdog(self, failure: Callable[[], str | None] = lambda: None) -> None:
+        """Ping WATCHDOG=1 at half the interval systemd asked for, until cancelled or until
+        failure() names a reason: a process that can no longer answer must be restarted, and
+        a loop that still pings would hide it."""
         if self.watchdog_interval is None:
             return
-        while True:
+        while (reason := failure()) is None:
             self.notify("WATCHDOG=1")
             await asyncio.sleep(self.watchdog_interval)
+        log.critical("watchdog pings stopped, so systemd restarts the service: %s", reason)
+        self.notify(f"STATUS=failed: {reason}")

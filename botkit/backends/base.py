@@ -20,6 +20,7 @@ __all__ = [
     "Chunk",
     "ContextOverflow",
     "GenerationParams",
+    "Health",
     "LoraAdapter",
     "Message",
     "ModelNotFound",
@@ -232,4 +233,15 @@ class PrefixCache(Protocol):
     async def cached_prefix(self, messages: Sequence[Message], cache_key: str) -> int:
         """How many leading tokens of these messages (as a prompt, without the generation
         prompt) the chat's KV cache holds now, live or saved."""
+        ...
+
+
+@runtime_checkable
+class Health(Protocol):
+    """A backend that can fail for good while running (llama.cpp's batch loop): the service
+    stops its watchdog pings then, so systemd restarts the process."""
+
+    @property
+    def failure(self) -> str | None:
+        """Why the backend can no longer generate; None while it can."""
         ...

@@ -32,7 +32,14 @@ import llama_cpp
 from llama_cpp import _internals
 
 from botkit.backends import kv_state
-from botkit.backends.base import Chunk, GenerationParams, Usage, generation_speed
+from botkit.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    Chunk,
+    GenerationParams,
+    Usage,
+    generation_speed,
+)
 from botkit.backends.llama_lora import apply_lora
 from botkit.backends.llama_worker import Emit
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
@@ -44,7 +51,11 @@ log = logging.getLogger(__name__)
 # llama-cpp-python's thin wrappers (context, batch, sampler chain) are untyped.
 internals: Any = _internals
 
-_PENALTY_LAST_N = 64  # as llama-cpp-python's Llama (last_n_tokens_size)
+# The repeat, presence and frequency penalties look at the reply's own last 64 tokens, never
+# the prompt: the question's words are what a reply should use (as llama-cpp-python's
+# Llama.generate and OpenAI's presence/frequency penalties; llama-server also feeds the prompt).
+_PENALTY_LAST_N = 64
+_CLOSE_SECONDS = 30.0  # how long close() waits for a step in progress
 
 
 @dataclass
@@ -128,17 +139,30 @@ class BatchEngine:
         self._cache = cache  # chats' sequence states, for chats whose slot was taken
         self._waiting: queue.SimpleQueue[BatchJob | None] = queue.SimpleQueue()
         self._clock = 0
+        # Set once the loop has died; submit() then refuses at once (under _gate, so no job
+        # can be queued after the dying loop emptied the queue).
+        self.failure: str | None = None
+        self._gate = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
         self._thread.start()
 
     def submit(self, job: BatchJob) -> None:
-        """Queue a job; it joins the running batch at the next step with a free slot."""
-        self._waiting.put(job)
+        """Queue a job; it joins the running batch at the next step with a free slot. Raises
+        BackendUnavailable if the engine has stopped after an internal error."""
+        with self._gate:
+            if self.failure is not None:
+                raise BackendUnavailable(self.failure)
+            self._waiting.put(job)
 
     def close(self) -> None:
-        """Stop the loop (jobs in flight are ended) and free the context."""
+        """Stop the loop (jobs in flight are ended) and free the context. A loop stuck in a
+        step is left behind (a daemon thread) rather than waited for without end; its context
+        is then not freed, since the step still uses it."""
         self._waiting.put(None)
-        self._thread.join()
+        self._thread.join(_CLOSE_SECONDS)
+        if self._thread.is_alive():
+            log.error("the llama.cpp batch loop did not stop within %.0f s", _CLOSE_SECONDS)
+            return
         self._batch.close()
         self._ctx.close()
 
@@ -154,6 +178,29 @@ class BatchEngine:
 
     def _run(self) -> None:
         backlog: list[BatchJob] = []
+        try:
+            self._loop(backlog)
+        except BaseException as exc:
+            # Anything that escapes a step leaves the slots' tokens and the KV cache in doubt:
+            # every job is ended with an error, later ones are refused, and the service's
+            # watchdog stops, so systemd restarts the process with a fresh context.
+            log.critical("the llama.cpp batch loop stopped", exc_info=exc)
+            reason = f"the llama.cpp engine stopped after an internal error ({exc!r}); the bot "
+            reason += "must be restarted (under systemd it restarts by itself)"
+            with self._gate:
+                self.failure = reason
+            jobs = [s.job for s in self._slots if s.job is not None] + backlog
+            while True:
+                try:
+                    item = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    jobs.append(item)
+            for job in jobs:
+                self._abort(job, BackendUnavailable(reason))
+
+    def _loop(self, backlog: list[BatchJob]) -> None:
         while True:
             active = [s.job for s in self._slots if s.job is not None]
             try:
@@ -167,15 +214,14 @@ class BatchEngine:
                     return
                 backlog.append(item)
                 continue  # take everything already queued before the next step
-            backlog = self._admit(backlog)
-            try:
-                self._step()
-            except Exception as exc:  # a failed decode ends every job in it, not the loop
-                log.exception("batched decode failed")
-                for slot in self._slots:
-                    if slot.job is not None:
-                        slot.job.emit(exc)
-                        self._finish(slot.job, "cancelled")
+            backlog[:] = self._admit(backlog)
+            self._step()
+
+    @staticmethod
+    def _abort(job: BatchJob, error: BaseException) -> None:
+        """End a job's stream with an error (emit never raises to here: see Mailbox.put)."""
+        job.emit(error)
+        job.emit(None)
 
     def _admit(self, backlog: list[BatchJob]) -> list[BatchJob]:
         """Give waiting jobs free slots (the chat's own slot first, else the least recent)."""
@@ -224,8 +270,6 @@ class BatchEngine:
         if job.settle:
             return  # nothing is sampled
         job.sampler = self._sampler(job.params)
-        for token in job.prompt[: max(0, len(job.prompt) - 1)][-_PENALTY_LAST_N:]:
-            job.sampler.accept(token)
         job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def _swap(self, index: int, slot: _Slot, job: BatchJob) -> bool:
@@ -280,18 +324,21 @@ class BatchEngine:
         batch = self._batch.batch
         count = 0
         outputs: list[tuple[BatchJob, int]] = []
+        # Tokens enter a slot's record only once they are decoded: the record must say what
+        # the sequence's KV cells hold, or every later turn of the chat fails.
+        added: dict[int, list[int]] = {job.slot: [] for job in jobs}
 
         def add(job: BatchJob, token: int, logits: bool) -> None:
             nonlocal count
             slot = self._slots[job.slot]
             batch.token[count] = token
-            batch.pos[count] = len(slot.tokens)
+            batch.pos[count] = len(slot.tokens) + len(added[job.slot])
             batch.seq_id[count][0] = job.slot
             batch.n_seq_id[count] = 1
             batch.logits[count] = logits
             if logits:
                 outputs.append((job, count))
-            slot.tokens.append(token)
+            added[job.slot].append(token)
             count += 1
 
         generating = [j for j in jobs if j.pending is not None]
@@ -321,7 +368,13 @@ class BatchEngine:
         if count == 0:
             return
         batch.n_tokens = count
-        self._ctx.decode(self._batch)
+        try:
+            self._ctx.decode(self._batch)
+        except Exception as exc:  # the jobs in this step end; the engine goes on
+            self._failed_step(jobs, exc)
+            return
+        for index, tokens in added.items():
+            self._slots[index].tokens.extend(tokens)
         now = time.perf_counter()
         for job, _ in outputs:
             if not job.completion and job.prefilled is None:
@@ -333,6 +386,20 @@ class BatchEngine:
                 self._finish(job, "stop")
             else:
                 self._sample(job, index)
+
+    def _failed_step(self, jobs: list[BatchJob], exc: Exception) -> None:
+        """A decode failed (llama_decode returned non-zero: no room in the KV cache, a compute
+        error): what its sequences hold is unknown, so they are emptied and the jobs in the
+        step end with an error; the other slots and later turns are unaffected."""
+        log.error("batched decode failed: %s", exc)
+        error = BackendError(f"llama.cpp failed while generating ({exc}); send it again")
+        for job in jobs:
+            slot = self._slots[job.slot]
+            llama_cpp.llama_memory_seq_rm(self._memory, job.slot, -1, -1)
+            slot.tokens, slot.canonical, slot.key = [], 0, None
+            job.emit(error)
+            job.completion.clear()  # nothing of it is settled: the reply was cut
+            self._finish(job, "cancelled")
 
     def _sample(self, job: BatchJob, index: int) -> None:
         token = job.sampler.sample(self._ctx, index)  # also accepts it into the chain

@@ -43,13 +43,17 @@ class Mailbox:
         self._ready = asyncio.Event()
 
     def put(self, item: Chunk | BaseException | None) -> None:
-        """Called from the worker thread."""
+        """Called from the worker thread; never raises there (a worker loop serves other
+        chats too)."""
         with self._lock:
             self._items.append(item)
             if self._scheduled:
                 return
             self._scheduled = True
-        self._loop.call_soon_threadsafe(self._ready.set)
+        try:
+            self._loop.call_soon_threadsafe(self._ready.set)
+        except RuntimeError:  # the event loop is closed: nobody waits for this stream any more
+            log.debug("a reply's event loop closed before its stream ended")
 
     async def take_all(self) -> list[Chunk | BaseException | None]:
         """Everything put since the last call (waits for at least one item)."""

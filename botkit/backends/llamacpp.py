@@ -190,6 +190,11 @@ class LlamaCppBackend:
         """None: llama.cpp applies every sampling setting."""
         return frozenset()
 
+    @property
+    def failure(self) -> str | None:
+        """Why the batch loop stopped for good (Health); None while it runs."""
+        return self._engine.failure if self._engine is not None else None
+
     async def close(self) -> None:
         """Free the model and stop the worker thread."""
         loop = asyncio.get_running_loop()
@@ -286,7 +291,7 @@ class LlamaCppBackend:
             while not finished:
                 text: list[str] = []
                 usage: Usage | None = None
-                for item in await mailbox.take_all():
+                for item in await self._take(mailbox):
                     if item is None:
                         finished = True
                     elif isinstance(item, BaseException):
@@ -301,11 +306,30 @@ class LlamaCppBackend:
                 # Stopped early: wait until the worker has stopped generating, so this chat's
                 # slot is not handed on while its tokens are still being decoded.
                 stop.set()
-                await asyncio.shield(self._ended(mailbox))
+                try:
+                    await asyncio.shield(asyncio.wait_for(self._ended(mailbox), self._stall))
+                except TimeoutError:
+                    log.error("%s: a stopped reply did not end within %.0f s", self.name,
+                              self._stall)  # fmt: skip
             # The state save after a finished reply goes on without us: the worker thread runs
             # one job at a time, so the next turn waits for it, this reply does not.
             if future is not None:
                 future.add_done_callback(log_failure)
+
+    @property
+    def _stall(self) -> float:
+        return self.config.stall_timeout
+
+    async def _take(self, mailbox: Mailbox) -> list[Chunk | BaseException | None]:
+        """The worker's next pieces, waited for at most stall_timeout: a step that never
+        returns must not hold the reply (and its chat) for ever."""
+        try:
+            return await asyncio.wait_for(mailbox.take_all(), self._stall)
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"llama.cpp produced nothing for {self._stall:.0f} s (stall_timeout); the reply "
+                "was stopped"
+            ) from None
 
     @staticmethod
     async def _ended(mailbox: Mailbox) -> None:

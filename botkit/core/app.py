@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from botkit.backends.base import Backend, BackendError, ModelNotFound
+from botkit.backends.base import Backend, BackendError, Health, ModelNotFound
 from botkit.backends.model_files import bundled_model_path
 from botkit.config import Config
 from botkit.core.commands import CommandRegistry
@@ -121,6 +121,14 @@ class Bot:
             await self._repo.close()
         if self._engine is not None:
             await self._engine.dispose()
+
+    def failure(self) -> str | None:
+        """Why a backend can no longer generate (the service then stops pinging systemd's
+        watchdog); None while every backend can."""
+        for backend in self.backends.values():
+            if isinstance(backend, Health) and backend.failure is not None:
+                return f"backend {backend.name}: {backend.failure}"
+        return None
 
     def settings_for(self, chat: ChatRecord) -> ChatSettings:
         """A chat's effective settings: its overrides over the config defaults."""

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from botkit.backends.base import (
     Backend,
     BackendBusy,
-    BackendError,
     ContextOverflow,
     GenerationParams,
     Message,
@@ -36,6 +35,7 @@ from botkit.backends.base import (
     Usage,
     generation_speed,
 )
+from botkit.backends.token_estimate import TokenEstimator
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings, Example
 from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
 from botkit.store.models import MessageStatus
@@ -55,6 +55,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Stored as a row's tokenizer id when its count is an estimate: no backend has this id, so
+# the row is counted again with the real tokenizer when it is next read.
+ESTIMATED = "estimate"
+_ESTIMATE = TokenEstimator()
 
 
 class NothingToRetry(Exception):
@@ -185,6 +190,40 @@ class Conversation:
         margin = self.bot.config.history.safety_margin_tokens
         return backend.context_window - settings.max_tokens - margin
 
+    async def fixed_cost_problem(self, backend: Backend, settings: ChatSettings) -> str | None:
+        """What is wrong with these settings together, or None: the persona and the examples
+        (never trimmed) may take at most half of what the window leaves after the reply
+        reserve, so the conversation always has room. Each setter (/persona, /examples,
+        /maxtokens) checks the settings it would leave, so no combination of them can make
+        every message too long."""
+        window = backend.context_window
+        if settings.max_tokens >= window // 2:
+            return (
+                f"/maxtokens {settings.max_tokens} would leave too little of the {window}-token "
+                f"context window for the conversation. Allowed: 1 to {window // 2 - 1} on "
+                f"backend {backend.name!r}"
+            )
+        persona = await backend.message_tokens({"role": "system", "content": settings.persona})
+        examples = 0
+        for message in example_messages(settings.examples):
+            examples += await backend.message_tokens(message)
+        budget = self.budget(backend, settings)
+        if persona + examples <= budget // 2:
+            return None
+        margin = self.bot.config.history.safety_margin_tokens
+        most = min(window // 2 - 1, window - margin - 2 * (persona + examples))
+        lower = [f"/maxtokens to {most} or less"] if most >= 1 else []
+        lower.append("shorten the persona")
+        if examples:
+            lower.append("remove examples (/examples remove N)")
+        shots = f" and the examples ({examples} tokens)" if settings.examples else ""
+        return (
+            f"the persona ({persona} tokens){shots} may take at most half of what the "
+            f"{window}-token window leaves after the reply reserve of {settings.max_tokens} "
+            f"tokens ({budget // 2} tokens), so the conversation has room; they would take "
+            f"{persona + examples}. Lower one: {', or '.join(lower)}"
+        )
+
     # --- planning -----------------------------------------------------------------------
 
     async def history(
@@ -230,9 +269,11 @@ class Conversation:
         settings: ChatSettings,
         rows: list[StoredMessage],
         new: Message | None,
+        new_id: int | None = None,
     ) -> PromptPlan:
         """Fit persona + newest history + new message into the budget (no side effects: the
-        caller stores a moved window start)."""
+        caller stores a moved window start). new_id: the stored id of the new message, where
+        the window starts if no history fits beside it."""
         backend = self.bot.backends[settings.backend]
         fixed, persona, examples = await self._fixed_cost(backend, settings, new)
         budget = self.budget(backend, settings)
@@ -245,7 +286,8 @@ class Conversation:
             # reply left first goes too (it would merge into the last example's answer).
             while rows and (fixed + history > target or rows[0].role == "assistant"):
                 history -= rows.pop(0).token_count
-            start = max(start, rows[0].id if rows else await self._next_id(chat))
+            first = rows[0].id if rows else new_id or await self._next_id(chat)
+            start = max(start, first)
         system: Message = {"role": "system", "content": settings.persona}
         messages = _alternating(
             [
@@ -360,6 +402,7 @@ class Conversation:
             if seed is None and old.seed is not None:
                 seed = old.seed
             _, reply_id = await self.bot.repo.begin_turn(ctx.chat.id, None, replaces=old.id)
+            ctx.accepted()  # written ahead: the chat's next message may be taken
         reply = await self._run(_Turn(ctx, backend, reply_id, old.id, None, seed, old.id))
         return reply, old
 
@@ -382,6 +425,14 @@ class Conversation:
         async with self.bot.scheduler.slot(backend.name, backend.max_parallel, chat):
             pieces = [c.text async for c in backend.stream(messages, params, cache_key=f"{chat}+")]
         return "".join(pieces)
+
+    async def after_earlier_turns(self, chat_id: int) -> None:
+        """Return once the chat's turns admitted so far have finished (a command that follows
+        them sees what they stored, and is answered after them). A turn is in its line's
+        running set from before its message's place in the arrival order is released."""
+        line = self._lines.get(chat_id)
+        if line is not None and line.running:
+            await asyncio.wait(set(line.running))  # never cancels them, unlike gather
 
     async def cancel(self, chat_id: int) -> None:
         """Stop the chat's replies in flight and its waiting turns (for /reset); returns when
@@ -440,16 +491,25 @@ class Conversation:
         metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
         try:
             rows = await self.history(chat, backend, turn.before)
-            plan = await self.plan(chat, settings, rows, turn.new)
+            new, new_id = turn.new, turn.before
+            if new is None and rows and rows[-1].role == "user":
+                # A /retry: its question is the last stored message. It is never trimmed away
+                # (the reply would answer a prompt without it): it must fit like a new one.
+                question = rows.pop()
+                new, new_id = _render(question), question.id
+            plan = await self.plan(chat, settings, rows, new, new_id)
             if plan.start_id > chat.window_start_id:
                 await repo.set_window_start(chat.id, plan.start_id)
             usage = await self._stream(turn, plan, settings, seed, stream)
-        except (asyncio.CancelledError, BackendError) as exc:
-            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+        except BaseException as exc:
+            # Whatever ends a turn early (an error of any kind, a cancel), the reply is stored
+            # as interrupted with the text so far and the turn's bookkeeping is freed.
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            reason = "cancelled" if cancelled else f"{type(exc).__name__}: {exc}"
             log.info("reply in %s interrupted: %s", ctx.chat.key, reason)
             # Shielded: the turn is stored even though this task is being cancelled.
             await asyncio.shield(self._finish(turn, stream, MessageStatus.INTERRUPTED, seed))
-            if isinstance(exc, BackendError) and stream.text:
+            if not cancelled and stream.text:
                 await stream.finish(INTERRUPTED_MARK)
             metrics.replies.labels(backend.name, MessageStatus.INTERRUPTED).inc()
             raise
@@ -500,6 +560,19 @@ class Conversation:
         return usage
 
     @staticmethod
+    async def _count_reply(backend: Backend, reply: Message) -> tuple[int, str]:
+        """The reply's tokens and who counted them. If the backend cannot count now (its
+        tokenizer endpoint failed), an estimate is stored under another tokenizer id, so the
+        next turn that reads the row counts it again (Conversation._counted)."""
+        if not reply["content"]:
+            return 0, backend.tokenizer_id
+        try:
+            return await backend.message_tokens(reply), backend.tokenizer_id
+        except Exception as exc:
+            log.warning("could not count a finished reply's tokens (%s); estimated for now", exc)
+            return _ESTIMATE.message(reply), ESTIMATED
+
+    @staticmethod
     def _reference(turn: _Turn, stream: ReplyStream) -> str | None:
         target = turn.ctx.target
         handle = stream.last_handle
@@ -521,10 +594,8 @@ class Conversation:
             await repo.discard_reply(turn.ctx.chat.id, turn.reply_id)  # a failed retry
             return
         reply: Message = {"role": "assistant", "content": stream.text}
-        tokens = await turn.backend.message_tokens(reply) if stream.text else 0
+        tokens, counted_by = await self._count_reply(turn.backend, reply)
         stats = None if usage is None else {"backend": turn.backend.name, **usage.to_json()}
-        row = NewMessage(
-            "assistant", None, stream.text, tokens, turn.backend.tokenizer_id, status, seed, stats
-        )
+        row = NewMessage("assistant", None, stream.text, tokens, counted_by, status, seed, stats)
         ref = self._reference(turn, stream)
         await repo.finish_turn(turn.ctx.chat.id, turn.reply_id, row, ref, replaces=turn.replaces)

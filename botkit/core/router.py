@@ -177,8 +177,13 @@ class Router:
         values = command.parse(args) if options is None else command.check(options)
         if command.uses_model:
             self.check_rate(ctx)
-        if not command.writes_ahead:
-            ctx.accepted()  # nothing of the user's to store: the platform may confirm it now
+        if not (command.writes_ahead or command.changes_history):
+            # Answered in arrival order: after the chat's earlier replies, seeing what they
+            # and earlier commands stored. The chat's next message waits for this one (its
+            # place is released when handling ends). /reset and /retry act on the replies
+            # themselves (a /retry queues as a turn).
+            await self.bot.conversation.after_earlier_turns(ctx.chat.id)
+            ctx = await self.context(ctx.incoming, ctx.target, ctx.on_accepted)
         if command.internal:
             result = await command.handler(ctx, **values)
         else:

@@ -1,9 +1,10 @@
-"""The built-in commands, written with the public plugin API like any other plugin."""
+"""botkit's own commands, on the internal Context (not the public plugin API: they reach the
+conversation and the store directly)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -15,13 +16,14 @@ from botkit.core.router import MAX_MESSAGE_CHARS
 from botkit.core.settings import (
     RANDOM_SEED,
     SEED_MAX,
+    ChatSettings,
     Persona,
     SamplingOptions,
     option_type,
 )
 from botkit.plugins.charts import context_chart
 
-__all__ = ["plugin"]
+__all__ = ["check_fixed_cost", "plugin"]
 
 plugin = Plugin("builtin", help="The commands every botkit has", internal=True)
 
@@ -44,7 +46,7 @@ def _setting_command(
     label: str,
     annotation: Any,
     help: str,
-    check: Callable[[Context, Any], None] | None = None,
+    check: Callable[[Context, Any], Awaitable[None]] | None = None,
 ) -> Command:
     """A command that shows a setting (no argument) or sets it for this chat."""
 
@@ -54,7 +56,7 @@ def _setting_command(
         if value is None:
             return f"{label} is {_show(current)} (default {_show(default)})"
         if check is not None:
-            check(ctx, value)
+            await check(ctx, value)
         await ctx.bot.repo.set_setting(ctx.chat.id, setting, value)
         return f"{label} set to {_show(value)} (was {_show(current)})"
 
@@ -67,17 +69,20 @@ def _setting_command(
     )
 
 
-def _check_max_tokens(ctx: Context, value: int) -> None:
-    window = ctx.backend.context_window
-    if value >= window // 2:
-        raise CommandError(
-            f"/maxtokens {value} would leave too little of the {window}-token context window for "
-            f"the conversation. Allowed: 1 to {window // 2 - 1} on backend {ctx.backend.name!r}"
-        )
+async def _check_max_tokens(ctx: Context, value: int) -> None:
+    await check_fixed_cost(ctx, ctx.settings.model_copy(update={"max_tokens": value}))
+
+
+async def check_fixed_cost(ctx: Context, settings: ChatSettings) -> None:
+    """Refuse settings whose persona, examples and reply reserve together leave the
+    conversation too little room (the one check for /persona, /examples and /maxtokens)."""
+    problem = await ctx.bot.conversation.fixed_cost_problem(ctx.backend, settings)
+    if problem is not None:
+        raise CommandError(problem)
 
 
 # Setting checks beyond the option's own range.
-_CHECKS: dict[str, Callable[[Context, Any], None]] = {"max_tokens": _check_max_tokens}
+_CHECKS: dict[str, Callable[[Context, Any], Awaitable[None]]] = {"max_tokens": _check_max_tokens}
 
 # One command per sampling option that names one (core/settings.py declares them all).
 for _name, _info in SamplingOptions.model_fields.items():
@@ -116,14 +121,8 @@ async def persona(ctx: Context, text: Persona | None = None) -> str:
     if text.strip().lower() == "reset":
         await ctx.bot.repo.set_setting(ctx.chat.id, "persona", None)
         return f"persona reset to the default: {ctx.bot.defaults.persona}"
-    budget = ctx.bot.conversation.budget(ctx.backend, ctx.settings)
+    await check_fixed_cost(ctx, ctx.settings.model_copy(update={"persona": text}))
     tokens = await ctx.backend.message_tokens({"role": "system", "content": text})
-    if tokens > budget // 2:
-        raise CommandError(
-            f"that persona is {tokens} tokens; at most {budget // 2} (half of what the "
-            f"{ctx.backend.context_window}-token window leaves after the reply reserve) so the "
-            "conversation still fits"
-        )
     await ctx.bot.repo.set_setting(ctx.chat.id, "persona", text)
     return f"persona set ({tokens} tokens)."
 

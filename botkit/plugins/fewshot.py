@@ -16,6 +16,7 @@ from botkit.core.commands import CommandError, Plugin
 from botkit.core.context import Context
 from botkit.core.conversation import example_messages
 from botkit.core.settings import EXAMPLE_MAX_CHARS, MAX_EXAMPLES, Example
+from botkit.plugins.builtin import check_fixed_cost
 
 __all__ = ["plugin"]
 
@@ -72,16 +73,7 @@ async def _add(ctx: Context, text: str | None) -> str:
         )
     examples = (*current, example)
     costs = await _tokens(ctx, examples)
-    persona = await ctx.backend.message_tokens({"role": "system", "content": ctx.settings.persona})
-    budget = ctx.bot.conversation.budget(ctx.backend, ctx.settings)
-    if persona + sum(costs) > budget // 2:
-        raise CommandError(
-            f"with this example the persona ({persona} tokens) and the examples "
-            f"({sum(costs)} tokens) would take more than half of what the "
-            f"{ctx.backend.context_window}-token window leaves after the reply reserve "
-            f"({budget // 2} tokens), leaving too little for the conversation: shorten it, "
-            "or remove an example"
-        )
+    await check_fixed_cost(ctx, ctx.settings.model_copy(update={"examples": examples}))
     await _store(ctx, examples)
     return (
         f"example {len(examples)} added ({costs[-1]} tokens; {len(examples)} in all, "

@@ -134,7 +134,7 @@ async def test_the_count_the_numbers_and_the_window_are_checked(make_config: Mak
         long = "word " * 90
         assert "added" in (await say(bot, f"/examples add {long} => ok")).text
         refused = (await say(bot, f"/examples add {long} => ok")).text
-        assert "would take more than half of what the 600-token window leaves" in refused
+        assert "may take at most half of what the 600-token window leaves" in refused
         assert "1 of at most" in (await say(bot, "/examples")).text
 
 
