@@ -164,7 +164,8 @@ async def test_persona_examples_and_reply_reserve_are_checked_together(
         # The persona alone would fit; beside the examples it leaves no room.
         persona = "p" * 4000  # 1,004 tokens: below half of the 3,832 left, alone
         refused = (await say(bot, f"/persona {persona}")).text
-        assert "Lower one" in refused and "remove examples" in refused
+        assert "Lower one" in refused
+        assert "remove examples" in refused
         assert "persona (" in refused
         assert "persona set" in (await say(bot, f"/persona {'p' * 400}")).text
         # A reply reserve that each alone would allow, but not with persona and examples.
