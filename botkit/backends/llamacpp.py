@@ -291,14 +291,17 @@ class LlamaCppBackend:
             while not finished:
                 text: list[str] = []
                 usage: Usage | None = None
+                error: BaseException | None = None
                 for item in await self._take(mailbox):
                     if item is None:
-                        finished = True
+                        finished = True  # seen even after an error: nothing is left to wait for
                     elif isinstance(item, BaseException):
-                        raise item
+                        error = error or item
                     else:
                         text.append(item.text)
                         usage = item.usage or usage
+                if error is not None:
+                    raise error
                 if text or usage:
                     yield Chunk("".join(text), usage=usage)
         finally:
