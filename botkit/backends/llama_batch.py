@@ -313,14 +313,26 @@ class BatchEngine:
         return sampler
 
     def _step(self) -> None:
-        """One decode: a token for each generating job, a prompt chunk for each new one."""
+        """One step: a token for each generating job, a prompt chunk for each new one; the
+        chats with a random seed share one decode, each seeded chat has one of its own.
+
+        llama.cpp's logits for a row depend on the batch it is computed in (how many rows,
+        how many of them give logits: 31.2577 for the same token beside 31 other rows, 31.2540
+        beside 3), so a near tie can fall either way beside other chats. A seeded chat
+        promises the same reply for the same history, so its rows are always decoded as if
+        it were alone: the same as with parallel = 1, whatever else is generating."""
         jobs = [s.job for s in self._slots if s.job is not None]
         for job in jobs:
             if job.stop.is_set():
                 self._finish(job, "cancelled")
         jobs = [job for job in jobs if self._slots[job.slot].job is job]
-        if not jobs:
-            return
+        shared = [job for job in jobs if not job.params.repeatable]
+        groups = ([shared] if shared else []) + [[j] for j in jobs if j.params.repeatable]
+        for group in groups:
+            self._decode(group)
+
+    def _decode(self, jobs: list[BatchJob]) -> None:
+        """One llama_decode for these jobs, then their next tokens."""
         batch = self._batch.batch
         count = 0
         outputs: list[tuple[BatchJob, int]] = []
@@ -380,7 +392,10 @@ class BatchEngine:
             if not job.completion and job.prefilled is None:
                 job.prefilled = now
                 if job.canonical:
-                    self._slots[job.slot].canonical = len(job.prompt)  # the prompt, canonically
+                    # The prompt but its final token, which was evaluated alone: a one-token
+                    # batch rounds differently, so a seeded chat that reused it would differ
+                    # from one that evaluated that position inside a chunk.
+                    self._slots[job.slot].canonical = len(job.prompt) - 1
         for job, index in outputs:
             if job.settle:
                 self._finish(job, "stop")
@@ -445,8 +460,7 @@ class BatchEngine:
         holding them is evaluated: evaluate them again in prompt-sized chunks right after the
         reply (as the single-context path does), so the chat's next turn reuses them and its
         reply is the same as from a cold start."""
-        slot = self._slots[job.slot]
-        tokens = slot.tokens[: slot.canonical] + job.completion
+        tokens = job.prompt + job.completion  # _start re-evaluates what is not canonical
         settle = BatchJob(tokens, job.params, job.cache_key, threading.Event(), _discard,
                           settle=True)  # fmt: skip
         self._start(job.slot, settle)

@@ -156,3 +156,24 @@ async def test_a_chat_whose_slot_was_taken_gets_its_state_back(make_config: Make
         assert again.usage is not None
         assert again.usage.state_restored is False
         assert (again.usage.cached_prompt_tokens or 0) > reply.usage.prompt_tokens - 2
+
+
+async def test_penalties_see_the_same_window_batched_and_one_at_a_time(
+    make_config: MakeConfig,
+) -> None:
+    # Default penalties (repeat 1.1): both paths penalise the reply's own tokens only, so a
+    # greedy reply is the same batched as one at a time (the batched path once also fed the
+    # question's last 63 tokens to the penalties, and every reply differed).
+    replies: dict[int, list[str]] = {}
+    for parallel in (4, 1):
+        config = make_config(
+            backends={"local": {"parallel": parallel, "n_batch": 32}},
+            defaults={"temperature": 0.0, "max_tokens": 40, "seed": -1},
+            service={"rate_limit_per_minute": 0},
+        )
+        async with build_bot(config, base_dir=REPO) as bot:
+            assert bot.settings_for(await bot.repo.chat(incoming("").chat)).repeat_penalty > 1
+            replies[parallel] = [
+                (await say(bot, q, chat=f"p{parallel}-{i}")).text for i, q in enumerate(QUESTIONS)
+            ]
+    assert replies[4] == replies[1]
