@@ -34,6 +34,7 @@ from botkit.backends.base import (
     Message,
     PrefixCache,
     Usage,
+    WindowLearned,
     generation_speed,
 )
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings, Example
@@ -440,10 +441,16 @@ class Conversation:
         metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
         try:
             rows = await self.history(chat, backend, turn.before)
-            plan = await self.plan(chat, settings, rows, turn.new)
-            if plan.start_id > chat.window_start_id:
-                await repo.set_window_start(chat.id, plan.start_id)
-            usage = await self._stream(turn, plan, settings, seed, stream)
+            for last in (False, True):  # planned again, once, for a window the server named
+                plan = await self.plan(chat, settings, rows, turn.new)
+                if plan.start_id > chat.window_start_id:
+                    await repo.set_window_start(chat.id, plan.start_id)
+                try:
+                    usage = await self._stream(turn, plan, settings, seed, stream)
+                    break
+                except WindowLearned:
+                    if last:
+                        raise
         except (asyncio.CancelledError, BackendError) as exc:
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
             log.info("reply in %s interrupted: %s", ctx.chat.key, reason)
