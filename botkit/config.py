@@ -169,7 +169,11 @@ class OpenAIConfig(_Section):
     sampling_extensions: bool = True
     parallel: int = Field(default=4, ge=1, le=256)
     connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    # The longest wait for the next piece of a reply; SSE keep-alive comments do not count.
     read_timeout: float = Field(default=300.0, gt=0, le=3600)
+    # The longest a whole reply may take, from the request to its last piece; a reply still
+    # streaming then is cut there and stored as interrupted.
+    reply_timeout: float = Field(default=600.0, gt=0, le=86400)
     # A busy server (429, 503) is asked again this many times, with the client's backoff
     # (it honours Retry-After), before the chat is told.
     max_retries: int = Field(default=3, ge=0, le=10)

@@ -36,13 +36,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def llama_cpp_server() -> Iterator[RealServer]:
-    """Start the server; ready once uvicorn says it is listening (read from its log)."""
+def llama_cpp_server(n_ctx: int = SERVER_CTX) -> Iterator[RealServer]:
+    """Start the server with an n_ctx-token context; ready once uvicorn says it is listening
+    (read from its log)."""
     port = _free_port()
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()),
         "--model_alias", ALIAS, "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", str(SERVER_CTX), "--api_key", API_KEY, "--verbose", "false",
+        "--n_ctx", str(n_ctx), "--api_key", API_KEY, "--verbose", "false",
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

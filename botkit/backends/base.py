@@ -27,6 +27,7 @@ __all__ = [
     "PrefixCache",
     "TokenInspector",
     "Usage",
+    "WindowLearned",
     "generation_speed",
 ]
 
@@ -151,6 +152,11 @@ class ModelNotFound(BackendError):
 
 class ContextOverflow(BackendError):
     """The prompt plus the reply reserve does not fit the context window."""
+
+
+class WindowLearned(ContextOverflow):
+    """The server refused the prompt and named its context window, which the backend now uses
+    as its context_window: plan the turn again (raised before anything was streamed)."""
 
 
 class Backend(Protocol):

@@ -7,22 +7,23 @@ does the streaming (SSE), the retries with backoff on 429 and 5xx (it honours Re
 and the timeouts; this module maps its errors to the chat's messages.
 
 Token counts are exact where the server can tokenize (server_tokens.py); otherwise the
-calibrated estimate that the Ollama backend uses.
+calibrated estimate that the Ollama backend uses. The window is the server's, learnt from its
+refusal where it reports none (openai_window.py); every reply ends, however the server
+streams (openai_reply.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import httpx
 import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from botkit.backends.base import (
     BackendBusy,
@@ -37,6 +38,9 @@ from botkit.backends.base import (
     Usage,
     generation_speed,
 )
+from botkit.backends.openai_errors import error_message, refused_argument
+from botkit.backends.openai_reply import ReplyClock, StreamedReply
+from botkit.backends.openai_window import ServerWindow
 from botkit.backends.server_tokens import ServerTokens
 from botkit.config import OpenAIConfig
 from botkit.secrets import read_secret
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_DEFAULT_WINDOW = 4096  # when neither the server nor the config says
+_PROBE_TIMEOUT = 30.0  # the most a tokenize probe waits (llama_cpp.server's waits for the model)
 # Not in the OpenAI API: sent in the body under the names llama.cpp's servers (top_k, min_p,
 # repeat_penalty) and vLLM (top_k, min_p, repetition_penalty) read; each ignores the others.
 _EXTENSIONS = {"top_k": ("top_k",), "min_p": ("min_p",),
@@ -69,22 +73,28 @@ class OpenAIBackend:
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             max_retries=config.max_retries,
         )
-        self._tokens = ServerTokens(self._client, config.base_url, config.model)
-        self._window: int | None = None
-        self._trained: int | None = None
+        probing = self._client.with_options(
+            timeout=httpx.Timeout(min(config.read_timeout, _PROBE_TIMEOUT),
+                                  connect=config.connect_timeout),
+            max_retries=0,
+        )  # fmt: skip
+        self._tokens = ServerTokens(self._client, probing, config.base_url, config.model)
+        self._window = ServerWindow(name, self._where(), config.n_ctx)
         self._served: list[str] = []
         # What is sent beyond the plain request until the server refuses it (api.openai.com
         # answers 400 "Unrecognized request argument supplied: top_k"; llama.cpp and vLLM
         # take both): then the rest of this process goes without.
         self._send_extensions = config.sampling_extensions
         self._send_stream_options = True
+        self._warned_runaway = False
 
     # --- facts ----------------------------------------------------------------------------
 
     @property
     def context_window(self) -> int:
-        """The server's context length, else the config's n_ctx, else 4096."""
-        return self._window or self.config.window_hint
+        """The server's context length (reported or learnt), else the config's n_ctx, else
+        4096."""
+        return self._window.size
 
     @property
     def tokenizer_id(self) -> str:
@@ -131,7 +141,7 @@ class OpenAIBackend:
         if isinstance(exc, openai.APIConnectionError):
             return BackendUnavailable(f"{self._where()} is not reachable: is it running?")
         if isinstance(exc, openai.APIStatusError):
-            detail = _error_message(exc)
+            detail = error_message(exc)
             return BackendUnavailable(f"{self._where()} answered {exc.status_code}: {detail}")
         return BackendUnavailable(f"the connection to {self._where()} failed: {type(exc).__name__}")
 
@@ -159,43 +169,15 @@ class OpenAIBackend:
     async def _probe(self) -> None:
         """Find the model in /v1/models (with its context length where the server says) and
         the server's tokenizer."""
-        if self._window is not None:
+        if self._window.found:
             return
         listed = await self._call(self._client.models.list())
         self._served = [m.id for m in listed.data]
         found = next((m for m in listed.data if m.id == self.config.model), None)
         if found is None:
             raise self._not_found()
-        extra = found.model_extra or {}
-        meta = extra.get("meta")
-        trained = meta.get("n_ctx_train") if isinstance(meta, dict) else None
-        self._trained = trained if isinstance(trained, int) and trained > 0 else None
-        reported = _positive(extra.get("max_model_len")) or await self._props_context()
-        window = reported or self.config.n_ctx
-        if window is None:
-            log.warning(
-                "backend %s: the server does not report a context length and n_ctx is not "
-                "set; assuming %d tokens",
-                self.name,
-                _DEFAULT_WINDOW,
-            )
-            window = _DEFAULT_WINDOW
-        try:
-            await self._tokens.probe()
-        except (openai.APIError, httpx.TransportError) as exc:
-            raise self._mapped(exc) from None
-        self._window = window
-
-    async def _props_context(self) -> int | None:
-        """llama-server's context per request (GET /props, default_generation_settings.n_ctx);
-        its /v1/models gives only the trained length, which the server may not have loaded."""
-        root = self._tokens.root
-        try:
-            props = await self._client.get(f"{root}/props", cast_to=object)
-        except (openai.APIError, httpx.TransportError):
-            return None  # not llama-server
-        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
-        return _positive(settings.get("n_ctx")) if isinstance(settings, dict) else None
+        await self._tokens.probe()  # a tokenize endpoint that fails only means estimates
+        await self._window.find(self._client, self._tokens.root, found.model_extra or {})
 
     async def start(self) -> None:
         """Look the model up; a server that is down is reported, not fatal (it may come up)."""
@@ -232,18 +214,11 @@ class OpenAIBackend:
         return {wire: options[name] for name, wires in _EXTENSIONS.items() for wire in wires}
 
     def _drop_refused(self, exc: openai.APIStatusError) -> bool:
-        """Stop sending what the server refused by name (a 400 or 422 that names an argument
-        beyond the plain request); True if something was dropped, so the request is worth
-        sending again."""
-        detail = _error_message(exc)
-        param = exc.body.get("param") if isinstance(exc.body, dict) else None
-
-        def named(wire: str) -> bool:
-            return wire == param or re.search(rf"\b{wire}\b", detail) is not None
-
-        if self._send_extensions and any(
-            named(wire) for wires in _EXTENSIONS.values() for wire in wires
-        ):
+        """Stop sending what the server refused by name (a 400 or 422 whose error names an
+        argument beyond the plain request); True if something was dropped, so the request is
+        worth sending again."""
+        refused, detail = refused_argument(exc), error_message(exc)
+        if self._send_extensions and any(refused in wires for wires in _EXTENSIONS.values()):
             self._send_extensions = False
             log.warning(
                 "%s refused an argument beyond the OpenAI API (%s): top_k, min_p and "
@@ -251,31 +226,29 @@ class OpenAIBackend:
                 "(sampling_extensions = false makes this the start)", self._where(), detail,
             )  # fmt: skip
             return True
-        if self._send_stream_options and named("stream_options"):
+        if self._send_stream_options and refused == "stream_options":
             self._send_stream_options = False
             log.warning("%s refused stream_options (%s): usage is counted here instead",
                         self._where(), detail)  # fmt: skip
             return True
         return False
 
-    async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
-    ) -> AsyncIterator[Chunk]:
-        """Stream /v1/chat/completions with the chat's sampling options."""
+    async def _open(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> tuple[int, int, float, AsyncStream[ChatCompletionChunk]]:
+        """Count the prompt and send the request: (prompt tokens, the window it was checked
+        against, when sent, the stream)."""
         await self._probe()
-        prompt = await self.count_tokens(messages)
-        if prompt + params.max_tokens > self.context_window:
-            raise ContextOverflow(
-                f"the prompt is {prompt} tokens and the reply may take {params.max_tokens}, "
-                f"but the window is {self.context_window}"
-            )
+        prompt, window = await self.count_tokens(messages), self.context_window
+        if prompt + params.max_tokens > window:
+            raise self._window.too_long(prompt, params.max_tokens)
         options = params.sampling()
-        sent = time.perf_counter()
         while True:
+            sent = time.perf_counter()
             try:
                 stream = await self._client.chat.completions.create(
                     model=self.config.model,
-                    messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
+                    messages=_wire(messages),
                     stream=True,
                     stream_options=(
                         {"include_usage": True} if self._send_stream_options else openai.omit
@@ -288,16 +261,59 @@ class OpenAIBackend:
                     frequency_penalty=options["frequency_penalty"],
                     extra_body=self._extensions(options),
                 )
-                break
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if not self._drop_refused(exc):
+                return prompt, window, sent, stream
+            except openai.APIStatusError as exc:
+                overflow = self._window.refused(exc, prompt, window)
+                if overflow is not None:
+                    raise overflow from None
+                refusal = isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError)
+                if not (refusal and self._drop_refused(exc)):
                     raise await self._failure(exc) from None
             except (openai.APIError, httpx.TransportError) as exc:
                 raise await self._failure(exc) from None
-        finish: str | None = None
-        reply = _Reply(sent)
+
+    async def _why_empty(
+        self, messages: Sequence[Message], prompt: int, window: int, clock: ReplyClock
+    ) -> ContextOverflow | None:
+        """Ask once more, unstreamed, why a stream ended with nothing in it. llama_cpp.server
+        answers a prompt longer than its window with an empty stream (its refusal is raised
+        in the event publisher, after the 200: llama-cpp-python 0.3.36), yet refuses the same
+        request unstreamed with the window named (before any token is generated). It drops
+        the connection the empty stream came on just after: a second try takes a new one."""
         try:
-            async for part in stream:
+            await clock.within(
+                self._client.with_options(max_retries=1).chat.completions.create(
+                    model=self.config.model, messages=_wire(messages), max_tokens=1
+                )
+            )
+        except openai.APIStatusError as exc:
+            return self._window.refused(exc, prompt, window)
+        except (openai.APIError, httpx.TransportError, BackendError):
+            pass  # not a refusal: the stream's own failure is told
+        return None
+
+    def _cut(self, reply: StreamedReply, max_tokens: int) -> None:
+        if not self._warned_runaway:
+            self._warned_runaway = True
+            log.warning(
+                "%s streamed past max_tokens (%d): replies are cut at %d tokens by botkit; "
+                "the server ignores max_tokens", self._where(), max_tokens, reply.limit,
+            )  # fmt: skip
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+    ) -> AsyncIterator[Chunk]:
+        """Stream /v1/chat/completions with the chat's sampling options: cut a little past
+        max_tokens if the server does not stop there, and within reply_timeout in all."""
+        cfg = self.config
+        clock = ReplyClock(self._where(), cfg.read_timeout, cfg.reply_timeout)
+        prompt, window, sent, stream = await clock.within(self._open(messages, params))
+        finish: str | None = None
+        broken: BackendError | None = None
+        reply = StreamedReply(sent, params.max_tokens)
+        try:
+            parts = aiter(stream)
+            while (part := await clock.next(parts)) is not None:
                 reply.take(part)
                 for choice in part.choices:
                     text = choice.delta.content or "" if choice.delta else ""
@@ -306,16 +322,32 @@ class OpenAIBackend:
                         yield Chunk(text)
                     if choice.finish_reason:
                         finish = choice.finish_reason
+                if reply.runaway:
+                    self._cut(reply, params.max_tokens)
+                    finish = "length"
+                    break
         except (openai.APIError, httpx.TransportError) as exc:
-            raise await self._failure(exc) from None
+            # An error event in the stream carries the error object, as a refusal does.
+            overflow = None
+            if isinstance(exc, openai.APIError) and not reply.pieces:
+                overflow = self._window.refused(exc, prompt, window)
+            if overflow is not None:
+                raise overflow from None
+            broken = await self._failure(exc)
         finally:
             await stream.close()
         if finish is None:
-            raise BackendUnavailable(f"the reply from {self._where()} ended before it was finished")
+            if not reply.pieces:
+                overflow = await self._why_empty(messages, prompt, window, clock)
+                if overflow is not None:
+                    raise overflow
+            raise broken or BackendUnavailable(
+                f"the reply from {self._where()} ended before it was finished"
+            )
         yield Chunk("", usage=await self._usage(messages, prompt, reply, finish))
 
     async def _usage(
-        self, messages: Sequence[Message], prompt: int, reply: _Reply, finish: str
+        self, messages: Sequence[Message], prompt: int, reply: StreamedReply, finish: str
     ) -> Usage:
         """The server's figures where it sent them (usage with stream_options.include_usage;
         llama-server's timings), else counted and timed here."""
@@ -358,47 +390,19 @@ class OpenAIBackend:
             parameters=None,
             quantization=None,
             context_length=self.context_window,
-            trained_context_length=self._trained,
+            trained_context_length=self._window.trained,
             file_size=None,
-            extra={"server": self.config.base_url, "token counts": self._tokens.describe()},
+            extra={
+                "server": self.config.base_url,
+                "window": self._window.describe(),
+                "token counts": self._tokens.describe(),
+            },
         )
 
 
-class _Reply:
-    """What a stream brought: the text, when its first piece came, and the server's figures."""
-
-    def __init__(self, sent: float) -> None:
-        self.sent = sent
-        self.first: float | None = None
-        self.pieces: list[str] = []
-        self.usage: Any = None
-        self.timings: dict[str, Any] = {}
-
-    def take(self, part: Any) -> None:
-        if part.usage is not None:
-            self.usage = part.usage
-        timings = (part.model_extra or {}).get("timings")  # llama-server's own figures
-        if isinstance(timings, dict):
-            self.timings = timings
-
-    def text(self, piece: str) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
-        self.pieces.append(piece)
+def _wire(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
+    return cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages])
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and value >= 0 else None
-
-
-def _positive(value: Any) -> int | None:
-    return value if isinstance(value, int) and value > 0 else None
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("detail")
-        if isinstance(message, str):
-            return message[:300]
-    return exc.message[:300]

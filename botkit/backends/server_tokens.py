@@ -12,7 +12,9 @@ short prompts (max_tokens 1); the counts are then exact for templates that frame
 on its own (ChatML, Llama 3, Gemma), and tests check them against the in-process model's own
 count. A template that refuses the probes (two messages of one role in a row), or a server
 with no tokenize endpoint, gets the calibrated estimate the Ollama backend uses
-(TokenEstimator).
+(TokenEstimator). So does a server whose endpoint fails while it is probed, whatever the way
+(an error status, an answer that is no list of token ids, no answer in time): one probe at
+start, its reason logged once, never a failed message.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
@@ -42,11 +45,27 @@ def _root(base_url: str) -> str:
     return root[: -len("/v1")] if root.endswith("/v1") else root
 
 
-class ServerTokens:
-    """Counts with the server's tokenizer once probe() found one; the estimate until then."""
+def _why(exc: Exception) -> str:
+    """Why a tokenize call failed, in a few words for the log and /model."""
+    if isinstance(exc, openai.APIStatusError):
+        return f"answered {exc.status_code}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "no answer in time"
+    if isinstance(exc, openai.APIConnectionError | httpx.HTTPError):
+        return "the connection failed"
+    return "no list of token ids in the answer"
 
-    def __init__(self, client: AsyncOpenAI, base_url: str, model: str) -> None:
+
+class ServerTokens:
+    """Counts with the server's tokenizer once probe() found one; the estimate until then.
+
+    probing is the client for the probe's tokenize calls: short timeouts, no retries.
+    """
+
+    def __init__(self, client: AsyncOpenAI, probing: AsyncOpenAI, base_url: str,
+                 model: str) -> None:  # fmt: skip
         self._client = client
+        self._probing = probing
         self._root = _root(base_url)
         self._model = model
         self._estimator = TokenEstimator()
@@ -55,6 +74,7 @@ class ServerTokens:
         self._framing: dict[str, int] = {}  # tokens around a message's text, by role
         self._generation = 0  # tokens of the prompt's end (the assistant's header)
         self._cache: LruCache[str, int] = LruCache(_CACHED_TEXTS, lambda _: 1)
+        self._failed = ""  # why a tokenize endpoint that is there could not be used
 
     @property
     def root(self) -> str:
@@ -77,39 +97,56 @@ class ServerTokens:
         """How counts are made, for /model."""
         if self._endpoint is not None:
             return f"exact (POST {self._endpoint[0]})"
+        if self._failed:
+            return f"estimated (the server's tokenize endpoint failed: {self._failed})"
         return "estimated (the server has no tokenize endpoint)"
 
-    async def _tokenize(self, path: str, field: str, text: str) -> list[int]:
+    async def _tokenize(
+        self, path: str, field: str, text: str, client: AsyncOpenAI | None = None
+    ) -> list[int]:
         body: dict[str, Any] = {field: text}
         if field == "prompt":
             body.update(model=self._model, add_special_tokens=False)
-        found = await self._client.post(f"{self._root}{path}", body=body, cast_to=object)
+        found = await (client or self._client).post(
+            f"{self._root}{path}", body=body, cast_to=object
+        )
         tokens = found.get("tokens") if isinstance(found, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise ValueError(f"{path} did not answer with a list of token ids")
         return tokens
 
     async def probe(self) -> None:
-        """Find the server's tokenize endpoint and learn its template's framing."""
+        """Find the server's tokenize endpoint and learn its template's framing; any failure
+        means estimates (logged here, once)."""
+        absent = (openai.NotFoundError, openai.UnprocessableEntityError, openai.BadRequestError)
+        failures: list[str] = []
         for path, field in (("/extras/tokenize", "input"), ("/tokenize", "content"),
                             ("/tokenize", "prompt")):  # fmt: skip
             try:
-                if await self._tokenize(path, field, "Hello world"):
+                if await self._tokenize(path, field, "Hello world", self._probing):
                     self._endpoint = (path, field)
                     break
-            except (openai.NotFoundError, openai.UnprocessableEntityError,
-                    openai.BadRequestError, ValueError):  # fmt: skip
+            except absent:
                 continue  # not this server's way
+            except (openai.APIError, httpx.HTTPError, ValueError) as exc:
+                failures.append(f"POST {path} {_why(exc)}")
         if self._endpoint is None:
-            log.info("%s has no tokenize endpoint: token counts are estimated", self._root)
+            self._failed = "; ".join(dict.fromkeys(failures))
+            if self._failed:
+                log.warning("%s: its tokenize endpoint failed (%s): token counts are estimated",
+                            self._root, self._failed)  # fmt: skip
+            else:
+                log.info("%s has no tokenize endpoint: token counts are estimated", self._root)
             return
-        try:  # llama_cpp.server adds the model's BOS token to every text
-            self._offset = len(await self._tokenize(*self._endpoint, ""))
-        except (openai.APIStatusError, ValueError):
-            self._offset = 0
-        if not await self._calibrate():
-            log.warning("%s: the chat template's framing could not be measured; token "
-                        "counts are estimated", self._root)  # fmt: skip
+        try:
+            # llama_cpp.server adds the model's BOS token to every text
+            self._offset = len(await self._tokenize(*self._endpoint, "", self._probing))
+            calibrated = await self._calibrate(self._endpoint)
+        except (openai.APIError, httpx.HTTPError, ValueError) as exc:
+            self._failed, calibrated = f"POST {self._endpoint[0]} {_why(exc)}", False
+        if not calibrated:
+            log.warning("%s: the chat template's framing could not be measured (%s); token "
+                        "counts are estimated", self._root, self._failed or "refused")  # fmt: skip
             self._endpoint = None
 
     async def _reported(self, messages: list[dict[str, str]]) -> int:
@@ -123,13 +160,16 @@ class ServerTokens:
             raise ValueError("no usage")
         return int(reply.usage.prompt_tokens)
 
-    async def _calibrate(self) -> bool:
+    async def _calibrate(self, endpoint: tuple[str, str]) -> bool:
         """Each role's framing and the generation prompt, from four prompts' reported sizes:
         a second system message, a second user message and an assistant-user pair each add
         their framing and their text to the first prompt."""
         s1, s2, u1, u2, a1 = "You answer briefly.", "Be kind.", "What is a token?", \
             "And a window?", "A piece of text."  # fmt: skip
-        sizes = {text: await self.text(text) for text in (s1, s2, u1, u2, a1)}
+        sizes = {
+            text: len(await self._tokenize(*endpoint, text, self._probing)) - self._offset
+            for text in (s1, s2, u1, u2, a1)
+        }
         base = [("system", s1), ("user", u1)]
         prompts = [base, [("system", s1), ("system", s2), ("user", u1)],
                    [*base, ("user", u2)], [*base, ("assistant", a1), ("user", u2)]]  # fmt: skip

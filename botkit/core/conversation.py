@@ -33,6 +33,7 @@ from botkit.backends.base import (
     Message,
     PrefixCache,
     Usage,
+    WindowLearned,
     generation_speed,
 )
 from botkit.backends.token_estimate import TokenEstimator
@@ -497,10 +498,16 @@ class Conversation:
                 # (the reply would answer a prompt without it): it must fit like a new one.
                 question = rows.pop()
                 new, new_id = _render(question), question.id
-            plan = await self.plan(chat, settings, rows, new, new_id)
-            if plan.start_id > chat.window_start_id:
-                await repo.set_window_start(chat.id, plan.start_id)
-            usage = await self._stream(turn, plan, settings, seed, stream)
+            for last in (False, True):  # planned again, once, for a window the server named
+                plan = await self.plan(chat, settings, rows, new, new_id)
+                if plan.start_id > chat.window_start_id:
+                    await repo.set_window_start(chat.id, plan.start_id)
+                try:
+                    usage = await self._stream(turn, plan, settings, seed, stream)
+                    break
+                except WindowLearned:
+                    if last:
+                        raise
         except BaseException as exc:
             # Whatever ends a turn early (an error of any kind, a cancel), the reply is stored
             # as interrupted with the text so far and the turn's bookkeeping is freed.

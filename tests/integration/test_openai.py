@@ -3,6 +3,7 @@ for the normal path, and against a small emulator for failures on demand."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -197,6 +198,35 @@ def _environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != KEY_ENV}
 
 
+@pytest.fixture(scope="module")
+def small_server() -> Iterator[RealServer]:
+    with llama_cpp_server(n_ctx=512) as running:
+        yield running
+
+
+async def test_a_window_the_server_does_not_report_is_learnt_from_its_refusal(
+    make_config: MakeConfig, small_server: RealServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # llama_cpp.server reports no context length, and n_ctx is not set: 4096 is assumed. A
+    # prompt over its 512 tokens gets an empty stream; asked again unstreamed, it names 512.
+    monkeypatch.setenv(KEY_ENV, small_server.api_key)
+    config = make_config(backends={"local": openai_section(small_server.base_url)},
+                         defaults={"max_tokens": 16, "temperature": 0.0})  # fmt: skip
+    async with build_bot(config) as bot:
+        assert "window: 4096 tokens (assumed" in (await say(bot, "/model")).text
+        for turn in range(4):  # about 160 tokens each: the third prompt passes 512
+            reply = await say(bot, f"Turn {turn}: " + "apple banana cherry " * 50)
+            assert reply.text
+            assert not reply.text.startswith("⚠"), reply.text
+        described = (await say(bot, "/model")).text
+        rows = await bot.repo.window((await bot.repo.chat(_key("a"))).id, 0)
+    assert "context length: 512 tokens" in described
+    assert "window: 512 tokens (learned from the server's error)" in described
+    assert caplog.text.count("named its context length, 512 tokens") == 1
+    assert all(r.status == MessageStatus.COMPLETE for r in rows)
+
+
 # --- failures on demand (the emulator) ---------------------------------------------------------
 
 
@@ -216,7 +246,7 @@ async def emulated_bot(
     monkeypatch.setenv(KEY_ENV, "emulated-key")
     config = make_config(
         backends={"local": {"kind": "llamacpp"},
-                  "remote": openai_section(emulator.base_url, n_ctx=4096, **extra)},
+                  "remote": openai_section(emulator.base_url, **{"n_ctx": 4096, **extra})},
         defaults={"backend": "remote", "max_tokens": 32},
     )  # fmt: skip
     async with build_bot(config) as bot:
@@ -419,3 +449,127 @@ async def test_stats_show_what_the_server_reports(
     prompt = sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
     assert f"prompt: {prompt} tokens: {prompt // 2} reused from the KV cache" in emulated
     assert "prefill: not reported" in emulated
+
+
+async def test_a_server_that_ignores_max_tokens_is_cut_a_little_past_it(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    emulator.runaway = 2000  # words, whatever max_tokens (32) says
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        reply = await say(bot, "one two three")
+        # Counted by chunks (the emulator sends no usage until the end): 32 + a margin of 8.
+        assert 32 < len(reply.text.split()) <= 40
+        assert len(reply.messages) == 1
+        rows = await bot.repo.window((await bot.repo.chat(_key("a"))).id, 0)
+        assert (rows[-1].content, rows[-1].status) == (reply.text, MessageStatus.COMPLETE)
+        assert "(it reached max_tokens)" in (await say(bot, "/stats")).text
+        assert len((await say(bot, "four five")).text.split()) <= 40
+    assert caplog.text.count("streamed past max_tokens (32)") == 1
+
+
+async def test_a_stream_of_keepalives_alone_times_out(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.keepalive_only = True  # a comment every 0.05 s: the socket never idles 0.5 s
+    async with emulated_bot(
+        make_config, emulator, monkeypatch, read_timeout=0.5, max_retries=0
+    ) as bot:
+        async with asyncio.timeout(60):  # without the fix, the keep-alives hold it for ever
+            reply = (await say(bot, "hello?")).text
+        assert "sent no part of the reply for 0.5 s (read_timeout)" in reply
+        rows = await bot.repo.window((await bot.repo.chat(_key("a"))).id, 0)
+        assert (rows[-1].content, rows[-1].status) == ("", MessageStatus.INTERRUPTED)
+
+
+async def test_a_reply_past_its_deadline_is_cut_and_kept_interrupted(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A chunk every 0.05 s: at most 20 in the 1 s allowed, short of max_tokens (32).
+    emulator.runaway, emulator.chunk_delay = 10_000, 0.05
+    async with emulated_bot(make_config, emulator, monkeypatch, reply_timeout=1) as bot:
+        async with asyncio.timeout(60):
+            reply = (await say(bot, "tick tock")).text
+        assert "did not finish the reply within 1 s (reply_timeout)" in reply
+        assert reply.startswith("tick tock")
+        assert "[interrupted]" in reply
+        rows = await bot.repo.window((await bot.repo.chat(_key("a"))).id, 0)
+        assert rows[-1].status == MessageStatus.INTERRUPTED
+        assert rows[-1].content.startswith("tick tock")
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [("405", "answered 405"), ("500", "answered 500"),
+     ("garbage", "no list of token ids in the answer"), ("hang", "no answer in time")],
+)  # fmt: skip
+async def test_a_failing_tokenize_endpoint_means_estimates_probed_once(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, mode: Literal["405", "500", "garbage", "hang"], why: str,
+) -> None:  # fmt: skip
+    emulator.tokenize = mode
+    async with emulated_bot(make_config, emulator, monkeypatch, read_timeout=0.5) as bot:
+        assert (await say(bot, "one two three")).text == "one two three"
+        assert (await say(bot, "four five")).text == "four five"
+        described = (await say(bot, "/model")).text
+    assert emulator.tokenize_calls == 1  # probed once, at start
+    assert f"estimated (the server's tokenize endpoint failed: POST /extras/tokenize {why})" in (
+        described
+    )
+    assert caplog.text.count("its tokenize endpoint failed") == 1
+
+
+async def test_a_refusal_that_quotes_the_user_keeps_the_extensions(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.echo_refusal = "top_k"  # the refusal quotes the message; its param names the message
+    async with emulated_bot(make_config, emulator, monkeypatch) as bot:
+        reply = (await say(bot, "what does top_k do?")).text
+        assert "answered 400: Invalid 'messages[1].content': 'what does top_k do?'" in reply
+        assert len(emulator.records) == 1  # told, not sent again without the extensions
+        emulator.echo_refusal = None
+        # The unanswered question and this one go as one user message: the reply echoes both.
+        assert (await say(bot, "and min_p?")).text.endswith("top_k do? and min_p?")
+        assert {"top_k", "min_p", "repeat_penalty"} <= set(emulator.records[-1])
+        assert "ignored by" not in (await say(bot, "/settings")).text
+
+
+@pytest.mark.parametrize("wording", ["vllm", "llama-server", "llama-cpp-python"])
+async def test_a_window_named_in_a_refusal_is_learnt_and_the_turn_planned_again(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, wording: Literal["vllm", "llama-server", "llama-cpp-python"],
+) -> None:  # fmt: skip
+    # 250 tokens, not reported. In the emulator's count (words + 4 a message) the fourth
+    # prompt passes 250; botkit, with no n_ctx, assumes 4096 until the refusal names 250.
+    emulator.window, emulator.window_wording = 250, wording
+    async with emulated_bot(make_config, emulator, monkeypatch, n_ctx=None, max_retries=0) as bot:
+        assert "window: 4096 tokens (assumed" in (await say(bot, "/model")).text
+        for turn in range(5):
+            words = [f"t{turn}w{i}" for i in range(40)]
+            assert (await say(bot, " ".join(words))).text == " ".join(words[:32])
+        described = (await say(bot, "/model")).text
+        rows = await bot.repo.window((await bot.repo.chat(_key("a"))).id, 0)
+    assert "context length: 250 tokens" in described
+    assert "window: 250 tokens (learned from the server's error)" in described
+    assert caplog.text.count("named its context length, 250 tokens") == 1
+    assert all(r.status == MessageStatus.COMPLETE for r in rows)
+
+
+async def test_chats_refused_together_are_all_planned_again(
+    make_config: MakeConfig, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # Each chat's fourth prompt passes the 250 tokens, and the three are refused together:
+    # one refusal teaches the window; the others' prompts were planned for 4096 all the same.
+    chats = ("a", "b", "c")
+    emulator.window, emulator.refuse_together = 250, len(chats)
+    async with emulated_bot(make_config, emulator, monkeypatch, n_ctx=None, max_retries=0) as bot:
+
+        async def turn(chat: str, n: int) -> None:
+            words = [f"{chat}{n}w{i}" for i in range(40)]
+            assert (await say(bot, " ".join(words), chat)).text == " ".join(words[:32])
+
+        for n in range(3):
+            await asyncio.gather(*(turn(chat, n) for chat in chats))
+        await asyncio.gather(*(turn(chat, 3) for chat in chats))
+    assert caplog.text.count("named its context length, 250 tokens") == 1

@@ -22,21 +22,55 @@ the real service where botkit could get it wrong:
   `stream_options.include_usage` is true, then `data: [DONE]`.
 - 429 carries `Retry-After` (the client honours it), as do 503s.
 
-Replies are made of the last user message's words (the model is not the point here).
+- SSE lines that begin with ":" are comments, which a client ignores (WHATWG HTML, "Server-sent
+  events", interpreting an event stream); servers send them as keep-alives (sse-starlette,
+  under llama_cpp.server and others: ": ping - <time>" every 15 s).
+
+Replies are made of the last user message's words (the model is not the point here); tokens
+are counted as words, plus 4 per message.
 
 Hooks: `busy` answers the next N chat requests with 429 (or `busy_status`); `cut_after` breaks
 the next streams off after that many content chunks (no finish_reason, no [DONE]); `stall`
 makes chat requests hang until the emulator stops; `records` lists the chat requests.
+
+Misbehaviour on demand:
+- `runaway`: stream that many words, whatever max_tokens says (a server that ignores it);
+  `chunk_delay` paces the chunks (a slow model).
+- `keepalive_only`: a stream of nothing but ": keep-alive" comments, until the emulator stops.
+- `tokenize`: how POST /extras/tokenize (llama_cpp.server's path) fails: "405" (served for GET
+  only), "500", "garbage" (a 200 whose JSON body does not parse) or "hang"; None: no such
+  route (404), as a server without one.
+- `echo_refusal`: a request with this text in a message is refused 400, the message quoting
+  the user's text and `param` naming the message (as a validation error may quote input).
+- `window` with `window_wording`: the context length the server enforces without reporting it,
+  refused in that server's words (the first `refuse_together` refusals wait for each other:
+  chats refused at once):
+  - "vllm": prompt + max_tokens > window, 400 with vLLM's unwrapped ErrorResponse
+    (`object: "error"`, `type: "BadRequestError"`, `code: 400`) and its sentence "This
+    model's maximum context length is N tokens. However, you requested ..." (vllm-project/
+    vllm, vllm/entrypoints/openai/serving_engine.py, `_validate_prompt_and_tokenize`).
+  - "llama-server": prompt >= window, 400 `{"error": {"code": 400, "message": "request (N
+    tokens) exceeds the available context size (W tokens), try increasing it", "type":
+    "exceed_context_size_error", "n_prompt_tokens": N, "n_ctx": W}}` (ggml-org/llama.cpp pull
+    request 15780 added the type and the two fields).
+  - "llama-cpp-python": prompt >= window (llama_cpp/llama.py raises "Requested tokens (N)
+    exceed context window of W"). Unstreamed: 400 with "This model's maximum context length
+    is W tokens. However, ..." (`type: invalid_request_error`, `param: "messages"`, `code:
+    context_length_exceeded`; llama_cpp/server/errors.py). Streamed: a 200 event stream with
+    nothing in it, as llama_cpp.server 0.3.36 answers (the error is raised after the headers;
+    seen against the real server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import cycle, islice
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -52,6 +86,7 @@ _API_FIELDS = frozenset({
 })  # fmt: skip
 # What llama.cpp's servers and vLLM take beyond the API (the sampling botkit sends there).
 SERVER_FIELDS = frozenset({"top_k", "min_p", "repeat_penalty", "repetition_penalty"})
+KEEPALIVE_EVERY = 0.05  # seconds between keep-alive comments
 
 
 @dataclass
@@ -71,11 +106,22 @@ class OpenAIEmulator:
     props_n_ctx: int | None = None
     accepted: frozenset[str] = SERVER_FIELDS  # frozenset(): as strict as api.openai.com
     unknown: frozenset[str] = frozenset()
+    runaway: int | None = None
+    chunk_delay: float = 0.0
+    keepalive_only: bool = False
+    tokenize: Literal["405", "500", "garbage", "hang"] | None = None
+    echo_refusal: str | None = None
+    window: int | None = None
+    window_wording: Literal["vllm", "llama-server", "llama-cpp-python"] = "vllm"
+    refuse_together: int = 1  # the first refusals of too-long prompts wait for this many
     records: list[dict[str, Any]] = field(default_factory=list)
+    tokenize_calls: int = 0
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _streams: set[web.StreamResponse] = field(default_factory=set)
+    _refusing: int = 0
+    _together: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         """Listen on a free port of 127.0.0.1."""
@@ -83,6 +129,7 @@ class OpenAIEmulator:
         app.router.add_get("/v1/models", self._list)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/props", self._props)
+        app.router.add_post("/extras/tokenize", self._tokenize)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         sock = socket.socket()
@@ -135,6 +182,18 @@ class OpenAIEmulator:
         return web.json_response({"default_generation_settings": {"n_ctx": self.props_n_ctx},
                                   "total_slots": 1})  # fmt: skip
 
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        if self.tokenize is None:  # no such route
+            raise web.HTTPNotFound()
+        self.tokenize_calls += 1
+        if self.tokenize == "405":  # served for GET only
+            raise web.HTTPMethodNotAllowed("POST", ["GET"])
+        if self.tokenize == "500":
+            return self._error(500, "tokenizer crashed", None, "server_error")
+        if self.tokenize == "hang":
+            await self._released.wait()
+        return web.Response(text="<html>not JSON", content_type="application/json")
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         refused = self._refused(request)
         if refused is not None:
@@ -163,15 +222,90 @@ class OpenAIEmulator:
         if self.stall:
             await self._released.wait()
             raise web.HTTPServiceUnavailable()
+        echoed = self._echoed(body)
+        if echoed is not None:
+            return echoed
+        if self._overflows(body):
+            await self._refused_together()
+            too_long = self._too_long(body)
+            # llama_cpp.server's stream: the refusal comes after the headers, as nothing.
+            return too_long or await self._empty_stream(request)
         words = (str(body["messages"][-1]["content"]).split() or ["..."])[: body.get(
             "max_tokens") or 16]  # fmt: skip
+        if self.runaway is not None:
+            words = list(islice(cycle(words), self.runaway))
         if not body.get("stream"):
             return web.json_response(self._completion(body, words))
+        if self.keepalive_only:
+            return await self._keepalives(request)
         return await self._stream(request, body, words)
+
+    def _echoed(self, body: dict[str, Any]) -> web.Response | None:
+        for i, message in enumerate(body["messages"]):
+            if self.echo_refusal is not None and self.echo_refusal in message["content"]:
+                error = {"message": f"Invalid 'messages[{i}].content': {message['content']!r} "
+                                    "is not allowed.", "type": "invalid_request_error",
+                         "param": f"messages[{i}].content", "code": None}  # fmt: skip
+                return web.json_response({"error": error}, status=400)
+        return None
+
+    async def _refused_together(self) -> None:
+        """Hold a refusal until refuse_together of them wait (chats refused at once)."""
+        self._refusing += 1
+        if self._refusing >= self.refuse_together:
+            self._together.set()
+        await self._together.wait()
+
+    def _overflows(self, body: dict[str, Any]) -> bool:
+        if self.window is None:
+            return False
+        prompt = _prompt_tokens(body)
+        if self.window_wording == "vllm":
+            return prompt + (body.get("max_tokens") or 16) > self.window
+        return prompt >= self.window  # llama.cpp's servers check the prompt alone
+
+    def _too_long(self, body: dict[str, Any]) -> web.Response | None:
+        prompt, window, asked = _prompt_tokens(body), self.window, body.get("max_tokens") or 16
+        if self.window_wording == "llama-server":
+            error = {"code": 400, "message": f"request ({prompt} tokens) exceeds the available "
+                     f"context size ({window} tokens), try increasing it",
+                     "type": "exceed_context_size_error", "n_prompt_tokens": prompt,
+                     "n_ctx": window}  # fmt: skip
+            return web.json_response({"error": error}, status=400)
+        message = (f"This model's maximum context length is {window} tokens. However, you "
+                   f"requested {prompt + asked} tokens ({prompt} in the messages, {asked} in "
+                   "the completion). Please reduce the length of the messages or "
+                   "completion.")  # fmt: skip
+        if self.window_wording == "vllm":
+            return web.json_response({"object": "error", "message": message,
+                                      "type": "BadRequestError", "param": None, "code": 400},
+                                     status=400)  # fmt: skip
+        if body.get("stream"):
+            return None
+        error = {"message": message, "type": "invalid_request_error", "param": "messages",
+                 "code": "context_length_exceeded"}  # fmt: skip
+        return web.json_response({"error": error}, status=400)
+
+    @staticmethod
+    async def _empty_stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+
+    async def _keepalives(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            while not self._released.is_set():
+                await response.write(b": keep-alive\n\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), KEEPALIVE_EVERY)
+        return response
 
     @staticmethod
     def _completion(body: dict[str, Any], words: list[str]) -> dict[str, Any]:
-        prompt = sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
+        prompt = _prompt_tokens(body)
         return {
             "id": "chatcmpl-emulated", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
@@ -203,8 +337,13 @@ class OpenAIEmulator:
                 assert request.transport is not None
                 request.transport.close()
                 return response
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
             text = word if i == 0 else f" {word}"
-            await event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+            try:
+                await event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+            except ConnectionResetError:
+                return response  # the client has gone (it cut the reply)
         await event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = self._completion(body, words)["usage"]
@@ -212,6 +351,10 @@ class OpenAIEmulator:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    return sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
 
 
 def _invalid(body: Any) -> str | None:
