@@ -52,13 +52,12 @@ def read_local_model(
     name: str, repo: str | None, files: list[Path], *, quant_hint: str | None = None
 ) -> LocalModel:
     """A LocalModel from its files (the first is the one llama.cpp opens)."""
-    size = sum(f.stat().st_size for f in files)
     try:
+        size = sum(f.stat().st_size for f in files)
         headers = [read_gguf_header(f) for f in files]
-    except GgufError as exc:
-        return LocalModel(
-            name, repo, files[0], tuple(files), size, 0, quant_hint, None, None, str(exc)
-        )
+    except (GgufError, OSError) as exc:  # one bad file is listed as such, not a traceback
+        problem = str(exc)
+        return LocalModel(name, repo, files[0], tuple(files), 0, 0, quant_hint, None, None, problem)
     meta = headers[0].metadata
     arch = headers[0].architecture
     trained = meta.get(f"{arch}.context_length")

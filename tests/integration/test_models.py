@@ -379,3 +379,19 @@ async def test_ollama_pull_shows_the_daemons_progress(capsys: pytest.CaptureFixt
         )
     finally:
         await ollama.stop()
+
+
+async def test_models_list_shows_a_malformed_file_as_unreadable(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshot = repo_dir(cache(tmp_path), "o/Bad-GGUF") / "snapshots" / ("c" * 40)
+    snapshot.mkdir(parents=True)
+    # 200,000 arrays inside each other (ggml allows none): a RecursionError traceback before.
+    (snapshot / "Bad-Q4_0.gguf").write_bytes(
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k"
+        + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 200_000 + struct.pack("<IQ", 4, 0)
+    )  # fmt: skip
+    assert await botkit("models", "list") == 0
+    out = capsys.readouterr().out
+    assert "o/Bad-GGUF:Q4_0\n  unreadable: Bad-Q4_0.gguf: an array of arrays in the metadata" in out
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf\n  file " in out  # the others are still listed
