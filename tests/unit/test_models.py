@@ -13,7 +13,8 @@ from botkit.backends.gguf_file import GGUF_MAGIC, GgufError, read_gguf_header
 from botkit.config import ConfigError, load_config
 from botkit.models.files import AmbiguousModel, ModelChoiceError, RepoFile, choose, group_models
 from botkit.models.hub import find_local
-from botkit.models.spec import ModelSpec, parse_model_spec
+from botkit.models.local import remove
+from botkit.models.spec import ModelError, ModelSpec, parse_model_spec
 from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
 
 
@@ -207,3 +208,23 @@ def test_a_power_of_two_alignment_is_read(tmp_path: Path) -> None:
     header = read_gguf_header(path)
     assert header.data_offset % 64 == 0
     assert header.parameters == 8
+
+
+def test_rm_deletes_nothing_outside_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    snapshots = cache / "models--o--M-GGUF" / "snapshots"
+    (snapshots / ("a" * 40)).mkdir(parents=True)
+    outside = tmp_path / "mine.gguf"  # someone's own file, linked into the cache
+    outside.write_bytes(gguf_bytes(smollm_metadata(3), 1024))
+    (snapshots / ("a" * 40) / "M-Q4_1.gguf").symlink_to(outside)
+    elsewhere = tmp_path / "elsewhere"  # a snapshot folder that is a link out of the cache
+    elsewhere.mkdir()
+    (elsewhere / "M-Q8_0.gguf").write_bytes(gguf_bytes(smollm_metadata(7), 1024))
+    (snapshots / ("b" * 40)).symlink_to(elsewhere)
+
+    remove(ModelSpec("o/M-GGUF", quant="Q4_1"), cache)
+    assert outside.is_file()
+    assert not (snapshots / ("a" * 40) / "M-Q4_1.gguf").exists()  # the link is gone
+    with pytest.raises(ModelError, match=r"M-Q8_0\.gguf is in a folder that links out of the"):
+        remove(ModelSpec("o/M-GGUF", quant="Q8_0"), cache)
+    assert (elsewhere / "M-Q8_0.gguf").is_file()
