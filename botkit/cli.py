@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from botkit.adapters.console import ConsoleAdapter
-from botkit.backends.base import BackendError
+from botkit.backends.base import BackendError, BackendUnreachable
 from botkit.compose import build_bot
-from botkit.config import Config, ConfigError, LlamaCppConfig, load_config
+from botkit.config import BackendConfig, Config, ConfigError, LlamaCppConfig, load_config
 from botkit.core.app import Bot
 from botkit.models.commands import add_models_parser, run_models
 from botkit.secrets import install_redaction, read_secret, redact
@@ -110,10 +112,36 @@ async def _chat(config: Config, base_dir: Path, chat: str) -> int:
     return 0
 
 
+async def _start(bot: Bot) -> bool:
+    """Start the bot; False when SIGTERM came first. A first start may spend minutes pulling
+    its model: the stop ends the download, whose partial file is removed, rather than killing
+    the process and leaving it behind."""
+    loop = asyncio.get_running_loop()
+    starting = asyncio.create_task(bot.start())
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+        loop.add_signal_handler(signal.SIGTERM, starting.cancel)
+    try:
+        await asyncio.wait([starting])
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+    if starting.cancelled():
+        await bot.close()
+        return False
+    if (error := starting.exception()) is not None:
+        await bot.close()  # what did start is released
+        raise error
+    return True
+
+
 async def _run(config: Config, base_dir: Path) -> int:
     notifier = Notifier()
     notifier.notify("STATUS=loading the model and the database")
-    async with build_bot(config, base_dir=base_dir) as bot:
+    bot = build_bot(config, base_dir=base_dir)
+    if not await _start(bot):
+        print("botkit: stopped while starting (SIGTERM)", file=sys.stderr)
+        return 0
+    try:
         _warn_plugins(bot)
         if config.metrics.enabled:
             bot.metrics.serve(config.metrics.host, config.metrics.port)
@@ -125,6 +153,8 @@ async def _run(config: Config, base_dir: Path) -> int:
             )
             return 1
         await run_adapters(bot, adapters, notifier)
+    finally:
+        await bot.close()
     return 0
 
 
@@ -151,6 +181,9 @@ async def _check(config: Config, base_dir: Path) -> int:
     bot = build_bot(config, base_dir=base_dir)
     for name, backend in bot.backends.items():
         try:
+            if (missing := _not_downloaded(config.backends[name])) is not None:
+                print(f"backend {name}: {missing}")
+                continue
             await backend.start()
             info = await backend.info()
             facts = "".join(f", {k}: {v}" for k, v in info.extra.items())
@@ -166,6 +199,22 @@ async def _check(config: Config, base_dir: Path) -> int:
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _not_downloaded(backend: BackendConfig) -> str | None:
+    """For a Hub model not in the cache, what `check` says instead of downloading it."""
+    from botkit.models.hub import HubSettings, find_local
+
+    spec = backend.hub_model if isinstance(backend, LlamaCppConfig) else None
+    if spec is None:
+        return None
+    cache_dir = HubSettings.from_env().cache_dir
+    if find_local(spec, cache_dir) is not None:
+        return None
+    return (
+        f"model {spec} is not downloaded yet (not in {cache_dir}); `botkit models pull {spec}` "
+        "or the first start will fetch it"
+    )
 
 
 # Formats only: the platforms cannot be reached from every machine that runs `botkit check`.
@@ -246,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             return asyncio.run(_db_upgrade(config))
         return asyncio.run(_check(config, base_dir))
+    except BackendUnreachable as exc:  # transient: exit status 1, so systemd tries again
+        print(f"botkit: {redact(str(exc))}", file=sys.stderr)
+        return 1
     except (ConfigError, NotMigrated, BackendError, AdapterError) as exc:
         print(f"botkit: {redact(str(exc))}", file=sys.stderr)
         return 2

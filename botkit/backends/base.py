@@ -17,6 +17,7 @@ __all__ = [
     "BackendError",
     "BackendInfo",
     "BackendUnavailable",
+    "BackendUnreachable",
     "Chunk",
     "ContextOverflow",
     "GenerationParams",
@@ -140,6 +141,11 @@ class BackendError(Exception):
 
 class BackendUnavailable(BackendError):
     """The backend is down, unreachable or failed to load."""
+
+
+class BackendUnreachable(BackendUnavailable):
+    """What the backend needs cannot be reached now (the network, the Hub a model comes from,
+    a server answering 5xx): the same start later may work."""
 
 
 class BackendBusy(BackendError):

@@ -65,7 +65,13 @@ def describe_adapter(path: Path, scale: float) -> LoraAdapter:
             f"adapter.type = {meta.get('adapter.type')!r}; convert_lora_to_gguf.py writes "
             "'adapter' and 'lora')"
         )
-    # lora_a has ne = [n_in, rank] (llama-adapter.cpp checks it against lora_b's [rank, n_out]).
+    # lora_a has ne = [n_in, rank], lora_b [rank, n_out] (llama-adapter.cpp checks them).
+    for name, dims in shapes.items():
+        if name.endswith((".lora_a", ".lora_b")) and len(dims) != 2:
+            raise ValueError(
+                f"{path.name}: tensor {name} has shape {list(dims)}; a LoRA matrix has two "
+                "dimensions (lora_a [n_in, rank], lora_b [rank, n_out])"
+            )
     ranks = {dims[1] for name, dims in shapes.items() if name.endswith(".lora_a")}
     if len(ranks) != 1:
         raise ValueError(f"{path.name} has no lora_a tensors of one rank (found {sorted(ranks)})")

@@ -27,6 +27,7 @@ from botkit.backends import kv_state
 from botkit.backends.base import (
     BackendInfo,
     BackendUnavailable,
+    BackendUnreachable,
     Chunk,
     ContextOverflow,
     GenerationParams,
@@ -116,11 +117,26 @@ class LlamaCppBackend:
         spec = self.config.hub_model
         if spec is None:
             return self.config.model_path or bundled_model_path()
-        from botkit.models.hub import resolve
+        from botkit.models.hub import ModelPullError, resolve
+        from botkit.models.progress import PullProgress
         from botkit.models.spec import ModelError
 
+        progress = PullProgress()
+        pulling = asyncio.ensure_future(asyncio.to_thread(resolve, spec, None, progress))
         try:
-            return await asyncio.to_thread(resolve, spec)
+            return await asyncio.shield(pulling)
+        except asyncio.CancelledError:
+            # A stop while starting (SIGTERM during a first start's download): the thread ends
+            # at its next block and huggingface_hub removes the partial file; wait for that.
+            progress.message(f"stopping: {spec} is not ready; its pull ends at the next block")
+            progress.stop()
+            await asyncio.wait([pulling])
+            if not pulling.cancelled():
+                pulling.exception()  # PullStopped, expected: not "never retrieved"
+            raise
+        except ModelPullError as exc:
+            where = f"backends.{self.name}: model {spec}: {exc}"
+            raise (BackendUnreachable if exc.transient else ModelNotFound)(where) from None
         except ModelError as exc:
             raise ModelNotFound(f"backends.{self.name}: model {spec}: {exc}") from None
 

@@ -107,8 +107,8 @@ class Bot:
         for name, backend in self.backends.items():
             try:
                 await backend.start()
-            except BackendError as exc:
-                raise BackendError(f"backend {name!r} did not start: {exc}") from exc
+            except BackendError as exc:  # the same kind (a transient one exits 1, not 2)
+                raise type(exc)(f"backend {name!r} did not start: {exc}") from exc
 
     async def close(self) -> None:
         """Release backends and the database."""

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,14 @@ from botkit.config import Config, LlamaCppConfig, OllamaConfig
 from botkit.machine import available_memory
 from botkit.models.files import AmbiguousModel, human_size
 from botkit.models.hub import HubSettings, pull
-from botkit.models.local import LocalModel, best_fit, local_models, remove
-from botkit.models.progress import PullProgress
+from botkit.models.local import (
+    LocalModel,
+    best_fit,
+    local_models,
+    partial_downloads_in,
+    remove,
+)
+from botkit.models.progress import PullProgress, PullStopped
 from botkit.models.spec import FORMS, ModelError, ModelSpec, parse_model_spec
 
 __all__ = ["add_models_parser", "run_models"]
@@ -104,14 +111,26 @@ def _pull(args: argparse.Namespace, config: Config) -> int:
         return 0
     spec = parse_model_spec(args.name)
     settings = HubSettings.from_env()
+    # SIGTERM ends the pull between two blocks, so huggingface_hub removes its partial file
+    # (the default action would kill the process and leave it behind).
+    previous = None
+    with contextlib.suppress(ValueError):  # only the main thread may (tests call main() on one)
+        previous = signal.signal(signal.SIGTERM, lambda *_: progress.stop())
     try:
-        path = pull(spec, settings, progress)
-    except AmbiguousModel as exc:
-        picked = _ask(exc, spec)
-        if picked is None:
-            raise
-        spec = picked
-        path = pull(spec, settings, progress)
+        try:
+            path = pull(spec, settings, progress)
+        except AmbiguousModel as exc:
+            picked = _ask(exc, spec)
+            if picked is None:
+                raise
+            spec = picked
+            path = pull(spec, settings, progress)
+    except PullStopped:
+        print(f"botkit: stopped pulling {spec}; its partial download was removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f'{path}\nuse it: [backends.NAME] model = "{spec}"')
     return 0
 
@@ -142,6 +161,12 @@ def _describe(model: LocalModel, models: list[LocalModel], n_ctx: int, free: int
     """A model's facts and whether it fits, for `models list`."""
     if model.problem:
         return f"{model.name}\n  unreadable: {model.problem}"
+    older = (
+        f"\n  an older copy of it (from an earlier commit of the repo) also takes "
+        f"{human_size(model.older_copies)}; botkit models rm {model.name} removes both"
+        if model.older_copies
+        else ""
+    )
     params = f"{model.parameters / 1e6:,.1f}M parameters" if model.parameters else "parameters ?"
     parts = f" in {len(model.files)} parts" if len(model.files) > 1 else ""
     facts = (
@@ -150,7 +175,9 @@ def _describe(model: LocalModel, models: list[LocalModel], n_ctx: int, free: int
     )
     need = model.memory(n_ctx)
     if need is None or model.kv_bytes_per_token is None:
-        return f"{model.name}\n{facts}\n  memory: unknown (the header has no attention shape)"
+        return (
+            f"{model.name}\n{facts}{older}\n  memory: unknown (the header has no attention shape)"
+        )
     kv = human_size(model.kv_bytes_per_token * n_ctx)
     sums = f"  memory: {human_size(model.size)} weights + {kv} KV = {human_size(need)}"
     if free is None:
@@ -170,7 +197,7 @@ def _describe(model: LocalModel, models: list[LocalModel], n_ctx: int, free: int
         else:
             hint = "; pick a smaller quantization"
         verdict = f": too big for {human_size(free)}{hint}"
-    return f"{model.name}\n{facts}\n{sums}{verdict}"
+    return f"{model.name}\n{facts}{older}\n{sums}{verdict}"
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:
@@ -188,6 +215,12 @@ def _list(args: argparse.Namespace, config: Config) -> int:
     for model in models:
         print()
         print(_describe(model, models, n_ctx, free))
+    for partial in partial_downloads_in(settings.cache_dir):
+        print(
+            f"\n{partial.repo}: {partial.count} partial download(s), {human_size(partial.size)}, "
+            "left by a stopped pull (or one running now): the next pull of it, or any botkit "
+            "models rm of it, removes them"
+        )
     return 0
 
 
@@ -198,8 +231,12 @@ def _rm(args: argparse.Namespace) -> int:
         removed = remove(spec, settings.cache_dir, whole_repo=args.all)
     except AmbiguousModel as exc:
         raise ModelError(f"{exc}\n(or --all to remove every one)") from None
+    partials = [p for p in removed if p.name.endswith(".incomplete")]
+    if partials:
+        print(f"removed {len(partials)} partial download(s) left by a stopped pull")
     for path in removed:
-        print(f"removed {path.name}")
+        if path not in partials:
+            print(f"removed {path.name}")
     print(f"removed {spec}" if not removed else f"{len(removed)} file(s) removed")
     return 0
 

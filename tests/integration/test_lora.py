@@ -3,6 +3,7 @@ described by /model from their GGUF metadata."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -136,4 +137,39 @@ async def test_a_file_that_is_not_an_adapter_is_refused_clearly(tmp_path: Path) 
     with pytest.raises(BackendUnavailable, match=r"refused the LoRA adapter qwen\.gguf"):
         await foreign.start()
     for unused in (backend, missing, foreign):
+        await unused.close()
+
+
+def _flat_adapter(path: Path) -> Path:
+    """An adapter whose lora_a has one dimension (ne [576]) instead of [n_in, rank]."""
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_type("adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", 8.0)
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros(576, np.float32))
+    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((576, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+async def test_a_malformed_adapter_is_refused_clearly_at_start(tmp_path: Path) -> None:
+    flat = LlamaCppBackend("local", LlamaCppConfig(lora_path=_flat_adapter(tmp_path / "f.gguf")))
+    with pytest.raises(
+        BackendUnavailable,
+        match=r"f\.gguf: tensor blk\.0\.attn_q\.weight\.lora_a has shape \[576\]; a LoRA matrix "
+        r"has two dimensions",
+    ):
+        await flat.start()
+    damaged = tmp_path / "nested.gguf"  # an array of arrays: ggml allows none
+    damaged.write_bytes(
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k"
+        + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 100_000 + struct.pack("<IQ", 4, 0)
+    )  # fmt: skip
+    nested = LlamaCppBackend("local", LlamaCppConfig(lora_path=damaged))
+    with pytest.raises(BackendUnavailable, match=r"nested\.gguf: an array of arrays"):
+        await nested.start()
+    for unused in (flat, nested):
         await unused.close()

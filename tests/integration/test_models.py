@@ -4,16 +4,22 @@ real ollama client against the Ollama emulator, and a config model loaded by lla
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
+import os
+import signal
 import socket
 import struct
 import sys
 import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
+from subprocess import PIPE
+from typing import Any, BinaryIO
 
 import pytest
+from huggingface_hub import file_download
 
 from botkit.backends.gguf_file import read_gguf_header
 from botkit.backends.model_files import bundled_model_path
@@ -24,7 +30,8 @@ from botkit.models.progress import PullProgress
 from botkit.models.spec import parse_model_spec
 from botkit.systemd import Notifier
 from tests.conftest import MakeConfig, say
-from tests.emulators.hf import GATED_REPO, SMOL_REPO, SPLIT_REPO, HubEmulator
+from tests.emulators.hf import GATED_REPO, SMOL_REPO, SPLIT_REPO, HubEmulator, HubFile
+from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
 from tests.emulators.ollama import EmulatedModel, OllamaEmulator
 from tests.integration.test_console_tty import Terminal
 
@@ -60,6 +67,34 @@ def sha256(path: Path) -> str:
 
 def cdn_gets(hub: HubEmulator) -> list[str | None]:
     return [r.range for r in hub.records if r.origin == "cdn" and r.method == "GET"]
+
+
+async def start_botkit(*argv: str, code: str | None = None) -> asyncio.subprocess.Process:
+    """`botkit ARGV` as a process of its own (it inherits HF_ENDPOINT and HF_HOME), piped; with
+    code, that Python code runs instead of `-m botkit` and gets ARGV."""
+    command = ["-c", code] if code else ["-m", "botkit"]
+    return await asyncio.create_subprocess_exec(
+        sys.executable, *command, *argv, stdin=PIPE, stdout=PIPE, stderr=PIPE
+    )
+
+
+async def read_until(stream: asyncio.StreamReader | None, text: str) -> str:
+    """Lines from stream up to the one holding text (AssertionError if it ends first)."""
+    assert stream is not None
+    seen = ""
+    while text not in seen:
+        line = await stream.readline()
+        if not line:
+            raise AssertionError(f"the output ended before {text!r}:\n{seen}")
+        seen += line.decode()
+    return seen
+
+
+async def stopped(child: asyncio.subprocess.Process) -> None:
+    """Kill the child if it still runs (a failed test), and reap it."""
+    if child.returncode is None:
+        child.kill()
+    await child.wait()
 
 
 async def test_pull_downloads_verifies_and_never_downloads_again(
@@ -333,15 +368,22 @@ async def test_progress_reaches_systemd_as_status(hub: HubEmulator, tmp_path: Pa
         sock.setblocking(False)
         progress = PullProgress(notifier=Notifier({"NOTIFY_SOCKET": str(path)}), tty=True)
         # Under systemd even a terminal gets line progress (no bar in the journal).
-        assert progress.bar_class("x") is not None
+        assert progress.bar_class("x").__name__ == "LineProgress"
+        # Read as they come, as systemd does (a datagram socket queues only 10 by default:
+        # /proc/sys/net/unix/max_dgram_qlen), until the test's own "END".
+        loop = asyncio.get_running_loop()
+        messages: list[str] = []
+
+        async def collect() -> None:
+            while (message := (await loop.sock_recv(sock, 4096)).decode()) != "END":
+                messages.append(message)
+
+        collector = asyncio.create_task(collect())
         spec = parse_model_spec(f"{SMOL_REPO}:Q2_K")
         await asyncio.to_thread(pull, spec, HubSettings.from_env(), progress)
-        messages = []
-        while True:
-            try:
-                messages.append(sock.recv(4096).decode())
-            except BlockingIOError:
-                break
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as end:
+            await asyncio.to_thread(end.sendto, b"END", str(path))
+        await collector
     statuses = [m.split("\n")[0] for m in messages]
     percents = [
         int(s.removeprefix(f"STATUS=downloading {Q2}: ").removesuffix("%"))
@@ -354,6 +396,8 @@ async def test_progress_reaches_systemd_as_status(hub: HubEmulator, tmp_path: Pa
     assert percents[-1] == 100
     assert statuses[0] == f"STATUS=pulling {Q2}, 40.0 MB"
     assert all("EXTEND_TIMEOUT_USEC=60000000" in m for m in messages)
+    # Hashing it extends the start timeout too (a big model takes a while).
+    assert any(s.startswith(f"STATUS=checking the sha256 of {Q2}: ") for s in statuses)
 
 
 async def test_ollama_pull_shows_the_daemons_progress(capsys: pytest.CaptureFixture[str]) -> None:
@@ -379,3 +423,266 @@ async def test_ollama_pull_shows_the_daemons_progress(capsys: pytest.CaptureFixt
         )
     finally:
         await ollama.stop()
+
+
+async def test_models_list_shows_a_malformed_file_as_unreadable(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshot = repo_dir(cache(tmp_path), "o/Bad-GGUF") / "snapshots" / ("c" * 40)
+    snapshot.mkdir(parents=True)
+    # 200,000 arrays inside each other (ggml allows none): a RecursionError traceback before.
+    (snapshot / "Bad-Q4_0.gguf").write_bytes(
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k"
+        + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 200_000 + struct.pack("<IQ", 4, 0)
+    )  # fmt: skip
+    assert await botkit("models", "list") == 0
+    out = capsys.readouterr().out
+    assert "o/Bad-GGUF:Q4_0\n  unreadable: Bad-Q4_0.gguf: an array of arrays in the metadata" in out
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf\n  file " in out  # the others are still listed
+
+
+# `botkit ARGV` whose sha256 check signals the test on stdout, then waits to be killed.
+_STUCK_WHILE_CHECKING = """
+import os, sys
+import botkit.models.verify as verify
+
+def stuck(*args, **kwargs):
+    os.write(1, b"checking\\n")
+    sys.stdin.read()
+
+verify._sha256 = stuck
+from botkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+async def _kill_while_checking(*argv: str) -> None:
+    child = await start_botkit(*argv, code=_STUCK_WHILE_CHECKING)
+    try:
+        async with asyncio.timeout(120):
+            assert child.stdout is not None
+            assert await child.stdout.readline() == b"checking\n"
+    finally:
+        child.kill()
+        await stopped(child)
+
+
+async def test_a_pull_killed_while_checking_is_checked_again_not_trusted(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.corrupt.add(Q2)  # damaged on the way; the pull is killed before its check could tell
+    await _kill_while_checking("models", "pull", f"{SMOL_REPO}:Q2_K")
+    hub.corrupt.clear()
+    blob = next(repo_dir(cache(tmp_path), SMOL_REPO).glob(f"snapshots/*/{Q2}")).resolve()
+    damaged = sha256(blob)
+    assert damaged != blob.name  # linked into the snapshot by huggingface_hub, never checked
+
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 0
+    err = capsys.readouterr().err
+    listed = hub.repo(SMOL_REPO).file(Q2).sha256  # type: ignore[union-attr]
+    assert "already here" not in err
+    assert f"{Q2}: here but not checked yet; checking it" in err
+    assert (
+        f"{Q2}: its sha256 is {damaged}, the Hub lists {listed}; deleting it and pulling it again"
+        in err
+    )
+    path = find_local(parse_model_spec(f"{SMOL_REPO}:Q2_K"), cache(tmp_path))
+    assert path is not None
+    assert sha256(path) == listed
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 0  # checked once is enough
+    assert f"{Q2}: already here" in capsys.readouterr().err
+
+
+async def test_a_start_never_loads_a_file_a_killed_pull_left_unchecked(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.corrupt.add(Q2)
+    await _kill_while_checking("models", "pull", f"{SMOL_REPO}:Q2_K")
+    spec = parse_model_spec(f"{SMOL_REPO}:Q2_K")
+    # What a start does first: without the network, the blob's name is the sha256 to match.
+    assert find_local(spec, cache(tmp_path), PullProgress(tty=False)) is None
+    assert "its sha256 is " in capsys.readouterr().err
+    folder = repo_dir(cache(tmp_path), SMOL_REPO)
+    assert list((folder / "blobs").iterdir()) == []
+    assert list(folder.glob(f"snapshots/*/{Q2}")) == []
+
+
+async def test_partial_downloads_of_killed_pulls_are_listed_and_removed(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blobs = repo_dir(cache(tmp_path), SMOL_REPO) / "blobs"
+
+    async def killed_mid_download() -> None:
+        hub.hold_next(Q2, after=15_000_000)
+        child = await start_botkit("models", "pull", f"{SMOL_REPO}:Q2_K")
+        try:
+            async with asyncio.timeout(120):
+                await read_until(child.stderr, f"{Q2}: ")  # a progress line: bytes are coming
+        finally:
+            child.kill()
+            await stopped(child)
+            hub.release()
+
+    await killed_mid_download()
+    assert len(list(blobs.glob("*.incomplete"))) == 1
+    assert await botkit("models", "list") == 0
+    out = capsys.readouterr().out
+    assert f"{SMOL_REPO}: 1 partial download(s), " in out
+    assert "left by a stopped pull (or one running now)" in out
+    assert await botkit("models", "rm", f"{SMOL_REPO}:Q2_K") == 0
+    assert "removed 1 partial download(s) left by a stopped pull" in capsys.readouterr().out
+    assert not blobs.parent.exists()
+
+    # They no longer pile up, one per attempt: each pull removes those before it.
+    await killed_mid_download()
+    await killed_mid_download()
+    assert len(list(blobs.glob("*.incomplete"))) == 1
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 0
+    err = capsys.readouterr().err
+    assert f"removed 1 partial download(s) of {SMOL_REPO} left by a stopped pull" in err
+    assert list(blobs.glob("*.incomplete")) == []
+
+
+def _run_config(tmp_path: Path, model: str) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n'
+        f'[backends.local]\nmodel = "{model}"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+async def test_sigterm_during_a_first_start_ends_the_download_and_leaves_no_partial_file(
+    hub: HubEmulator, tmp_path: Path
+) -> None:
+    hub.hold_next(Q4, after=25_000_000)
+    child = await start_botkit("run", "--config", str(_run_config(tmp_path, f"{SMOL_REPO}:Q4_1")))
+    try:
+        async with asyncio.timeout(120):
+            await read_until(child.stderr, f"{Q4}: ")  # downloading
+            child.send_signal(signal.SIGTERM)
+            await read_until(child.stderr, f"stopping: {SMOL_REPO}:Q4_1 is not ready")
+            hub.release()  # the next block arrives, and the pull ends there
+            code = await child.wait()
+            assert child.stderr is not None
+            rest = (await child.stderr.read()).decode()
+    finally:
+        await stopped(child)
+    assert code == 0, rest
+    assert "botkit: stopped while starting (SIGTERM)" in rest
+    assert list((repo_dir(cache(tmp_path), SMOL_REPO) / "blobs").iterdir()) == []
+
+
+async def test_run_exits_1_when_the_hub_fails_and_2_when_the_model_is_wrong(
+    hub: HubEmulator, tmp_path: Path
+) -> None:
+    """systemd restarts exit status 1; 2 is RestartPreventExitStatus (deploy/botkit.service)."""
+
+    async def run(model: str) -> tuple[int, str]:
+        child = await start_botkit("run", "--config", str(_run_config(tmp_path, model)))
+        async with asyncio.timeout(120):
+            _, err = await child.communicate()
+        assert child.returncode is not None
+        return child.returncode, err.decode()
+
+    code, err = await run("nobody/Nothing-GGUF:Q4_K_M")
+    assert code == 2, err
+    assert "there is no model repository nobody/Nothing-GGUF" in err
+    hub.outage = 503
+    code, err = await run(f"{SMOL_REPO}:Q4_1")
+    assert code == 1, err
+    assert f"{hub.url} answered HTTP 503 for {SMOL_REPO} (trouble on its side): try again" in err
+    hub.outage = None
+    await hub.stop()  # nothing listens there now
+    code, err = await run(f"{SMOL_REPO}:Q4_1")
+    assert code == 1, err
+    assert f"cannot reach {hub.url} (ConnectError); check the network" in err
+
+
+async def test_check_looks_for_a_hub_model_without_downloading_it(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(_run_config(tmp_path, f"{SMOL_REPO}:Q4_1"))
+    assert await botkit("db", "upgrade", "--config", config) == 0
+    assert await botkit("check", "--config", config) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"backend local: model {SMOL_REPO}:Q4_1 is not downloaded yet (not in {cache(tmp_path)}); "
+        f"`botkit models pull {SMOL_REPO}:Q4_1` or the first start will fetch it"
+    ) in out
+    assert hub.records == []  # not even a listing
+
+
+async def test_a_login_asked_for_without_a_token_says_to_set_one(
+    hub: HubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.files_need_login = True
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{hub.url} asks for a login to download {SMOL_REPO}: it is gated or private. Set "
+        "HF_TOKEN to a read token of an account that has access"
+    ) in err
+    assert "refused the token" not in err
+
+
+class _FullDisk:
+    """A file with room for `room` bytes, then ENOSPC, as a write to a full disk fails."""
+
+    def __init__(self, file: BinaryIO, room: int) -> None:
+        self._file = file
+        self._room = room
+
+    def write(self, data: bytes) -> int:
+        if self._file.tell() + len(data) > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+async def test_a_full_disk_says_how_much_is_needed_and_where(
+    hub: HubEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real_get = file_download.http_get
+
+    def http_get(url: str, temp_file: BinaryIO, *args: Any, **kwargs: Any) -> None:
+        real_get(url, _FullDisk(temp_file, 15_000_000), *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(file_download, "http_get", http_get)
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 1
+    err = capsys.readouterr().err
+    blobs = repo_dir(cache(tmp_path), SMOL_REPO) / "blobs"
+    assert f"the disk is full: {Q2} needs 40.0 MB in {blobs}, which has " in err
+    assert "free. Free some space" in err
+    assert "cut short" not in err
+    assert list(blobs.iterdir()) == []
+
+
+async def test_a_model_pulled_at_two_commits_is_listed_once_and_removed_whole(
+    hub: HubEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 0
+    newer = gguf_bytes(smollm_metadata(10, **{"general.name": "v2"}), 30_000_000)
+    hub.publish(SMOL_REPO, HubFile(Q2, newer))
+    assert await botkit("models", "pull", f"{SMOL_REPO}:Q2_K") == 0
+    folder = repo_dir(cache(tmp_path), SMOL_REPO)
+    assert len(list(folder.glob(f"snapshots/*/{Q2}"))) == 2
+    capsys.readouterr()
+
+    assert await botkit("models", "list") == 0
+    out = capsys.readouterr().out
+    assert out.count(f"{SMOL_REPO}:Q2_K\n") == 1
+    assert f"{SMOL_REPO}:Q2_K\n  file {Q2}, 30.0 MB" in out  # the copy main points at
+    assert (
+        "an older copy of it (from an earlier commit of the repo) also takes 40.0 MB; "
+        f"botkit models rm {SMOL_REPO}:Q2_K removes both"
+    ) in out
+    assert await botkit("models", "rm", f"{SMOL_REPO}:Q2_K") == 0
+    assert capsys.readouterr().out.count(f"removed {Q2}") == 2
+    assert not folder.exists()

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+import struct
+import time
 from pathlib import Path
 
 import pytest
 
-from botkit.backends.gguf_file import GgufError, read_gguf_header
+from botkit.backends.gguf_file import GGUF_MAGIC, GgufError, read_gguf_header
 from botkit.config import ConfigError, load_config
 from botkit.models.files import AmbiguousModel, ModelChoiceError, RepoFile, choose, group_models
 from botkit.models.hub import find_local
-from botkit.models.spec import ModelSpec, parse_model_spec
+from botkit.models.local import remove
+from botkit.models.spec import ModelError, ModelSpec, parse_model_spec
 from tests.emulators.hf.gguf_files import gguf_bytes, smollm_metadata
 
 
@@ -92,7 +95,7 @@ def test_the_gguf_reader_reads_keys_and_refuses_other_files(tmp_path: Path) -> N
     with pytest.raises(GgufError, match="is not a GGUF file"):
         read_gguf_header(path)
     path.write_bytes(gguf_bytes(smollm_metadata(15), 4096)[:60])
-    with pytest.raises(GgufError, match="ends early"):
+    with pytest.raises(GgufError, match="truncated"):
         read_gguf_header(path)
 
 
@@ -121,3 +124,107 @@ def test_a_pulled_model_is_found_after_the_repo_moved_on(tmp_path: Path) -> None
     assert find_local(ModelSpec("o/M-GGUF", quant="Q2_K"), tmp_path) is not None
     assert find_local(ModelSpec("o/M-GGUF", quant="Q8_0"), tmp_path) is None
     assert find_local(ModelSpec("o/Other-GGUF"), tmp_path) is None
+
+
+# A small GGUF writer whose fields can lie (gguf-py's GGUFWriter writes only valid files).
+def _str(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def _u32(key: str, value: int) -> bytes:
+    return _str(key) + struct.pack("<II", 4, value)
+
+
+def _tensor(name: str, dims: list[int]) -> bytes:
+    return _str(name) + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, 0, 0)
+
+
+def _gguf(
+    kv: list[bytes], tensors: list[bytes] | None = None, *, counts: tuple[int, int] | None = None
+) -> bytes:
+    """A GGUF v3 header: key/value pairs and tensor records as given, their counts (tensors,
+    keys) true unless given."""
+    tensors = tensors or []
+    n_tensors, n_kv = counts or (len(tensors), len(kv))
+    head = GGUF_MAGIC + struct.pack("<IQQ", 3, n_tensors, n_kv)
+    return head + b"".join(kv) + b"".join(tensors) + bytes(64)
+
+
+_NESTED = _str("deep") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 200_000
+_MALFORMED = {
+    # 200,000 arrays inside each other: RecursionError before.
+    "nested-arrays": (_gguf([_NESTED + struct.pack("<IQ", 4, 0)]), "an array of arrays"),
+    "key-count-2^63": (_gguf([], counts=(0, 2**63)), "claims 9223372036854775808 metadata keys"),
+    "tensor-count-2^63": (_gguf([], counts=(2**63, 0)), "claims 9223372036854775808 tensors"),
+    # A u8 array of 2^63 items: seeking past it overflowed (ValueError) before.
+    "array-count-2^63": (
+        _gguf([_str("a") + struct.pack("<IIQ", 9, 0, 2**63)]),
+        "claims 9223372036854775808 array items",
+    ),
+    "string-array-count-2^63": (
+        _gguf([_str("a") + struct.pack("<IIQ", 9, 8, 2**63)]),
+        "claims 9223372036854775808 array items",
+    ),
+    "string-length-2^63": (
+        _gguf([struct.pack("<Q", 2**63)]),
+        "claims 9223372036854775808 bytes of a string",
+    ),
+    # ZeroDivisionError before.
+    "alignment-0": (_gguf([_u32("general.alignment", 0)]), "must be a u32 power of two; it is '0'"),
+    "alignment-24": (_gguf([_u32("general.alignment", 24)]), "it is '24'"),
+    # ValueError (int("thirty-two")) before.
+    "alignment-string": (
+        _gguf([_str("general.alignment") + struct.pack("<I", 8) + _str("thirty-two")]),
+        "it is 'thirty-two' (GGUF type 8)",
+    ),
+    # 106 s of CPU before (the product of 200,000 dimensions).
+    "tensor-200k-dims": (
+        _gguf([], [_tensor("t", [7] * 200_000)]),
+        "tensor 't' has 200000 dimensions (ggml allows 4)",
+    ),
+    "tensor-too-many-elements": (
+        _gguf([], [_tensor("t", [2**32, 2**32])]),
+        "tensor 't' has an impossible shape",
+    ),
+    "unknown-type": (_gguf([_str("k") + struct.pack("<I", 13)]), "unknown GGUF value type 13"),
+}
+
+
+@pytest.mark.parametrize("case", list(_MALFORMED), ids=list(_MALFORMED))
+def test_a_malformed_header_is_a_gguf_error_at_once(tmp_path: Path, case: str) -> None:
+    data, message = _MALFORMED[case]
+    path = tmp_path / f"{case}.gguf"
+    path.write_bytes(data)
+    started = time.process_time()
+    with pytest.raises(GgufError, match=re.escape(message)):
+        read_gguf_header(path)
+    assert time.process_time() - started < 1.0
+
+
+def test_a_power_of_two_alignment_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "aligned.gguf"
+    path.write_bytes(_gguf([_u32("general.alignment", 64)], [_tensor("t", [4, 2])]))
+    header = read_gguf_header(path)
+    assert header.data_offset % 64 == 0
+    assert header.parameters == 8
+
+
+def test_rm_deletes_nothing_outside_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    snapshots = cache / "models--o--M-GGUF" / "snapshots"
+    (snapshots / ("a" * 40)).mkdir(parents=True)
+    outside = tmp_path / "mine.gguf"  # someone's own file, linked into the cache
+    outside.write_bytes(gguf_bytes(smollm_metadata(3), 1024))
+    (snapshots / ("a" * 40) / "M-Q4_1.gguf").symlink_to(outside)
+    elsewhere = tmp_path / "elsewhere"  # a snapshot folder that is a link out of the cache
+    elsewhere.mkdir()
+    (elsewhere / "M-Q8_0.gguf").write_bytes(gguf_bytes(smollm_metadata(7), 1024))
+    (snapshots / ("b" * 40)).symlink_to(elsewhere)
+
+    remove(ModelSpec("o/M-GGUF", quant="Q4_1"), cache)
+    assert outside.is_file()
+    assert not (snapshots / ("a" * 40) / "M-Q4_1.gguf").exists()  # the link is gone
+    with pytest.raises(ModelError, match=r"M-Q8_0\.gguf is in a folder that links out of the"):
+        remove(ModelSpec("o/M-GGUF", quant="Q8_0"), cache)
+    assert (elsewhere / "M-Q8_0.gguf").is_file()

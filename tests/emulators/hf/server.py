@@ -27,13 +27,24 @@ docs, huggingface.co/docs/hub/api):
   206 with `Content-Range` (how huggingface_hub resumes a cut download).
 
 Test hooks: `cut_next(path, after)` closes the next CDN download of that file after `after`
-bytes (the headers promised the whole file); `corrupt` (a set of paths) serves those files
-with one byte changed and the right length; `records` lists every request; `grant(token, repo)`
-gives a token access to a gated repo.
+bytes (the headers promised the whole file); `hold_next(path, after)` sends `after` bytes of it
+and then nothing until `release()` (a download in progress, for as long as a test needs);
+`corrupt` (a set of paths) serves those files with one byte changed and the right length;
+`records` lists every request; `grant(token, repo)` gives a token access to a gated repo;
+`publish(repo, file)` makes a new commit that adds or replaces one file.
+
+Faults of the Hub itself: `outage = 503` answers every Hub request with that status and an HTML
+page, as the Hub's load balancer does in an outage (no X-Error-Code: huggingface_hub raises a
+plain HfHubHTTPError, utils/_http.py hf_raise_for_status); `files_need_login` stands for a
+mirror (HF_ENDPOINT) that lists repositories to anyone but serves files only to an account: an
+anonymous resolve gets 401 with no X-Error-Code and a `WWW-Authenticate` challenge (RFC 9110
+§11.6.1), which huggingface_hub raises as HfHubHTTPError 401 (not RepositoryNotFoundError: that
+mapping is for /api/ URLs only, utils/_http.py REPO_API_REGEX).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -133,11 +144,15 @@ class HubEmulator:
     repos: list[HubRepo] = field(default_factory=default_repos, repr=False)
     tokens: set[str] = field(default_factory=set)
     corrupt: set[str] = field(default_factory=set)
+    outage: int | None = None
+    files_need_login: bool = False
     records: list[HubRecord] = field(default_factory=list, repr=False)
     url: str = ""
     cdn_url: str = ""
     _grants: set[tuple[str, str]] = field(default_factory=set)
     _cuts: dict[str, int] = field(default_factory=dict)
+    _holds: dict[str, int] = field(default_factory=dict)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     # --- test hooks ---------------------------------------------------------------------
@@ -150,6 +165,21 @@ class HubEmulator:
     def cut_next(self, path: str, after: int) -> None:
         """Drop the connection of the next CDN download of path after `after` bytes."""
         self._cuts[path] = after
+
+    def hold_next(self, path: str, after: int) -> None:
+        """Send `after` bytes of the next CDN download of path, then wait for release()."""
+        self._holds[path] = after
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        """Let held downloads go on (to the end, or to the error of a closed connection)."""
+        self._released.set()
+
+    def publish(self, repo_id: str, file: HubFile) -> None:
+        """A new commit of the repo that adds file, or replaces the file at its path."""
+        repo = self.repo(repo_id)
+        repo.files = [f for f in repo.files if f.path != file.path] + [file]
+        repo.commit = hashlib.sha1(repo.commit.encode() + file.sha256.encode()).hexdigest()
 
     def repo(self, repo_id: str) -> HubRepo:
         """The repo with that id."""
@@ -178,9 +208,11 @@ class HubEmulator:
         self.cdn_url = await self._serve(cdn)
 
     async def stop(self) -> None:
-        """Stop both servers."""
+        """Stop both servers (again: nothing)."""
+        self.release()
         for runner in self._runners:
             await runner.cleanup()
+        self._runners.clear()
 
     # --- the Hub ------------------------------------------------------------------------
 
@@ -241,8 +273,19 @@ class HubEmulator:
             )
         return repo, token, None
 
+    def _down(self) -> web.Response | None:
+        if self.outage is None:
+            return None
+        return web.Response(
+            status=self.outage,
+            text=f"<html><body><h1>{self.outage} Service Unavailable</h1></body></html>",
+            content_type="text/html",
+        )
+
     async def _model_info(self, request: web.Request) -> web.Response:
         self._record("hub", request)
+        if (down := self._down()) is not None:
+            return down
         repo, _token, error = self._find_repo(request)
         if error is not None:
             return error
@@ -281,6 +324,8 @@ class HubEmulator:
 
     async def _resolve(self, request: web.Request) -> web.StreamResponse:
         self._record("hub", request)
+        if (down := self._down()) is not None:
+            return down
         if request.method not in ("HEAD", "GET"):
             return self._error(405, None, "Method not allowed")
         repo, token, error = self._find_repo(request)
@@ -288,6 +333,12 @@ class HubEmulator:
             return error
         assert repo is not None
         commit = {"X-Repo-Commit": repo.commit}
+        if self.files_need_login and token is None:
+            return web.Response(
+                status=401,
+                text="Unauthorized",
+                headers={"WWW-Authenticate": 'Bearer realm="mirror"'},
+            )
         if repo.gated and (token, repo.repo_id) not in self._grants:
             message = (
                 f"Access to model {repo.repo_id} is restricted. You must have access to it and "
@@ -355,9 +406,16 @@ class HubEmulator:
             return response
         cut = self._cuts.pop(file.path, None)
         end = len(data) if cut is None else min(len(data), start + cut)
+        hold = self._holds.pop(file.path, None)
         step = 1 << 20
         for offset in range(start, end, step):
-            await response.write(data[offset : min(end, offset + step)])
+            if hold is not None and offset >= start + hold:
+                hold = None
+                await self._released.wait()
+            try:
+                await response.write(data[offset : min(end, offset + step)])
+            except ConnectionError:  # the client went away (a test killed it)
+                return response
         if cut is not None:
             assert request.transport is not None
             request.transport.close()  # the connection dies mid-file
