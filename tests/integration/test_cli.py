@@ -14,14 +14,16 @@ from botkit.config import load_config
 from tests.conftest import REPO
 
 
-def botkit(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProcess[str]:
+def botkit(
+    *args: str, stdin: str = "", cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "botkit", *args],
         input=stdin,
         capture_output=True,
         text=True,
         cwd=cwd,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 
@@ -208,3 +210,19 @@ def test_chat_in_the_terminal_takes_one_slot_and_run_would_batch(tmp_path: Path)
     assert "memory: weights" in shown
     assert "batching:" not in shown
     assert load_config(config).backends["local"].parallel == "auto"  # what `run` sizes
+
+
+def test_piped_chat_is_not_rate_limited(tmp_path: Path) -> None:
+    """The console is its owner at their own terminal: 25 piped lines are 25 answers, over
+    the per-user limit that platforms get (20 a minute by default)."""
+    config = write_config(tmp_path)
+    lines = "/maxtokens 1\n" + "".join(f"Say the number {i}.\n" for i in range(25))
+    # 25 turns of the bundled model on a busy 2-core machine: a minute or two.
+    result = botkit("chat", "--config", str(config), stdin=lines, cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr
+    assert "faster than" not in result.stdout
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        replies = db.execute(
+            "SELECT count(*) FROM messages WHERE role = 'assistant' AND status = 'complete'"
+        ).fetchone()[0]
+    assert replies == 25
