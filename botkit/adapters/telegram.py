@@ -302,15 +302,23 @@ class TelegramAdapter:
         return not (cfg.allow_user_ids and user_id not in cfg.allow_user_ids)
 
     def _mentions_me(self, message: Message) -> tuple[bool, str]:
-        """Whether message @mentions this bot, and its text without the mention."""
+        """Whether message @mentions this bot, and its text without the mention (only the
+        mention and one space beside it: code keeps its newlines and indentation)."""
         text = message.text or ""
         me = f"@{self.username}".lower()
+        # Entity offsets count UTF-16 code units (Bot API, MessageEntity), not characters.
+        units = text.encode("utf-16-le")
         for entity in message.entities:
-            if entity.type == MessageEntityType.MENTION:
-                piece = text[entity.offset : entity.offset + entity.length]
-                if piece.lower() == me:
-                    stripped = text[: entity.offset] + text[entity.offset + entity.length :]
-                    return True, " ".join(stripped.split())
+            if entity.type != MessageEntityType.MENTION:
+                continue
+            start, end = 2 * entity.offset, 2 * (entity.offset + entity.length)
+            if units[start:end].decode("utf-16-le").lower() != me:
+                continue
+            before = units[:start].decode("utf-16-le")
+            after = units[end:].decode("utf-16-le")
+            if after.startswith(" ") and (not before or before.endswith((" ", "\n"))):
+                after = after[1:]  # "@bot hi" is "hi", "ask @bot now" is "ask now"
+            return True, before + after
         return False, text
 
     async def _can_change_settings(self, chat_id: int, user_id: int, is_dm: bool) -> bool:

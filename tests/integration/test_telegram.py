@@ -135,6 +135,19 @@ async def test_a_group_answers_only_when_addressed(telegram: StartHarness) -> No
     assert users[0].content == "what is 2 + 2?"  # the mention is not part of the question
 
 
+async def test_a_mention_is_removed_and_nothing_else(telegram: StartHarness) -> None:
+    """Code keeps its newlines and indentation; the emoji before the mention makes Telegram's
+    offsets (UTF-16 code units) differ from Python's (characters)."""
+    tg = await telegram(ScriptedBackend("local"))
+    code = "```python\ndef f(x):\n    if x:\n        return 1\n\treturn 0\n```"
+    asked = await tg.say(f"🙂 @botkit_test_bot why is this wrong?\n{code}", chat_id=GROUP,
+                         group=True)  # fmt: skip
+    assert asked
+    chat = await tg.bot.repo.chat(tg.chat(GROUP))
+    users = [r for r in await tg.bot.repo.window(chat.id, 0) if r.role == "user"]
+    assert users[0].content == f"🙂 why is this wrong?\n{code}"
+
+
 async def test_only_group_admins_change_group_settings(telegram: StartHarness) -> None:
     tg = await telegram(ScriptedBackend("local"))
     tg.emulator.admins[GROUP] = {ADMIN}
