@@ -22,6 +22,7 @@ from botkit.models.commands import add_models_parser, run_models
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
+from botkit.store.leases import LeaseLost, LeaseTaken
 from botkit.systemd import Notifier
 
 __all__ = ["example_config_text", "main"]
@@ -55,8 +56,9 @@ def _config_path(arg: Path | None) -> Path | None:
 
 def _instance(path: Path | None, command: str) -> str:
     """This process's default name among those sharing a database: the host and the config
-    file, so a restart is the same instance and another config another one (`botkit chat`
-    apart from `botkit run`, which may run beside it)."""
+    file, so the same config started twice on one host is refused the second time (`botkit
+    chat` apart from `botkit run`, which may run beside it). Recovery after a crash does not
+    depend on it: it goes by the processes' heartbeats."""
     where = str(path.resolve() if path else Path.cwd())
     if len(where) > 200:
         where = hashlib.sha256(where.encode()).hexdigest()[:32]
@@ -246,11 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             return asyncio.run(_db_upgrade(config))
         return asyncio.run(_check(config, base_dir))
-    except (ConfigError, NotMigrated, BackendError, AdapterError) as exc:
+    except (ConfigError, NotMigrated, BackendError, AdapterError, LeaseTaken) as exc:
         print(f"botkit: {redact(str(exc))}", file=sys.stderr)
         return 2
     except AdapterFailed as exc:
         print(f"botkit: an adapter failed, stopping: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except LeaseLost as exc:
+        print(f"botkit: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

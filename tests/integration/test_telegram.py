@@ -79,9 +79,7 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = build_bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = TelegramAdapter(
-            config.telegram, token, bot.registry, webhook_secret, bot.cut_replies
-        )
+        adapter = TelegramAdapter(config.telegram, token, bot.registry, webhook_secret)
         handled = HandledLog()
         adapter.on_handled = handled.add
         task = asyncio.create_task(adapter.start(bot.router))
