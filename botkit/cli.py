@@ -108,7 +108,16 @@ async def _chat(config: Config, base_dir: Path, chat: str) -> int:
             info = await bot.backends[config.defaults.backend].info()
             print(f"botkit: chat {chat!r} with {info.model_name} ({info.backend}). "
                   "/help lists commands; Ctrl-C stops a reply; Ctrl-D quits.")  # fmt: skip
-        await adapter.start(bot.router)
+        serving = asyncio.create_task(adapter.start(bot.router))
+        lost = asyncio.create_task(bot.lease_lost_event.wait())
+        await asyncio.wait({serving, lost}, return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        if bot.lease_lost is not None:
+            # Another process took this one's replies as cut: it writes no more of them.
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            raise bot.lease_lost
+        await serving
     return 0
 
 

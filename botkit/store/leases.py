@@ -126,7 +126,7 @@ async def _recover(conn: AsyncConnection, now: float, stale_after: float) -> tup
         .returning(_LEASES.c.instance, _LEASES.c.host, _LEASES.c.pid, _LEASES.c.heartbeat)
     )
     left_by = [
-        _Holder(instance, host, pid, 0, now - beat).describe() + f", silent for {now - beat:.0f} s"
+        f"{_Holder(instance, host, pid, 0, now - beat).describe()}, silent for {now - beat:.0f} s"
         for instance, host, pid, beat in gone
     ]
     return len(cut), left_by
@@ -243,12 +243,17 @@ class Lease:
         return count
 
     def _report(self, count: int, left_by: list[str]) -> None:
-        if count or left_by:
+        if left_by:
+            log.warning(
+                "botkit processes gone (no heartbeat for over %g s): %s",
+                self.stale_after, "; ".join(left_by),
+            )  # fmt: skip
+        if count:
             self.repo.drop_caches()  # cached windows still show those replies generating
             log.warning(
-                "%d replies were cut (their process stopped without finishing them) and are "
-                "marked interrupted%s",
-                count, f"; processes gone: {'; '.join(left_by)}" if left_by else "",
+                "%d %s cut (%s process stopped without finishing it) and marked interrupted",
+                count, "reply was" if count == 1 else "replies were",
+                "its" if count == 1 else "their",
             )  # fmt: skip
 
     async def keep(self) -> None:

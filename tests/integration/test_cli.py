@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from botkit.config import load_config
+from botkit.store.db import create_engine
+from botkit.store.leases import Lease
+from botkit.store.models import LeaseRow
+from botkit.store.repository import Repository
 from tests.conftest import REPO
 
 
@@ -226,3 +233,45 @@ def test_piped_chat_is_not_rate_limited(tmp_path: Path) -> None:
             "SELECT count(*) FROM messages WHERE role = 'assistant' AND status = 'complete'"
         ).fetchone()[0]
     assert replies == 25
+
+
+async def test_a_frozen_chat_whose_replies_were_taken_stops(tmp_path: Path) -> None:
+    """`botkit chat` frozen (SIGSTOP) long enough for another process to take it as gone: when
+    it wakes it writes nothing more under its lost lease and exits 1, saying why."""
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + "[service]\nheartbeat_interval = 0.2\nheartbeat_timeout = 1.0\n",
+        encoding="utf-8",
+    )
+    chat = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botkit", "chat", "--config", str(config), cwd=tmp_path,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert chat.stdin is not None
+    assert chat.stdout is not None
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    repo = Repository(engine)
+    try:
+        chat.stdin.write(b"/temp\n")
+        await chat.stdin.drain()
+        async with asyncio.timeout(120):
+            assert (await chat.stdout.readline()).decode() == "temperature is 0.7 (default 0.7)\n"
+        chat.send_signal(signal.SIGSTOP)
+        async with engine.begin() as conn:  # silent for a minute, as far as the database knows
+            await conn.execute(update(LeaseRow).values(heartbeat=LeaseRow.heartbeat - 60))
+        lease, _ = await Lease.acquire(repo, None, interval=0.2, stale_after=1.0)
+        chat.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(60):
+            code = await chat.wait()
+        stderr = (await chat.stderr.read()).decode() if chat.stderr else ""
+        assert code == 1, stderr
+        assert "botkit: this process's heartbeat stopped for over 1 s" in stderr
+        await lease.release()
+    finally:
+        if chat.returncode is None:
+            chat.kill()
+            await chat.wait()
+        await repo.close()
+        await engine.dispose()

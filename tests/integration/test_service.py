@@ -396,8 +396,8 @@ async def test_a_process_whose_heartbeat_stopped_is_recovered_by_a_live_one(
             async with killed_after(second):
                 await poet_notify.expect("READY=1")
                 first.send_signal(signal.SIGSTOP)
-                line = await line_in(second.stderr, "replies were cut")
-                assert line.startswith("WARNING botkit.store.leases: 1 replies were cut")
+                line = await line_in(second.stderr, "cut (its process stopped")
+                assert line.startswith("WARNING botkit.store.leases: 1 reply was cut")
                 assert reply_statuses(tmp_path / "bot.db") == ["interrupted"]
                 assert not shown.text.endswith("[interrupted]")  # only its own bot can edit it
                 first.send_signal(signal.SIGCONT)
