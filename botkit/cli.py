@@ -24,6 +24,7 @@ from botkit.models.commands import add_models_parser, run_models
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
+from botkit.store.leases import LeaseLost, LeaseTaken
 from botkit.systemd import Notifier
 
 __all__ = ["example_config_text", "main"]
@@ -57,8 +58,9 @@ def _config_path(arg: Path | None) -> Path | None:
 
 def _instance(path: Path | None, command: str) -> str:
     """This process's default name among those sharing a database: the host and the config
-    file, so a restart is the same instance and another config another one (`botkit chat`
-    apart from `botkit run`, which may run beside it)."""
+    file, so the same config started twice on one host is refused the second time (`botkit
+    chat` apart from `botkit run`, which may run beside it). Recovery after a crash does not
+    depend on it: it goes by the processes' heartbeats."""
     where = str(path.resolve() if path else Path.cwd())
     if len(where) > 200:
         where = hashlib.sha256(where.encode()).hexdigest()[:32]
@@ -108,7 +110,16 @@ async def _chat(config: Config, base_dir: Path, chat: str) -> int:
             info = await bot.backends[config.defaults.backend].info()
             print(f"botkit: chat {chat!r} with {info.model_name} ({info.backend}). "
                   "/help lists commands; Ctrl-C stops a reply; Ctrl-D quits.")  # fmt: skip
-        await adapter.start(bot.router)
+        serving = asyncio.create_task(adapter.start(bot.router))
+        lost = asyncio.create_task(bot.lease_lost_event.wait())
+        await asyncio.wait({serving, lost}, return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        if bot.lease_lost is not None:
+            # Another process took this one's replies as cut: it writes no more of them.
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            raise bot.lease_lost
+        await serving
     return 0
 
 
@@ -298,11 +309,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendUnreachable as exc:  # transient: exit status 1, so systemd tries again
         print(f"botkit: {redact(str(exc))}", file=sys.stderr)
         return 1
-    except (ConfigError, NotMigrated, BackendError, AdapterError) as exc:
+    except (ConfigError, NotMigrated, BackendError, AdapterError, LeaseTaken) as exc:
         print(f"botkit: {redact(str(exc))}", file=sys.stderr)
         return 2
     except AdapterFailed as exc:
         print(f"botkit: an adapter failed, stopping: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except LeaseLost as exc:
+        print(f"botkit: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

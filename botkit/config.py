@@ -215,7 +215,12 @@ class PluginsConfig(_Section):
     """Which plugins to load, and the folders to look for them in."""
 
     paths: list[Path] = Field(default_factory=lambda: [Path("plugins")])
-    enabled: list[str] = Field(default_factory=list)
+    # Names of plugin files in paths (NAME.py) or of botkit.plugins entry points; a plugin's
+    # data is kept under this name.
+    enabled: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list)
+    # What each plugin may keep in each chat (and in its own space): values, and bytes of JSON.
+    data_max_rows: int = Field(default=1000, ge=1, le=1_000_000)
+    data_max_bytes: int = Field(default=1024 * 1024, ge=1, le=1024**3)
 
 
 class ConsoleConfig(_Section):
@@ -309,10 +314,25 @@ class ServiceConfig(_Section):
     # On SIGTERM: seconds in-flight replies may take to finish before they are cut (and stored
     # as interrupted). Keep systemd's TimeoutStopSec above it.
     grace_period: float = Field(default=20.0, ge=0.0, le=600.0)
-    # This process's name among botkit processes sharing one database: after a crash it marks
-    # only its own cut replies. `botkit run` and `botkit chat` default it to the host name and
-    # the config file's path; set it when one config file serves on several hosts.
+    # This process's name among botkit processes sharing one database: a second process
+    # starting with the name of a live one is refused (exit status 2). `botkit run` and
+    # `botkit chat` default it to the host name and the config file's path.
     instance: str | None = Field(default=None, min_length=1, max_length=255)
+    # Each process renews a heartbeat in the database every heartbeat_interval seconds. One
+    # silent for over heartbeat_timeout seconds (crashed, hung, cut off) is taken as gone: any
+    # other process marks its replies in flight interrupted, and its name is free again.
+    heartbeat_interval: float = Field(default=5.0, ge=0.05, le=300.0)
+    heartbeat_timeout: float = Field(default=15.0, ge=0.15, le=3600.0)
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> ServiceConfig:
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"service.heartbeat_timeout ({self.heartbeat_timeout:g} s) must be at least "
+                f"twice heartbeat_interval ({self.heartbeat_interval:g} s), or one late "
+                "heartbeat would make a live process look gone"
+            )
+        return self
 
 
 class MetricsConfig(_Section):

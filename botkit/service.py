@@ -64,13 +64,13 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
                     f"{len(set(re.sub(r'[A-Za-z0-9_-]', '', secret)))} of them not allowed: "
                     f"Telegram accepts 1-256 characters of A-Z a-z 0-9 _ - only"
                 )
-        adapters.append(TelegramAdapter(tg, token, bot.registry, secret, bot.cut_replies))
+        adapters.append(TelegramAdapter(tg, token, bot.registry, secret))
     if config.discord.enabled:
         from botkit.adapters.discord import DiscordAdapter
 
         dc = config.discord
         token = _required_secret("discord", dc.token_env, dc.credential)
-        adapters.append(DiscordAdapter(dc, token, bot.registry, bot.cut_replies))
+        adapters.append(DiscordAdapter(dc, token, bot.registry))
     if config.console.enabled and sys.stdin.isatty():
         adapters.append(ConsoleAdapter(user_name=config.console.user_name))
     return adapters
@@ -82,7 +82,9 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
     Stopping is graceful: no new messages are taken, replies in flight may finish within
     [service] grace_period, the rest are cut and stored as interrupted, then the adapters
     disconnect. An adapter that fails stops them all: AdapterError for a refused token (exit
-    status 2, no restart), AdapterFailed otherwise (exit status 1, systemd restarts).
+    status 2, no restart), AdapterFailed otherwise (exit status 1, systemd restarts). So does
+    losing this process's lease (LeaseLost, exit status 1): another process took its replies in
+    flight as cut after its heartbeat stopped for too long.
     """
     notifier = notifier or Notifier()
     loop = asyncio.get_running_loop()
@@ -97,16 +99,19 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
     watchdog = asyncio.create_task(notifier.watchdog(bot.failure))
     ready = asyncio.create_task(_announce_ready(adapters, notifier))
     stop_wait = asyncio.create_task(stop_requested.wait())
+    lost_wait = asyncio.create_task(bot.lease_lost_event.wait())
 
     def failed() -> bool:
-        return any(t.done() and not t.cancelled() and t.exception() for t in running)
+        return bot.lease_lost is not None or any(
+            t.done() and not t.cancelled() and t.exception() for t in running
+        )
 
     try:
-        await asyncio.wait([*running, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*running, stop_wait, lost_wait], return_when=asyncio.FIRST_COMPLETED)
         while not (stop_requested.is_set() or failed() or all(t.done() for t in running)):
             # An adapter ended without an error (the console at end of input): the others go on.
             await asyncio.wait(
-                [*(t for t in running if not t.done()), stop_wait],
+                [*(t for t in running if not t.done()), stop_wait, lost_wait],
                 return_when=asyncio.FIRST_COMPLETED,
             )
         log.info("stopping: no new messages are taken")
@@ -129,8 +134,10 @@ async def run_adapters(bot: Bot, adapters: list[Adapter], notifier: Notifier | N
                 errors.append(f"{adapter.name}: {result!r}")
         if errors:
             raise AdapterFailed("; ".join(errors))
+        if bot.lease_lost is not None:
+            raise bot.lease_lost
     finally:
-        for task in (watchdog, ready, stop_wait):
+        for task in (watchdog, ready, stop_wait, lost_wait):
             task.cancel()
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -35,6 +35,15 @@ def make_config(tmp_path: Path) -> MakeConfig:
     return make
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database: SQLite in tmp_path, or the PostgreSQL that .ci/run starts."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    yield await empty_postgres()
+
+
 @pytest.fixture
 async def bot(make_config: MakeConfig) -> AsyncIterator[Bot]:
     """A started Bot with the real bundled model and default settings."""

@@ -9,6 +9,24 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from sqlalchemy import update
+
+from botkit.core.app import Bot
+from botkit.store.models import LeaseRow
+
+
+async def crash(bot: Bot) -> None:
+    """What a crash leaves of a running bot in the database: its heartbeat stopped an hour
+    ago, so any process takes its replies in flight as cut. (Its objects stay for teardown.)"""
+    assert bot._keeper is not None
+    bot._keeper.cancel()
+    async with bot.repo.engine.begin() as conn:
+        await conn.execute(
+            update(LeaseRow)
+            .where(LeaseRow.id == bot.repo.owner)
+            .values(heartbeat=LeaseRow.heartbeat - 3600)
+        )
+
 
 async def stop_all(running: list[tuple[Any, asyncio.Task[None]]]) -> None:
     """Stop each adapter (and wait for it), close its bot, stop its emulator."""

@@ -24,6 +24,7 @@ import yarl
 from discord import app_commands
 
 from botkit.adapters.base import HandledHook, TokenRefused
+from botkit.adapters.cut_marks import CutReplyMarker
 from botkit.adapters.discord_commands import command_signature, slash_command
 from botkit.config import DiscordConfig
 from botkit.core.commands import Command, CommandRegistry
@@ -31,7 +32,7 @@ from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.router import Router
 from botkit.core.streaming import ReplyStream, TextTarget, interrupted_ending, split_message
 from botkit.secrets import install_redaction
-from botkit.store.repository import CutReply
+from botkit.store.cut_marks import CutReply
 
 __all__ = ["ChannelTarget", "DiscordAdapter", "InteractionTarget"]
 
@@ -199,10 +200,9 @@ class DiscordAdapter:
         config: DiscordConfig,
         token: str,
         registry: CommandRegistry,
-        cut_replies: list[CutReply] | None = None,
     ) -> None:
         self.config = config
-        self._cut_replies = [r for r in cut_replies or [] if r.chat.platform == "discord"]
+        self._marker: CutReplyMarker | None = None
         self._token = token
         self._registry = registry
         self._router: Router | None = None
@@ -261,6 +261,8 @@ class DiscordAdapter:
                 stop.cancel()
                 connection.result()  # a fatal error (e.g. bad token) surfaces here
         finally:
+            if self._marker is not None:
+                await self._marker.stop()
             await client.close()
 
     async def stop_taking(self) -> None:
@@ -283,30 +285,29 @@ class DiscordAdapter:
         return ChatKey("discord", f"{self._bot_id}/{channel_id}")
 
     async def on_ready(self) -> None:
-        """The gateway session is up and the guilds are known."""
+        """The gateway session is up and the guilds are known (again, after a reconnect)."""
         log.info("discord: connected as %s", self.client.user if self.client else "?")
-        await self._mark_cut_replies()
+        if self._marker is None and self._router is not None:
+            self._marker = CutReplyMarker(
+                self._router.bot.repo.cut_marks, "discord", f"{self._bot_id}/",
+                self._mark_cut_reply, self._router.bot.config.service.heartbeat_interval,
+            )  # fmt: skip
+            await self._marker.start()
         self.ready.set()
 
-    async def _mark_cut_replies(self) -> None:
-        """Replies a crash cut mid-stream: end their last message with the interrupted mark."""
-        cut, self._cut_replies = self._cut_replies, []
+    async def _mark_cut_reply(self, reply: CutReply) -> None:
+        """End the last message of a reply a crash cut with the interrupted mark."""
         if self.client is None:
             return
-        mine = str(self._bot_id)
-        for reply in cut:
-            bot, _, _ = reply.chat.chat_id.rpartition("/")
-            if bot and bot != mine:
-                continue  # another bot's channel (a bot can edit only its own messages)
-            channel_id, _, message_id = reply.reply_ref.partition(":")
-            text = interrupted_ending(reply.content, MAX_LENGTH)
-            try:
-                channel = self.client.get_partial_messageable(int(channel_id))
-                await channel.get_partial_message(int(message_id)).edit(
-                    content=text, allowed_mentions=NO_PINGS
-                )
-            except (discord.HTTPException, ValueError) as exc:
-                log.warning("discord: could not mark a cut reply: %s", exc)
+        channel_id, _, message_id = reply.reply_ref.partition(":")
+        text = interrupted_ending(reply.content, MAX_LENGTH)
+        try:
+            channel = self.client.get_partial_messageable(int(channel_id))
+            await channel.get_partial_message(int(message_id)).edit(
+                content=text, allowed_mentions=NO_PINGS
+            )
+        except (discord.HTTPException, ValueError) as exc:
+            log.warning("discord: could not mark a cut reply: %s", exc)
 
     async def _sync(self) -> None:
         """Register the slash commands where they differ from what Discord has."""

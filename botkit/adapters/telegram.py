@@ -29,6 +29,7 @@ from telegram.ext import (
 )
 
 from botkit.adapters.base import HandledHook, TokenRefused
+from botkit.adapters.cut_marks import CutReplyMarker
 from botkit.config import TelegramConfig
 from botkit.core.commands import CommandRegistry
 from botkit.core.events import ChatKey, Incoming, User
@@ -36,7 +37,7 @@ from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
 from botkit.core.streaming import ReplyStream, TextTarget, interrupted_ending
 from botkit.secrets import install_redaction
-from botkit.store.repository import CutReply
+from botkit.store.cut_marks import CutReply
 
 __all__ = ["TelegramAdapter", "TelegramTarget", "telegram_commands"]
 
@@ -118,10 +119,8 @@ class TelegramAdapter:
         token: str,
         registry: CommandRegistry,
         webhook_secret: str | None = None,
-        cut_replies: list[CutReply] | None = None,
     ) -> None:
         self.config = config
-        self._cut_replies = [r for r in cut_replies or [] if r.chat.platform == "telegram"]
         self._tasks: set[asyncio.Task[None]] = set()
         self._token = token
         self._webhook_secret = webhook_secret
@@ -166,9 +165,16 @@ class TelegramAdapter:
         self.bot_id = app.bot.id
         await router.bot.repo.adopt_chats("telegram", f"{self.bot_id}/")
         await app.bot.set_my_commands(telegram_commands(self._registry))
-        await self._mark_cut_replies()
+        marker = CutReplyMarker(
+            router.bot.repo.cut_marks, "telegram", f"{self.bot_id}/", self._mark_cut_reply,
+            router.bot.config.service.heartbeat_interval,
+        )  # fmt: skip
+        await marker.start()
         if self.config.mode == "webhook":
-            await self._run_webhook(app)
+            try:
+                await self._run_webhook(app)
+            finally:
+                await marker.stop()
             return
         self.ready.set()
         log.info("telegram: connected as @%s (long polling)", self.username)
@@ -183,6 +189,7 @@ class TelegramAdapter:
             for task in (poll, stop):
                 task.cancel()
             await asyncio.gather(poll, stop, return_exceptions=True)
+            await marker.stop()
             await self._confirm()
             await app.shutdown()
 
@@ -235,23 +242,17 @@ class TelegramAdapter:
         except TelegramError as exc:
             log.warning("telegram: could not confirm the last updates: %s", type(exc).__name__)
 
-    async def _mark_cut_replies(self) -> None:
-        """Replies a crash cut mid-stream: end their message with the interrupted mark."""
+    async def _mark_cut_reply(self, cut: CutReply) -> None:
+        """End the message of a reply a crash cut with the interrupted mark."""
         assert self._app is not None
-        mine = f"{self.bot_id}/"
-        for cut in self._cut_replies:
-            bot, _, chat = cut.chat.chat_id.rpartition("/")
-            if bot and f"{bot}/" != mine:
-                continue  # another bot's chat (a bot can edit only its own messages)
-            chat_id = int(chat.split(":", 1)[0])
-            text = interrupted_ending(cut.content, MAX_LENGTH)
-            try:
-                await self._app.bot.edit_message_text(
-                    text, chat_id=chat_id, message_id=int(cut.reply_ref)
-                )
-            except (TelegramError, ValueError) as exc:
-                log.warning("telegram: could not mark a cut reply: %s", exc)
-        self._cut_replies = []
+        chat_id = int(cut.chat.chat_id.rpartition("/")[2].split(":", 1)[0])
+        text = interrupted_ending(cut.content, MAX_LENGTH)
+        try:
+            await self._app.bot.edit_message_text(
+                text, chat_id=chat_id, message_id=int(cut.reply_ref)
+            )
+        except (TelegramError, ValueError) as exc:
+            log.warning("telegram: could not mark a cut reply: %s", exc)
 
     async def _run_webhook(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Serve Telegram's webhook calls; each must carry the secret token."""
@@ -302,15 +303,23 @@ class TelegramAdapter:
         return not (cfg.allow_user_ids and user_id not in cfg.allow_user_ids)
 
     def _mentions_me(self, message: Message) -> tuple[bool, str]:
-        """Whether message @mentions this bot, and its text without the mention."""
+        """Whether message @mentions this bot, and its text without the mention (only the
+        mention and one space beside it: code keeps its newlines and indentation)."""
         text = message.text or ""
         me = f"@{self.username}".lower()
+        # Entity offsets count UTF-16 code units (Bot API, MessageEntity), not characters.
+        units = text.encode("utf-16-le")
         for entity in message.entities:
-            if entity.type == MessageEntityType.MENTION:
-                piece = text[entity.offset : entity.offset + entity.length]
-                if piece.lower() == me:
-                    stripped = text[: entity.offset] + text[entity.offset + entity.length :]
-                    return True, " ".join(stripped.split())
+            if entity.type != MessageEntityType.MENTION:
+                continue
+            start, end = 2 * entity.offset, 2 * (entity.offset + entity.length)
+            if units[start:end].decode("utf-16-le").lower() != me:
+                continue
+            before = units[:start].decode("utf-16-le")
+            after = units[end:].decode("utf-16-le")
+            if after.startswith(" ") and (not before or before.endswith((" ", "\n"))):
+                after = after[1:]  # "@bot hi" is "hi", "ask @bot now" is "ask now"
+            return True, before + after
         return False, text
 
     async def _can_change_settings(self, chat_id: int, user_id: int, is_dm: bool) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from pathlib import Path
@@ -18,7 +19,8 @@ from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
 from botkit.metrics import Metrics
 from botkit.store.db import create_engine, ensure_migrated
-from botkit.store.repository import ChatRecord, CutReply, Repository
+from botkit.store.leases import Lease, LeaseLost
+from botkit.store.repository import ChatRecord, Repository
 
 __all__ = ["Bot"]
 
@@ -65,7 +67,12 @@ class Bot:
         self.metrics = Metrics()
         self._engine: AsyncEngine | None = None
         self._repo: Repository | None = None
-        self.cut_replies: list[CutReply] = []  # replies a crash cut, for adapters to mark
+        self._lease: Lease | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        # Set if another process took this one's lease (its heartbeat stopped for too long):
+        # the service then stops, so that systemd starts it afresh.
+        self.lease_lost: LeaseLost | None = None
+        self.lease_lost_event = asyncio.Event()
         self._internals = _internals(config)
 
     def hide_internals(self, text: str) -> str:
@@ -100,23 +107,47 @@ class Bot:
         self._engine = engine
         if await ensure_migrated(engine, auto_migrate_new=self.config.storage.auto_migrate_new):
             log.info("created a new database at %s", engine.url.render_as_string())
-        self._repo = Repository(engine, owner=self.config.service.instance)
-        self.cut_replies = await self._repo.recover_cut_replies()
-        if self.cut_replies:
-            log.warning("%d replies were cut by a crash; marked interrupted", len(self.cut_replies))
+        self._repo = Repository(engine)
+        service = self.config.service
+        # Before the model loads: a name in use is refused at once, and the heartbeat goes on
+        # while the model loads.
+        self._lease, _ = await Lease.acquire(
+            self._repo, service.instance,
+            interval=service.heartbeat_interval, stale_after=service.heartbeat_timeout,
+        )  # fmt: skip
+        self._repo.owner = self._lease.id
+        self._keeper = asyncio.create_task(self._keep_lease(self._lease))
         for name, backend in self.backends.items():
             try:
                 await backend.start()
             except BackendError as exc:  # the same kind (a transient one exits 1, not 2)
                 raise type(exc)(f"backend {name!r} did not start: {exc}") from exc
 
+    async def _keep_lease(self, lease: Lease) -> None:
+        try:
+            await lease.keep()
+        except LeaseLost as exc:
+            log.error("%s", exc)
+            self.lease_lost = exc
+            self.lease_lost_event.set()
+
     async def close(self) -> None:
-        """Release backends and the database."""
+        """Release backends, the lease (replies still generating then count as cut) and the
+        database."""
         for backend in self.backends.values():
             try:
                 await backend.close()
             except Exception:
                 log.exception("closing backend %s failed", backend.name)
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if self._lease is not None and self.lease_lost is None:
+            try:
+                await self._lease.release()
+            except Exception:  # the database gone: the lease times out instead
+                log.exception("releasing this process's lease failed")
         if self._repo is not None:
             await self._repo.close()
         if self._engine is not None:

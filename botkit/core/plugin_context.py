@@ -2,27 +2,28 @@
 
 A plugin replies (text, an image, an error), reads the chat's settings and its history, asks
 the chat's model for a completion (admitted, rate-limited and scheduled like any reply: a
-plugin cannot jump the queue), and keeps its own state in a key-value store. Everything else
-(the store, the scheduler, the backends, other chats) stays private to botkit.
+plugin cannot jump the queue), and keeps its own state in a key-value store per chat and one
+of its own. Everything else (the store, the scheduler, the backends, other chats) stays
+private to botkit.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botkit.backends.base import Message
 from botkit.core.commands import CommandError
 from botkit.core.settings import ChatSettings
+from botkit.store.plugin_data import OWN_SPACE, Quota, QuotaExceeded
 
 if TYPE_CHECKING:
     from botkit.core.context import Context
 
-__all__ = ["HistoryMessage", "PluginContext", "PluginStore"]
+__all__ = ["HistoryMessage", "PluginContext", "PluginStore", "PluginStoreFull"]
 
 _MAX_KEY = 255
-_MAX_VALUE = 64 * 1024  # bytes of JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,34 +35,58 @@ class HistoryMessage:
     text: str
 
 
-class PluginStore:
-    """A plugin's own key-value store: JSON values (up to 64 KiB each) under string keys,
-    kept in botkit's database across restarts. Keys are the plugin's alone; put the chat id
-    (`ctx.chat_id`) in a key for per-chat state."""
+class PluginStoreFull(CommandError):
+    """A write would take the plugin over what it may keep in the chat ([plugins]
+    data_max_rows, data_max_bytes); nothing was written. Unless the plugin catches it, the
+    user is told, like any CommandError."""
 
-    def __init__(self, ctx: Context, plugin: str) -> None:
+
+class PluginStore:
+    """A plugin's key-value store: JSON values (up to 64 KiB each) under string keys, kept in
+    botkit's database across restarts, under the name the plugin was loaded as. ctx.data is
+    the chat's (each chat its own keys), ctx.store the plugin's own (shared by every chat).
+    Each holds at most [plugins] data_max_rows values and data_max_bytes bytes of JSON."""
+
+    def __init__(self, ctx: Context, plugin: str, chat_id: int) -> None:
         self._ctx = ctx
         self._plugin = plugin
+        self._chat_id = chat_id
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value stored under key, or default."""
-        value = await self._ctx.bot.repo.plugin_value(self._plugin, self._check(key))
+        data = self._ctx.bot.repo.plugin_data
+        value = await data.get(self._plugin, self._chat_id, self._check(key))
         return default if value is None else value
 
     async def set(self, key: str, value: Any) -> None:
         """Store a JSON value (None deletes the key)."""
-        if value is not None:
-            try:
-                size = len(json.dumps(value).encode())
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"plugin values must be JSON: {exc}") from None
-            if size > _MAX_VALUE:
-                raise ValueError(f"a plugin value is at most {_MAX_VALUE} bytes of JSON ({size})")
-        await self._ctx.bot.repo.set_plugin_value(self._plugin, self._check(key), value)
+        await self.update(key, lambda _: value)
 
     async def delete(self, key: str) -> None:
         """Forget key."""
         await self.set(key, None)
+
+    async def update(self, key: str, change: Callable[[Any], Any], default: Any = None) -> Any:
+        """Atomically replace key's value by change(value) (default if none); returns the new
+        value. Two updates of one key at once, from one process or two, never lose one:
+        `await ctx.data.update("rolls", lambda n: n + 1, 0)`. change runs inside the
+        database transaction: keep it quick and pure. None deletes the key."""
+        plugins = self._ctx.bot.config.plugins
+        quota = Quota(plugins.data_max_rows, plugins.data_max_bytes)
+        data = self._ctx.bot.repo.plugin_data
+        try:
+            return await data.update(
+                self._plugin, self._chat_id, self._check(key),
+                lambda current: change(default if current is None else current), quota,
+            )  # fmt: skip
+        except QuotaExceeded as exc:
+            where = "its own space" if self._chat_id == OWN_SPACE else "this chat"
+            setting = "data_max_rows" if exc.what == "values" else "data_max_bytes"
+            raise PluginStoreFull(
+                f"the {self._plugin} plugin's data in {where} is full: this would make "
+                f"{exc.kept:,} {exc.what}, over the {exc.limit:,} allowed ([plugins] "
+                f"{setting}); nothing was changed"
+            ) from None
 
     @staticmethod
     def _check(key: str) -> str:
@@ -76,7 +101,8 @@ class PluginContext:
     def __init__(self, ctx: Context, plugin: str, *, counted: bool = False) -> None:
         self._ctx = ctx
         self._counted = counted  # the command itself was counted against the rate limit
-        self.store = PluginStore(ctx, plugin)
+        self.data = PluginStore(ctx, plugin, ctx.chat.id)  # this chat's
+        self.store = PluginStore(ctx, plugin, OWN_SPACE)  # the plugin's own, every chat's
 
     @property
     def user_name(self) -> str:

@@ -150,7 +150,10 @@ class Router:
 
     def check_rate(self, ctx: Context) -> None:
         """Refuse a user over the per-user rate limit (chat and every command that runs the
-        model count alike)."""
+        model count alike). The console is exempt: it is the owner at their own terminal
+        (piped lines come as fast as they are read), and the limits are for platforms."""
+        if ctx.incoming.chat.platform == "console":
+            return
         user = ctx.incoming.user
         wait = self._limiter.check(f"{ctx.incoming.chat.platform}:{user.id}")
         if wait:

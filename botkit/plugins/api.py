@@ -13,14 +13,15 @@
 A handler's parameters after ctx are the command's arguments, validated by pydantic from their
 annotations (ranges, lengths, patterns) before it runs; a bad one gets a reply saying what is
 allowed. `uses_model=True` counts the command against the user's rate limit. The context offers
-replies, the chat's settings and history, generation with the chat's model, and a key-value
-store (see PluginContext). Examples: botkit/plugins/examples/.
+replies, the chat's settings and history, generation with the chat's model, and key-value
+stores with atomic updates, per chat (`ctx.data`) and the plugin's own (`ctx.store`), kept
+under the name the plugin was loaded as (see PluginContext). Examples: botkit/plugins/examples/.
 """
 
 from __future__ import annotations
 
 from botkit.core.commands import CommandError, Plugin
-from botkit.core.plugin_context import HistoryMessage, PluginContext, PluginStore
+from botkit.core.plugin_context import HistoryMessage, PluginContext, PluginStore, PluginStoreFull
 from botkit.core.settings import ChatSettings
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "Plugin",
     "PluginContext",
     "PluginStore",
+    "PluginStoreFull",
 ]

@@ -1,10 +1,14 @@
 """Loading plugins by name: from the configured folders, then from installed entry points.
 
-A plugin that fails to import is reported by name and skipped; the bot still starts.
+A plugin that fails to import is reported by name and skipped; the bot still starts. A loaded
+plugin goes by the name it was loaded as (the file's or the entry point's, as enabled in the
+config), whatever name it gives itself: its commands' tag in /help and the space of its data
+are that name's, so two plugins calling themselves the same cannot read each other's data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 from importlib import metadata
@@ -53,7 +57,9 @@ def load_plugins(registry: CommandRegistry, names: list[str], folders: list[Path
     errors: list[str] = []
     for name in names:
         try:
-            registry.add_plugin(_find(name, folders))
+            found = _find(name, folders)
+            commands = [dataclasses.replace(c, plugin=name) for c in found.commands]
+            registry.add_plugin(dataclasses.replace(found, name=name, commands=commands))
         except Exception as exc:  # any error in a plugin's import must not stop the bot
             message = f"plugin {name!r} failed to load: {type(exc).__name__}: {exc}"
             log.warning(message)

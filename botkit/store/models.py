@@ -1,4 +1,5 @@
-"""The database tables: chats (with their setting overrides) and messages (with token counts)."""
+"""The database tables: chats (with their setting overrides), messages (with token counts),
+the processes' leases, the cut replies waiting for their platform mark, and plugin data."""
 
 from __future__ import annotations
 
@@ -9,16 +10,27 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "ChatRow", "MessageRow", "MessageStatus", "PluginDataRow"]
+__all__ = [
+    "Base",
+    "ChatRow",
+    "CutMarkRow",
+    "LeaseRow",
+    "MessageRow",
+    "MessageStatus",
+    "PluginDataRow",
+]
 
 
 def _now() -> datetime:
@@ -32,6 +44,11 @@ class MessageStatus:
     INTERRUPTED = "interrupted"
     GENERATING = "generating"  # written when the turn starts; a crash leaves it so
     ALTERNATIVE = "alternative"  # an earlier reply that /retry replaced (not in the history)
+
+
+# The condition of the partial index of replies being generated, spelt as a constant: neither
+# SQLite nor PostgreSQL uses a partial index for a query that compares with a parameter.
+_GENERATING_ONLY = "status = 'generating'"
 
 
 class Base(DeclarativeBase):
@@ -62,7 +79,17 @@ class MessageRow(Base):
     """One stored message, with its token count and the tokenizer that counted it."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_chat_id_id", "chat_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_chat_id_id", "chat_id", "id"),
+        # The replies in flight, by owner: what recovery reads at each heartbeat (a handful of
+        # rows, however long the history).
+        Index(
+            "ix_messages_generating",
+            "owner",
+            sqlite_where=text(_GENERATING_ONLY),
+            postgresql_where=text(_GENERATING_ONLY),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
@@ -80,20 +107,57 @@ class MessageRow(Base):
     replaces: Mapped[int | None] = mapped_column(Integer)
     # A reply's figures for /stats (botkit.backends.base.Usage as JSON, with the backend).
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # The botkit process (its [service] instance) that writes a reply while it is generated:
-    # after a crash, a process marks only its own cut replies, never those that another
-    # process sharing the database is still writing. NULL: any process may (older rows).
+    # The lease (leases.id) of the process that writes a reply while it is generated: a reply
+    # whose owner holds no live lease was cut, and any process marks it interrupted; one of a
+    # live process is never touched. NULL, or a name from before leases: no live owner.
     owner: Mapped[str | None] = mapped_column(String(255))
 
 
+class LeaseRow(Base):
+    """A running botkit process: its heartbeat, renewed in the database's own time.
+
+    Times are seconds since 1970 on the database's clock (PostgreSQL's now(); SQLite's, which
+    is the clock of the one machine holding the file), never a process's own: processes on
+    machines whose clocks differ still agree on how old a heartbeat is.
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = (UniqueConstraint("instance", name="uq_leases_instance"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random; messages.owner
+    # [service] instance: one live process per name. NULL: unnamed (library use, tests).
+    instance: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))  # where it runs, for the messages
+    pid: Mapped[int] = mapped_column(Integer)
+    started: Mapped[float] = mapped_column(Double)
+    heartbeat: Mapped[float] = mapped_column(Double)
+    beats: Mapped[int] = mapped_column(Integer)  # renewals so far: a change shows it is alive
+
+
+class CutMarkRow(Base):
+    """A reply that recovery marked interrupted whose platform message does not say so yet:
+    the adapter of the chat's bot (only it can edit that message) marks it, then deletes this."""
+
+    __tablename__ = "cut_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    reply_ref: Mapped[str] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(Text)
+
+
 class PluginDataRow(Base):
-    """One value a plugin stored under its own name (a plugin's key-value store)."""
+    """One value a plugin stored (a plugin's key-value store), under the name botkit loaded
+    the plugin by, in one chat or in the plugin's own space."""
 
     __tablename__ = "plugin_data"
+    __table_args__ = (PrimaryKeyConstraint("plugin", "chat_id", "key", name="pk_plugin_data"),)
 
-    plugin: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    plugin: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[int] = mapped_column(Integer)  # chats.id; 0: the plugin's own, no chat's
+    key: Mapped[str] = mapped_column(String(255))
     value: Mapped[Any] = mapped_column(JSON)
+    size: Mapped[int] = mapped_column(Integer)  # bytes of the value's JSON, for the quota
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=_now, onupdate=_now
     )

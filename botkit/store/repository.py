@@ -6,9 +6,9 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
@@ -22,7 +22,6 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    or_,
     select,
     update,
 )
@@ -33,10 +32,12 @@ from sqlalchemy.sql.dml import UpdateBase
 from botkit.core.events import ChatKey
 from botkit.core.recent import LruCache, RecentKeys
 from botkit.core.settings import ChatSettings, valid_overrides
-from botkit.store.models import ChatRow, MessageRow, MessageStatus, PluginDataRow
+from botkit.store.cut_marks import CutMarks
+from botkit.store.models import ChatRow, MessageRow, MessageStatus
+from botkit.store.plugin_data import PluginData
 from botkit.store.sqlite_driver import DriverStatement, driver_connection
 
-__all__ = ["ChatRecord", "CutReply", "NewMessage", "Repository", "StoredMessage"]
+__all__ = ["ChatRecord", "NewMessage", "Repository", "StoredMessage"]
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +82,8 @@ class NewMessage:
     stats: dict[str, Any] | None = None  # a reply's figures for /stats
 
 
-@dataclass(frozen=True, slots=True)
-class CutReply:
-    """A reply that a crash cut while it was generated (now stored as interrupted)."""
-
-    chat: ChatKey
-    content: str
-    reply_ref: str
-
-
-ORPHANED = timedelta(hours=24)  # a reply still generating after this has no process left
-
 _CHATS: Table = ChatRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
 _MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
-_PLUGIN_DATA: Table = PluginDataRow.__table__  # type: ignore[assignment]
 # Statements of every turn, built once (building one per call costs more than running it).
 _INSERT_RETURNING_ID = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
 _TURN_COLUMNS = (
@@ -220,9 +209,8 @@ class Repository:
     turn returns the chat's newest row before the turn's question, and a row this process did
     not write there stops the caching of that chat, with an error in the log.
 
-    owner names this process among those sharing the database ([service] instance): the
-    replies it writes carry it, and after a crash it marks only its own as cut. None: the only
-    process, which marks every cut reply.
+    owner is this process's lease id (botkit.store.leases), which the replies it writes carry
+    while they are generated: no other live process touches them.
     """
 
     def __init__(
@@ -245,6 +233,9 @@ class Repository:
         self._last_written: LruCache[int, int] = LruCache(cached_chats, lambda _: 1)
         self._in_flight: dict[int, tuple[int, int | None]] = {}
         self._shared: RecentKeys[int] = RecentKeys(cached_chats)
+        # The stores beside this one, on the same writer.
+        self.cut_marks = CutMarks(self)
+        self.plugin_data = PluginData(self)
 
     def drop_caches(self) -> None:
         """Forget every cached chat and window (the next reads go to the database)."""
@@ -271,6 +262,15 @@ class Repository:
                 self._writer = await self.engine.connect()
             async with self._writer.begin():
                 yield self._writer
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One write transaction on this process's single writer, for the stores beside this
+        one (leases, plugin data): SQLite takes one writer at a time."""
+        return self._write()
+
+    async def read(self, statement: Any) -> list[Any]:
+        """The rows of a query, on a connection of its own."""
+        return await self._read(statement)
 
     @asynccontextmanager
     async def _turn_write(self) -> AsyncIterator[_CoreWrites | _DriverWrites]:
@@ -559,61 +559,6 @@ class Repository:
         rows = self._cached_rows(chat_id)
         if rows is not None:
             rows[:] = [r for r in rows if r.id != reply_id]
-
-    async def recover_cut_replies(self) -> list[CutReply]:
-        """After a crash: replies left generating become interrupted (and stay in the history);
-        a /retry cut by the crash is dropped, so the reply it was replacing stays. Returns the
-        cut replies (retries too) that have a platform message, so adapters can mark them.
-
-        With an owner, only this process's own replies, those of no owner (written before
-        owners were kept) and any begun more than ORPHANED ago (no reply takes that long: its
-        process is gone, e.g. a container whose host name, part of the default owner, changed):
-        another process on the database may be generating its own now."""
-        generating = _MESSAGES.c.status == MessageStatus.GENERATING
-        if self.owner is not None:
-            generating = generating & or_(
-                _MESSAGES.c.owner.is_(None),
-                _MESSAGES.c.owner == self.owner,
-                _MESSAGES.c.created_at < _now() - ORPHANED,
-            )
-        async with self._write() as conn:
-            found = await conn.execute(
-                select(
-                    _CHATS.c.platform, _CHATS.c.chat_key, _MESSAGES.c.content, _MESSAGES.c.reply_ref
-                )
-                .join(_CHATS, _CHATS.c.id == _MESSAGES.c.chat_id)
-                .where(generating, _MESSAGES.c.reply_ref.is_not(None))
-            )
-            cut = [CutReply(ChatKey(p, k), content, ref) for p, k, content, ref in found]
-            await conn.execute(
-                delete(_MESSAGES).where(generating, _MESSAGES.c.replaces.is_not(None))
-            )
-            await conn.execute(
-                update(_MESSAGES).where(generating).values(status=MessageStatus.INTERRUPTED)
-            )
-        self._windows.clear()
-        return cut
-
-    async def plugin_value(self, plugin: str, key: str) -> Any:
-        """What plugin stored under key (None if nothing)."""
-        rows = await self._read(
-            select(_PLUGIN_DATA.c.value).where(
-                _PLUGIN_DATA.c.plugin == plugin, _PLUGIN_DATA.c.key == key
-            )
-        )
-        return rows[0][0] if rows else None
-
-    async def set_plugin_value(self, plugin: str, key: str, value: Any) -> None:
-        """Store a JSON value for plugin under key (None deletes it), in one transaction."""
-        where = (_PLUGIN_DATA.c.plugin == plugin, _PLUGIN_DATA.c.key == key)
-        async with self._write() as conn:
-            await conn.execute(delete(_PLUGIN_DATA).where(*where))
-            if value is not None:
-                await conn.execute(
-                    insert(_PLUGIN_DATA).values(
-                        plugin=plugin, key=key, value=value, updated_at=_now()
-                    )
-                )
 
     async def clear_history(self, chat_id: int) -> int:
         """Forget a chat's messages (its settings stay); returns how many were deleted."""

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from botkit.config import load_config
+from botkit.store.db import create_engine
+from botkit.store.leases import Lease
+from botkit.store.models import LeaseRow
+from botkit.store.repository import Repository
 from tests.conftest import REPO
 
 
-def botkit(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProcess[str]:
+def botkit(
+    *args: str, stdin: str = "", cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "botkit", *args],
         input=stdin,
         capture_output=True,
         text=True,
         cwd=cwd,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 
@@ -208,3 +217,61 @@ def test_chat_in_the_terminal_takes_one_slot_and_run_would_batch(tmp_path: Path)
     assert "memory: weights" in shown
     assert "batching:" not in shown
     assert load_config(config).backends["local"].parallel == "auto"  # what `run` sizes
+
+
+def test_piped_chat_is_not_rate_limited(tmp_path: Path) -> None:
+    """The console is its owner at their own terminal: 25 piped lines are 25 answers, over
+    the per-user limit that platforms get (20 a minute by default)."""
+    config = write_config(tmp_path)
+    lines = "/maxtokens 1\n" + "".join(f"Say the number {i}.\n" for i in range(25))
+    # 25 turns of the bundled model on a busy 2-core machine: a minute or two.
+    result = botkit("chat", "--config", str(config), stdin=lines, cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr
+    assert "faster than" not in result.stdout
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        replies = db.execute(
+            "SELECT count(*) FROM messages WHERE role = 'assistant' AND status = 'complete'"
+        ).fetchone()[0]
+    assert replies == 25
+
+
+async def test_a_frozen_chat_whose_replies_were_taken_stops(tmp_path: Path) -> None:
+    """`botkit chat` frozen (SIGSTOP) long enough for another process to take it as gone: when
+    it wakes it writes nothing more under its lost lease and exits 1, saying why."""
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + "[service]\nheartbeat_interval = 0.2\nheartbeat_timeout = 1.0\n",
+        encoding="utf-8",
+    )
+    chat = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botkit", "chat", "--config", str(config), cwd=tmp_path,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert chat.stdin is not None
+    assert chat.stdout is not None
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    repo = Repository(engine)
+    try:
+        chat.stdin.write(b"/temp\n")
+        await chat.stdin.drain()
+        async with asyncio.timeout(120):
+            assert (await chat.stdout.readline()).decode() == "temperature is 0.7 (default 0.7)\n"
+        chat.send_signal(signal.SIGSTOP)
+        async with engine.begin() as conn:  # silent for a minute, as far as the database knows
+            await conn.execute(update(LeaseRow).values(heartbeat=LeaseRow.heartbeat - 60))
+        lease, _ = await Lease.acquire(repo, None, interval=0.2, stale_after=1.0)
+        chat.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(60):
+            code = await chat.wait()
+        stderr = (await chat.stderr.read()).decode() if chat.stderr else ""
+        assert code == 1, stderr
+        assert "botkit: this process's heartbeat stopped for over 1 s" in stderr
+        await lease.release()
+    finally:
+        if chat.returncode is None:
+            chat.kill()
+            await chat.wait()
+        await repo.close()
+        await engine.dispose()

@@ -33,7 +33,7 @@ from tests.emulators.discord import (
 )
 from tests.gated import GatedBackend
 from tests.handled import HandledLog
-from tests.harness import debug_log, stop_all
+from tests.harness import crash, debug_log, stop_all
 
 
 @dataclass
@@ -97,7 +97,7 @@ async def discord_bot(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = build_bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = DiscordAdapter(config.discord, emulator.token, bot.registry, bot.cut_replies)
+        adapter = DiscordAdapter(config.discord, emulator.token, bot.registry)
         log = HandledLog()
         adapter.on_handled = log.add
         task = asyncio.create_task(adapter.start(bot.router))
@@ -318,6 +318,7 @@ async def test_a_reply_cut_by_a_crash_is_marked_after_the_restart(
     assert cut.content == "Once upon a "
     # The process dies here: its reply is never finished. The next start finds it.
     await dc.adapter.stop()
+    await crash(dc.bot)
     again = await discord_bot(ScriptedBackend("local"), emulator=dc.emulator)
     assert cut.content == "Once upon a [interrupted]"
     chat = await again.bot.repo.chat(ChatKey("discord", f"{BOT_ID}/{GENERAL_ID}"))

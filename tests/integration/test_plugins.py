@@ -3,14 +3,21 @@ plugin, the narrow plugin context, commands in /help, and a wheel that works on 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
+from sqlalchemy import text
+
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
+from botkit.config import Config
+from botkit.store.db import create_engine, upgrade
+from botkit.store.plugin_data import Quota
+from botkit.store.repository import Repository
 from tests.conftest import REPO, MakeConfig, incoming, say
 
 
@@ -34,6 +41,116 @@ async def test_example_plugin_loads_from_the_config(make_config: MakeConfig) -> 
     # The plugin's store is in the database: the tally survives a restart.
     async with build_bot(config) as bot:
         assert (await say(bot, "/roll")).text.endswith("(roll #3 in this chat)")
+
+
+async def test_concurrent_rolls_lose_nothing(db_url: str) -> None:
+    """Rolls at once in one chat, from two processes on one database: every roll counts
+    once (a get and a set lost rolls; the tally is one atomic update)."""
+    config = Config(storage={"url": db_url}, plugins={"enabled": ["dice"]})
+    async with build_bot(config, backends={"local": ScriptedBackend("local")}) as one:
+        replies = [await say(one, "/roll")]  # the chat exists before the other process starts
+        async with build_bot(config, backends={"local": ScriptedBackend("local")}) as two:
+            replies += await asyncio.gather(*(say(bot, "/roll") for bot in [one, two] * 12))
+    numbers = sorted(int(re.findall(r"roll #(\d+) in this chat", r.text)[0]) for r in replies)
+    assert numbers == list(range(1, 26))
+
+
+def write_plugin(folder: Path, name: str, declared: str) -> None:
+    """A plugin file name.py calling itself declared: /NAME_put KEY BYTES stores BYTES
+    characters (in the chat, or with a third argument 1 in its own space), /NAME_get KEY shows
+    a value."""
+    (folder / f"{name}.py").write_text(
+        "from botkit.plugins.api import Plugin, PluginContext\n"
+        f"plugin = Plugin({declared!r})\n"
+        f"@plugin.command('{name}_put')\n"
+        "async def put(ctx: PluginContext, key: str, size: int, own: int = 0) -> str:\n"
+        "    await (ctx.store if own else ctx.data).set(key, 'x' * size)\n"
+        "    return 'stored'\n"
+        f"@plugin.command('{name}_get')\n"
+        "async def get(ctx: PluginContext, key: str) -> str:\n"
+        "    return repr(await ctx.data.get(key))\n",
+        encoding="utf-8",
+    )
+
+
+async def test_plugin_data_has_a_quota_per_plugin_and_chat(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    write_plugin(tmp_path, "notes", "notes")
+    config = make_config(
+        plugins={"paths": [str(tmp_path)], "enabled": ["notes"], "data_max_rows": 3,
+                 "data_max_bytes": 100},
+    )  # fmt: skip
+    async with build_bot(config, backends={"local": ScriptedBackend("local")}) as bot:
+        for key in ("a", "b", "c"):
+            assert (await say(bot, f"/notes_put {key} 10")).text == "stored"
+        full = (await say(bot, "/notes_put d 10")).text
+        assert full == (
+            "⚠ the notes plugin's data in this chat is full: this would make 4 values, over "
+            "the 3 allowed ([plugins] data_max_rows); nothing was changed"
+        )
+        assert (await say(bot, "/notes_get d")).text == "None"
+        assert (await say(bot, "/notes_put a 70")).text == "stored"  # 72 + 12 + 12 bytes
+        big = (await say(bot, "/notes_put b 80")).text
+        assert "this would make 166 bytes, over the 100 allowed ([plugins] data_max_bytes)" in big
+        assert (await say(bot, "/notes_get b")).text == repr("x" * 10)
+        # Another chat, and the plugin's own space, have quotas of their own.
+        assert (await say(bot, "/notes_put d 10", chat="b")).text == "stored"
+        assert (await say(bot, "/notes_put d 10 1")).text == "stored"
+        # Smaller values always fit, even over a quota lowered since.
+        assert (await say(bot, "/notes_put a 1")).text == "stored"
+
+
+async def test_plugin_data_goes_by_the_name_the_plugin_was_loaded_as(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    """Two plugins that call themselves the same keep apart: each has the space of the name
+    it was enabled as."""
+    write_plugin(tmp_path, "alpha", "same")
+    write_plugin(tmp_path, "beta", "same")
+    config = make_config(plugins={"paths": [str(tmp_path)], "enabled": ["alpha", "beta"]})
+    async with build_bot(config, backends={"local": ScriptedBackend("local")}) as bot:
+        await say(bot, "/alpha_put secret 3")
+        assert (await say(bot, "/alpha_get secret")).text == "'xxx'"
+        assert (await say(bot, "/beta_get secret")).text == "None"
+        shown = (await say(bot, "/help")).text
+        assert "[alpha]" in shown
+        assert "[beta]" in shown
+
+
+async def test_a_kill_inside_an_update_leaves_the_value_as_it_was(db_url: str) -> None:
+    """Killed after each statement of an update (of an existing key, then of a new one): the
+    value is the old one or the new one, and a new key is absent or whole."""
+    engine = create_engine(db_url)
+    await upgrade(engine)
+    repo = Repository(engine)
+    quota = Quota(rows=10, bytes=1000)
+    await repo.plugin_data.update("dice", 1, "rolls", lambda _: 5, quota)
+    seen = set()
+    try:
+        for kill_at in range(1, 50):
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.kill_between", db_url, "update", str(kill_at),
+                cwd=REPO, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, stderr = await child.communicate()
+            state = (
+                await repo.plugin_data.get("dice", 1, "rolls"),
+                await repo.plugin_data.get("dice", 1, "new"),
+            )
+            async with engine.connect() as conn:
+                rows = (await conn.execute(text("SELECT count(*) FROM plugin_data"))).scalar_one()
+            assert (state, rows) in [((5, None), 1), ((6, None), 1), ((6, "first"), 2)]
+            seen.add(state)
+            if child.returncode == 0:
+                break
+            assert child.returncode == -9, stderr.decode()
+            await repo.plugin_data.update("dice", 1, "rolls", lambda _: 5, quota)
+            await repo.plugin_data.update("dice", 1, "new", lambda _: None, quota)
+        assert seen == {(5, None), (6, None), (6, "first")}
+    finally:
+        await repo.close()
+        await engine.dispose()
 
 
 async def test_a_broken_plugin_is_reported_and_the_bot_still_starts(
@@ -91,8 +208,8 @@ async def test_a_plugin_sees_only_the_plugin_context(
     async with build_bot(config) as bot:
         shown = (await say(bot, "/peek")).text.split()
     assert shown == [
-        "chat_id", "generate", "history", "is_dm", "reply", "reply_error", "reply_image",
-        "settings", "store", "user_name",
+        "chat_id", "data", "generate", "history", "is_dm", "reply", "reply_error",
+        "reply_image", "settings", "store", "user_name",
     ]  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.emulators.ollama import OllamaEmulator
-from tests.emulators.telegram import BotApiEmulator
+from tests.emulators.telegram import BotApiEmulator, SentMessage
 
 
 class NotifySocket:
@@ -64,16 +64,17 @@ async def start_service(
     extra: str = "",
     database: str | None = None,
     name: str = "config.toml",
+    service: str = "",
 ) -> asyncio.subprocess.Process:
-    """botkit run on Telegram (emulated); extra is appended to the [telegram] section. The
-    database is tmp_path/bot.db unless its URL is given."""
+    """botkit run on Telegram (emulated); extra is appended to the [telegram] section, service
+    to [service]. The database is tmp_path/bot.db unless its URL is given."""
     config = tmp_path / name
     url = database or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     config.write_text(
         f'[telegram]\nenabled = true\napi_base_url = "{emulator.base_url}"\npoll_timeout = 1\n'
         f"{extra}\n"
         f'[storage]\nurl = "{url}"\ncheckpoint_interval = 0.1\n'
-        f"[service]\ngrace_period = {grace}\n[console]\nenabled = false\n",
+        f"[service]\ngrace_period = {grace}\n{service}\n[console]\nenabled = false\n",
         encoding="utf-8",
     )
     env = {
@@ -245,3 +246,174 @@ async def test_an_adapter_that_fails_stops_the_service_with_status_1(
     assert code == 1, stderr  # Restart=on-failure: systemd starts it again
     assert "an adapter failed" in stderr
     assert "telegram" in stderr
+
+
+# Heartbeats for the recovery tests: a process silent for 1 s is gone (the default: 15 s).
+QUICK = "heartbeat_interval = 0.2\nheartbeat_timeout = 1.0"
+
+
+def held_ollama(ollama: OllamaEmulator) -> str:
+    """The [telegram] lines and an Ollama backend whose daemon hangs mid-reply."""
+    return (
+        f'dm_edit_interval = 0.0\n[backends.big]\nkind = "ollama"\nhost = "{ollama.url}"\n'
+        'model = "smollm2:135m"\n[defaults]\nbackend = "big"\nseed = 7\n'
+    )
+
+
+async def a_reply_cut_midway(
+    emulator: BotApiEmulator, ollama: OllamaEmulator, notify: NotifySocket
+) -> SentMessage:
+    """Once the service is ready: a question whose reply is shown in part, then the daemon
+    hangs (the reply stays generating, checkpointed)."""
+    await notify.expect("READY=1")
+    await emulator.user_message("Tell me a story about a fox.")
+    async with asyncio.timeout(60):
+        await ollama.holding.wait()
+        await emulator.wait_for(lambda: any(m.edits for m in emulator.sent_to(1001)))
+    return emulator.sent_to(1001)[0]
+
+
+def reply_statuses(database: Path) -> list[str]:
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT status FROM messages WHERE role = 'assistant' ORDER BY id")
+        return [status for (status,) in rows]
+
+
+async def line_in(stream: asyncio.StreamReader | None, text: str) -> str:
+    """Read stream until a line containing text; that line."""
+    assert stream is not None
+    async with asyncio.timeout(60):
+        while True:
+            line = (await stream.readline()).decode()
+            assert line, f"the stream ended before a line with {text!r}"
+            if text in line:
+                return line
+
+
+async def test_a_process_killed_in_another_folder_is_recovered_by_the_next_start(
+    tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket
+) -> None:
+    """Each release unpacked in its own folder: the default instance names differ, yet the
+    killed process's cut reply is marked (it no longer beats), in the database and in
+    Telegram."""
+    ollama = OllamaEmulator(hold_after=3)
+    await ollama.start()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    releases = [tmp_path / "release-1", tmp_path / "release-2"]
+    for folder in releases:
+        folder.mkdir()
+    second_notify = NotifySocket(tmp_path / "notify-2.sock")
+    try:
+        extra = held_ollama(ollama)
+        first = await start_service(
+            releases[0], emulator, notify, 5.0, extra=extra, database=database, service=QUICK
+        )
+        async with killed_after(first):  # kill -9 mid-reply
+            shown = await a_reply_cut_midway(emulator, ollama, notify)
+        assert reply_statuses(tmp_path / "bot.db") == ["generating"]
+        ollama.hold_after = None
+        second = await start_service(
+            releases[1], emulator, second_notify, 5.0, extra=extra, database=database,
+            service=QUICK,
+        )  # fmt: skip
+        async with killed_after(second):
+            async with asyncio.timeout(60):
+                await emulator.wait_for(lambda: shown.text.endswith("[interrupted]"))
+            assert reply_statuses(tmp_path / "bot.db") == ["interrupted"]
+            second.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(60):
+                assert await second.wait() == 0
+    finally:
+        second_notify.sock.close()
+        await ollama.stop()
+
+
+async def test_a_second_process_with_a_live_ones_name_is_refused_and_touches_nothing(
+    tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket
+) -> None:
+    ollama = OllamaEmulator(hold_after=3)
+    await ollama.start()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    named = 'instance = "bot-a"\nheartbeat_interval = 0.2\nheartbeat_timeout = 5.0'
+    try:
+        extra = held_ollama(ollama)
+        first = await start_service(
+            tmp_path, emulator, notify, 0.0, extra=extra, database=database, service=named
+        )
+        async with killed_after(first):
+            shown = await a_reply_cut_midway(emulator, ollama, notify)
+            second_notify = NotifySocket(other / "notify.sock")
+            second = await start_service(
+                other, emulator, second_notify, 0.0, extra=extra, database=database,
+                service=named,
+            )  # fmt: skip
+            async with killed_after(second), asyncio.timeout(60):
+                code = await second.wait()
+            second_notify.sock.close()
+            stderr = (await second.stderr.read()).decode() if second.stderr else ""
+            assert code == 2, stderr  # a configuration error: systemd does not restart it
+            assert "botkit: [service] instance 'bot-a' is already running: instance 'bot-a'" in (
+                stderr
+            )
+            assert "set a different [service] instance in this config" in stderr
+            # The live process's reply was not touched, and it goes on serving.
+            assert reply_statuses(tmp_path / "bot.db") == ["generating"]
+            assert not shown.text.endswith("[interrupted]")
+            await emulator.user_message("/temp", chat_id=2002, user_id=2002)
+            async with asyncio.timeout(60):
+                await emulator.wait_for(lambda: bool(emulator.sent_to(2002)))
+            assert emulator.sent_to(2002)[0].text == "temperature is 0.7 (default 0.7)"
+    finally:
+        await ollama.stop()
+
+
+async def test_a_process_whose_heartbeat_stopped_is_recovered_by_a_live_one(
+    tmp_path: Path, emulator: BotApiEmulator, notify: NotifySocket
+) -> None:
+    """A process frozen (SIGSTOP: alive, silent) mid-reply: another process, of another bot,
+    marks its reply interrupted while running. The frozen one, thawed, finds its lease taken
+    and exits 1 (systemd restarts it); its next start marks the message in Telegram."""
+    ollama = OllamaEmulator(hold_after=3)
+    await ollama.start()
+    poet = BotApiEmulator(token="654321:OTHER-token-not-real-9876543210")
+    await poet.start()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    other = tmp_path / "poet"
+    other.mkdir()
+    poet_notify = NotifySocket(other / "notify.sock")
+    try:
+        extra = held_ollama(ollama)
+        first = await start_service(
+            tmp_path, emulator, notify, 1.0, extra=extra, database=database, service=QUICK
+        )
+        async with killed_after(first):
+            shown = await a_reply_cut_midway(emulator, ollama, notify)
+            second = await start_service(
+                other, poet, poet_notify, 5.0, database=database, service=QUICK
+            )
+            async with killed_after(second):
+                await poet_notify.expect("READY=1")
+                first.send_signal(signal.SIGSTOP)
+                line = await line_in(second.stderr, "cut (its process stopped")
+                assert line.startswith("WARNING botkit.store.leases: 1 reply was cut")
+                assert reply_statuses(tmp_path / "bot.db") == ["interrupted"]
+                assert not shown.text.endswith("[interrupted]")  # only its own bot can edit it
+                first.send_signal(signal.SIGCONT)
+                async with asyncio.timeout(60):
+                    assert await first.wait() == 1
+                stderr = (await first.stderr.read()).decode() if first.stderr else ""
+                assert "botkit: this process's heartbeat stopped for over 1 s" in stderr
+                ollama.hold_after = None
+                again = await start_service(
+                    tmp_path, emulator, notify, 5.0, extra=extra, database=database,
+                    service=QUICK,
+                )  # fmt: skip
+                async with killed_after(again), asyncio.timeout(60):
+                    await emulator.wait_for(lambda: shown.text.endswith("[interrupted]"))
+                assert reply_statuses(tmp_path / "bot.db") == ["interrupted"]
+    finally:
+        poet_notify.sock.close()
+        await poet.stop()
+        await ollama.stop()

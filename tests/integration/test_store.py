@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from botkit.backends.scripted import ScriptedBackend
@@ -20,18 +19,11 @@ from botkit.compose import build_bot
 from botkit.config import Config
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
+from botkit.store.leases import Lease
 from botkit.store.models import Base, MessageRow, MessageStatus
-from botkit.store.repository import ORPHANED, NewMessage, Repository
-from tests.conftest import empty_postgres, say
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database: SQLite in tmp_path, or the PostgreSQL that .ci/run starts."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-        return
-    yield await empty_postgres()
+from botkit.store.plugin_data import Quota
+from botkit.store.repository import NewMessage, Repository
+from tests.conftest import say
 
 
 def to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
@@ -269,51 +261,6 @@ async def test_a_chat_served_by_two_processes_is_detected_and_read_afresh(
         assert seen[-1] == "six"
 
 
-async def test_after_a_crash_a_process_marks_only_its_own_cut_replies(db_url: str) -> None:
-    """Two processes on one database ([service] instance "a" and "b"): "b" restarting must
-    not cut the reply "a" is still writing; "a" restarting marks its own."""
-    engine = create_engine(db_url)
-    await upgrade(engine)
-    a, b = Repository(engine, owner="a"), Repository(engine, owner="b")
-    try:
-        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
-        chat_a = await a.chat(ChatKey("t", "served-by-a"))
-        _, reply_a = await a.begin_turn(chat_a.id, user)
-        await a.checkpoint(reply_a, "half a rep", "ref-a")
-        chat_b = await b.chat(ChatKey("t", "served-by-b"))
-        _, reply_b = await b.begin_turn(chat_b.id, user)
-        await b.checkpoint(reply_b, "cut", "ref-b")
-        await b.close()  # "b" crashes; its next start:
-        b = Repository(engine, owner="b")
-        assert [(c.chat.chat_id, c.content) for c in await b.recover_cut_replies()] == [
-            ("served-by-b", "cut")
-        ]
-        # "a" goes on and finishes its reply as complete; nothing of it was marked.
-        assert [r.status for r in await b.window(chat_a.id, 0)] == ["complete", "generating"]
-        reply = NewMessage("assistant", None, "half a reply", 3, "t", MessageStatus.COMPLETE)
-        await a.finish_turn(chat_a.id, reply_a, reply, "ref-a")
-        assert [r.status for r in await b.window(chat_b.id, 0)] == ["complete", "interrupted"]
-        # A reply written before owners were kept (NULL) is cut for whoever starts first.
-        async with engine.begin() as conn:
-            await conn.execute(text("UPDATE messages SET owner = NULL, status = 'generating'"
-                                    " WHERE id = :id"), {"id": reply_a})  # fmt: skip
-        assert [c.content for c in await b.recover_cut_replies()] == ["half a reply"]
-        # So is one of another owner begun a day ago: no reply takes that long.
-        _, reply_c = await a.begin_turn(chat_a.id, user)
-        await a.checkpoint(reply_c, "stale", "ref-c")
-        assert await b.recover_cut_replies() == []
-        async with engine.begin() as conn:
-            await conn.execute(
-                update(MessageRow).where(MessageRow.id == reply_c)
-                .values(created_at=datetime.now(UTC) - ORPHANED - timedelta(minutes=1))
-            )  # fmt: skip
-        assert [c.content for c in await b.recover_cut_replies()] == ["stale"]
-    finally:
-        await a.close()
-        await b.close()
-        await engine.dispose()
-
-
 async def test_reply_owner_column_comes_and_goes_with_0006(db_url: str) -> None:
     engine = create_engine(db_url)
 
@@ -325,5 +272,48 @@ async def test_reply_owner_column_comes_and_goes_with_0006(db_url: str) -> None:
             assert "owner" in await conn.run_sync(_message_columns)
             await conn.run_sync(to("0005", down=True))
             assert "owner" not in await conn.run_sync(_message_columns)
+    finally:
+        await engine.dispose()
+
+
+async def test_0007_keys_plugin_data_by_chat_and_frees_replies_of_named_owners(db_url: str) -> None:
+    """Up: a plugin's values go to its own space (chat 0) with their sizes; a reply left
+    generating under an instance name (0006) has no lease, so recovery takes it. Down: the
+    plugin's own values stay, per-chat ones go, replies in flight lose their lease id."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0006"))
+            await conn.execute(
+                text("INSERT INTO plugin_data (plugin, key, value, updated_at) "
+                     "VALUES ('dice', 'rolls:t:x', '7', CURRENT_TIMESTAMP)")
+            )  # fmt: skip
+        repo = Repository(engine, owner="host:/old/config.toml")
+        chat = await repo.chat(ChatKey("t", "x"))
+        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        _, reply_id = await repo.begin_turn(chat.id, user)
+        await repo.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0007"))
+            rows = await conn.execute(text("SELECT plugin, chat_id, key, size FROM plugin_data"))
+            assert [tuple(r) for r in rows] == [("dice", 0, "rolls:t:x", 1)]
+        repo = Repository(engine)
+        assert await repo.plugin_data.get("dice", 0, "rolls:t:x") == 7
+        await repo.plugin_data.update("dice", chat.id, "rolls", lambda _: 3, Quota(10, 100))
+        _, recovered = await Lease.acquire(repo, None, interval=1.0, stale_after=3.0)
+        assert recovered == 1
+        assert [r.status for r in await repo.window(chat.id, 0)] == ["complete", "interrupted"]
+        _, reply_id = await repo.begin_turn(chat.id, user)  # now under a lease id
+        await repo.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0006", down=True))
+            rows = await conn.execute(text("SELECT plugin, key FROM plugin_data"))
+            assert [tuple(r) for r in rows] == [("dice", "rolls:t:x")]
+            owner = await conn.execute(
+                text("SELECT owner FROM messages WHERE id = :id"), {"id": reply_id}
+            )
+            assert owner.scalar_one() is None
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert not {"leases", "cut_marks"} & set(tables)
     finally:
         await engine.dispose()

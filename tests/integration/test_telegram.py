@@ -79,9 +79,7 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = build_bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = TelegramAdapter(
-            config.telegram, token, bot.registry, webhook_secret, bot.cut_replies
-        )
+        adapter = TelegramAdapter(config.telegram, token, bot.registry, webhook_secret)
         handled = HandledLog()
         adapter.on_handled = handled.add
         task = asyncio.create_task(adapter.start(bot.router))
@@ -133,6 +131,19 @@ async def test_a_group_answers_only_when_addressed(telegram: StartHarness) -> No
     users = [r for r in rows if r.role == "user"]
     assert [u.author for u in users] == ["Alice", "Alice"]
     assert users[0].content == "what is 2 + 2?"  # the mention is not part of the question
+
+
+async def test_a_mention_is_removed_and_nothing_else(telegram: StartHarness) -> None:
+    """Code keeps its newlines and indentation; the emoji before the mention makes Telegram's
+    offsets (UTF-16 code units) differ from Python's (characters)."""
+    tg = await telegram(ScriptedBackend("local"))
+    code = "```python\ndef f(x):\n    if x:\n        return 1\n\treturn 0\n```"
+    asked = await tg.say(f"🙂 @botkit_test_bot why is this wrong?\n{code}", chat_id=GROUP,
+                         group=True)  # fmt: skip
+    assert asked
+    chat = await tg.bot.repo.chat(tg.chat(GROUP))
+    users = [r for r in await tg.bot.repo.window(chat.id, 0) if r.role == "user"]
+    assert users[0].content == f"🙂 why is this wrong?\n{code}"
 
 
 async def test_only_group_admins_change_group_settings(telegram: StartHarness) -> None:

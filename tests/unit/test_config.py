@@ -87,3 +87,9 @@ def test_each_config_file_is_its_own_instance_and_chat_apart_from_run(tmp_path: 
     assert chat not in names
     first.write_text('[service]\ninstance = "bot-a"\n', encoding="utf-8")
     assert _load(argparse.Namespace(config=first, command="run"))[0].service.instance == "bot-a"
+
+
+def test_the_heartbeat_timeout_must_outlast_two_heartbeats(tmp_path: Path) -> None:
+    text = "[service]\nheartbeat_interval = 10\nheartbeat_timeout = 15\n"
+    with pytest.raises(ConfigError, match=r"heartbeat_timeout \(15 s\) must be at least twice"):
+        load_config(write(tmp_path, text))

@@ -1,4 +1,4 @@
-"""An example plugin: /roll dice like 2d6, with a per-chat tally in the plugin's own store.
+"""An example plugin: /roll dice like 2d6, with a tally in the chat's plugin data.
 
 Copy this file into your plugins folder (config [plugins] paths) to start your own plugin.
 """
@@ -24,9 +24,8 @@ async def roll(ctx: PluginContext, spec: DiceSpec = "1d6") -> str:
     if not 1 <= count <= 100 or not 2 <= sides <= 1000:
         raise CommandError("/roll: use 1 to 100 dice with 2 to 1000 sides, e.g. /roll 2d6")
     rolls = [random.randint(1, sides) for _ in range(count)]
-    tally = f"rolls:{ctx.chat_id}"
-    total = int(await ctx.store.get(tally, 0)) + 1
-    await ctx.store.set(tally, total)
+    # One atomic update: two rolls at once both count (a get then a set would lose one).
+    total = await ctx.data.update("rolls", lambda n: int(n) + 1, 0)
     shown = " + ".join(str(r) for r in rolls)
     result = f"{shown} = {sum(rolls)}" if count > 1 else str(rolls[0])
     return f"🎲 {spec}: {result} (roll #{total} in this chat)"

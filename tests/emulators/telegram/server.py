@@ -169,14 +169,25 @@ class BotApiEmulator:
 
     @staticmethod
     def _entities(text: str) -> list[dict[str, Any]]:
+        # Offsets and lengths count UTF-16 code units, not characters: an emoji before a
+        # mention moves it by two (https://core.telegram.org/bots/api#messageentity).
+        def units(piece: str) -> int:
+            return len(piece.encode("utf-16-le")) // 2
+
         found = []
         command = re.match(r"/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?", text)
         if command:
-            found.append({"type": "bot_command", "offset": 0, "length": command.end()})
+            found.append({"type": "bot_command", "offset": 0, "length": units(command[0])})
         for mention in re.finditer(r"@[A-Za-z0-9_]{5,32}", text):
             if command and mention.start() < command.end():
                 continue
-            found.append({"type": "mention", "offset": mention.start(), "length": len(mention[0])})
+            found.append(
+                {
+                    "type": "mention",
+                    "offset": units(text[: mention.start()]),
+                    "length": units(mention[0]),
+                }
+            )
         return found
 
     def _take_message_id(self, chat_id: int) -> int:

@@ -1,0 +1,68 @@
+"""A child process for the kill tests: runs one multi-step store write and kills itself
+(SIGKILL, as the kernel's OOM killer or `kill -9` would) right after its Nth SQL statement,
+before what follows it: what a crash at that point leaves in the database.
+
+    python -m tests.kill_between URL OPERATION N
+
+OPERATION: "recover" (a start's recovery of dead processes' replies, then taking its lease),
+"update" (a plugin's atomic update of an existing key and of a new one), "mark" (an adapter
+marking the cut replies waiting for it; the kill comes right after the platform edit). Exits 0
+if the operation ended before its Nth statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from sqlalchemy import event
+
+from botkit.adapters.cut_marks import CutReplyMarker
+from botkit.store.cut_marks import CutReply
+from botkit.store.db import create_engine
+from botkit.store.leases import Lease
+from botkit.store.plugin_data import Quota
+from botkit.store.repository import Repository
+
+# The recovering process's bound: the tests' live leases are never that old, their dead ones
+# are older.
+STALE_AFTER = 3600.0
+
+
+async def _run(url: str, operation: str, kill_at: int) -> None:
+    engine = create_engine(url)
+    statements = 0
+
+    def count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+        if statements == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    repo = Repository(engine)
+    if operation == "mark":
+
+        async def edit(_: CutReply) -> None:  # the platform edit has happened: die now
+            if kill_at == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        await CutReplyMarker(repo.cut_marks, "t", "", edit, 1.0).mark_waiting()
+        return
+    event.listen(engine.sync_engine, "after_cursor_execute", count)
+    if operation == "recover":
+        await Lease.acquire(repo, None, interval=1.0, stale_after=STALE_AFTER)
+    elif operation == "update":
+        quota = Quota(rows=10, bytes=1000)
+        await repo.plugin_data.update("dice", 1, "rolls", lambda n: n + 1, quota)
+        await repo.plugin_data.update("dice", 1, "new", lambda _: "first", quota)
+    else:
+        raise SystemExit(f"unknown operation {operation!r}")
+    await repo.close()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(_run(sys.argv[1], sys.argv[2], int(sys.argv[3])))
