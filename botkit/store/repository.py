@@ -442,7 +442,8 @@ class Repository:
         self._windows.clear()
 
     async def add_messages(self, chat_id: int, messages: Sequence[NewMessage]) -> list[int]:
-        """Store messages in one transaction (a turn is all or nothing); returns their ids."""
+        """Store finished messages in one transaction; returns their ids. (Benchmarks and tests
+        fill histories with it; a live turn writes through begin_turn and finish_turn.)"""
         now = _now()
         values = [{"chat_id": chat_id, "created_at": now, **asdict(m)} for m in messages]
         async with self._write() as conn:
