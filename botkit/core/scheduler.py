@@ -1,10 +1,12 @@
 """A fair scheduler of generations: a fixed number of slots per backend, fair across chats.
 
-llama.cpp runs one generation at a time per model; a chat that queues ten messages must not
-make every other chat wait for all ten. Each waiting job gets a round: a chat's first waiting
-job is in the current round, its next ones in the rounds after. The lowest round goes first
-(in order of arrival within a round), so every chat's first message is answered before anyone's
-second, whenever it arrived. A chat's rounds are forgotten when its backlog is empty.
+A backend runs at most its `max_parallel` generations at once (llama.cpp: its batched slots,
+`[backends.NAME] parallel`; Ollama and OpenAI-compatible servers: the requests sent at once);
+a chat that queues ten messages must not make every other chat wait for all ten. Each waiting
+job gets a round: a chat's first waiting job is in the current round, its next ones in the
+rounds after. The lowest round goes first (in order of arrival within a round), so every
+chat's first message is answered before anyone's second, whenever it arrived. A chat's
+rounds are forgotten when its backlog is empty.
 """
 
 from __future__ import annotations

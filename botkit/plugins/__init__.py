@@ -1,1 +1,2 @@
-"""The plugin API, the plugin loader and the built-in commands (themselves a plugin)."""
+"""The plugin API, the plugin loader, the shipped examples, and botkit's own commands
+(builtin, explain, fewshot: plugins too, given the internal Context)."""

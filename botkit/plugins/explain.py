@@ -1,4 +1,6 @@
-"""See what the model does: /probs, /tokens, /retry and /stats — on the public plugin API.
+"""See what the model does: /probs, /tokens, /retry and /stats — botkit's own commands, on the
+internal Context (not the public plugin API: they reach the backend, the scheduler, the
+conversation and the store directly).
 
 /probs shows the model's real next-token distribution (llama.cpp logits) before and after the
 chat's sampling settings; /tokens shows how text is split into tokens; /retry regenerates the

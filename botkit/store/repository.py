@@ -204,10 +204,15 @@ class Repository:
     """All reads and writes of chats and messages (SQLAlchemy Core: rows, not ORM objects).
 
     Recently used chats and their kept windows are cached in memory and updated by this
-    repository's own writes, so a turn costs one write transaction. That needs each chat
-    served by one process (shards split chats). It is checked at no extra cost: finishing a
-    turn returns the chat's newest row before the turn's question, and a row this process did
-    not write there stops the caching of that chat, with an error in the log.
+    repository's own writes, so a turn reads nothing back and writes two transactions:
+    `begin_turn` (the question and an empty reply row, before generation) and `finish_turn`
+    (the reply). In between, a growing reply costs one short `checkpoint` transaction every
+    checkpoint_interval and whenever it moves on to a new platform message; moving the trim
+    point (`set_window_start`, rare) and recounting rows for another tokenizer (`recount`,
+    once) cost one more each. The caches need each chat served by one process (shards split
+    chats). That is checked at no extra cost: the UPDATE that finishes a turn also returns
+    (RETURNING) the id of the chat's newest row before the turn's question, and a row this
+    process did not write there stops the caching of that chat, with an error in the log.
 
     owner is this process's lease id (botkit.store.leases), which the replies it writes carry
     while they are generated: no other live process touches them.
@@ -437,7 +442,8 @@ class Repository:
         self._windows.clear()
 
     async def add_messages(self, chat_id: int, messages: Sequence[NewMessage]) -> list[int]:
-        """Store messages in one transaction (a turn is all or nothing); returns their ids."""
+        """Store finished messages in one transaction; returns their ids. (Benchmarks and tests
+        fill histories with it; a live turn writes through begin_turn and finish_turn.)"""
         now = _now()
         values = [{"chat_id": chat_id, "created_at": now, **asdict(m)} for m in messages]
         async with self._write() as conn:

@@ -1,5 +1,6 @@
-"""Plugins: the shipped examples (dice with its store, summarize with the model), a broken
-plugin, the narrow plugin context, commands in /help, and a wheel that works on its own."""
+"""Plugins: the shipped examples (dice with its store, summarize with the model), the user's
+plugins/ folder and its example, a broken plugin, the narrow plugin context, commands in /help,
+and a wheel that works on its own."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from botkit.backends.base import Backend
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
-from botkit.config import Config
+from botkit.config import Config, load_config
 from botkit.store.db import create_engine, upgrade
 from botkit.store.plugin_data import Quota
 from botkit.store.repository import Repository
@@ -251,3 +253,54 @@ def test_the_built_wheel_with_the_init_config_loads_its_plugins(tmp_path: Path) 
     assert "failed to load" not in result.stderr
     assert "🎲 2d6:" in result.stdout
     assert "/summarize" in result.stdout
+
+
+def _default_config_with_notes(tmp_path: Path) -> Config:
+    """config.example.toml as `botkit init` writes it, with notes added to [plugins] enabled
+    (step 2 of the README's walk-through) and the database in tmp_path."""
+    config = load_config(REPO / "config.example.toml")
+    assert config.plugins.paths == [Path("plugins")]
+    plugins = config.plugins.model_copy(update={"enabled": [*config.plugins.enabled, "notes"]})
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    storage = config.storage.model_copy(update={"url": url})
+    return config.model_copy(update={"plugins": plugins, "storage": storage})
+
+
+async def test_the_plugins_folder_example_loads_from_the_default_config(tmp_path: Path) -> None:
+    config = _default_config_with_notes(tmp_path)
+    backends: dict[str, Backend] = {"local": ScriptedBackend("local")}
+    async with build_bot(config, backends=backends, base_dir=REPO) as bot:
+        assert bot.plugin_errors == []  # notes from plugins/, dice and summarize by entry point
+        assert [p.name for p in bot.registry.plugins][-3:] == ["dice", "summarize", "notes"]
+        assert (await say(bot, "/notes")).text.startswith("No notes in this chat yet")
+        assert (await say(bot, "/note buy oat milk")).text == "📝 noted (#1); /notes lists them"
+        assert (await say(bot, "/note call Ana at 5")).text.startswith("📝 noted (#2)")
+        assert (await say(bot, "/notes")).text == "1. buy oat milk\n2. call Ana at 5"
+        assert (await say(bot, "/notes", chat="b")).text.startswith("No notes")
+        assert (
+            await say(bot, "/unnote 3")
+        ).text == "⚠ /unnote 3: this chat has 2 notes; /notes lists them"
+        too_long = (await say(bot, "/note " + "x" * 201)).text
+        assert "Allowed: text at most 200 characters" in too_long
+        assert "/note <text…> — Keep a note in this chat" in (await say(bot, "/help")).text
+        assert (await say(bot, "/unnote 1")).text == "🗑 deleted #1: buy oat milk"
+    # The notes are in botkit's database: they survive a restart.
+    async with build_bot(config, backends=backends, base_dir=REPO) as bot:
+        assert (await say(bot, "/notes")).text == "1. call Ana at 5"
+        assert (await say(bot, "/unnote 1")).text.startswith("🗑 deleted #1")
+        assert (
+            await say(bot, "/unnote 1")
+        ).text == "⚠ /unnote 1: this chat has 0 notes; /notes lists them"
+
+
+async def test_notes_sent_at_once_are_all_kept(tmp_path: Path) -> None:
+    """Each /note reads, appends and writes the chat's list: the router answers a chat's
+    commands in arrival order, so none is lost to another's write."""
+    config = _default_config_with_notes(tmp_path)
+    async with build_bot(
+        config, backends={"local": ScriptedBackend("local")}, base_dir=REPO
+    ) as bot:
+        await asyncio.gather(*(say(bot, f"/note n{i}") for i in range(20)))
+        assert (await say(bot, "/notes")).text.splitlines() == [f"{i + 1}. n{i}" for i in range(20)]
+        full = (await say(bot, "/note one more")).text
+        assert full == "⚠ this chat has 20 notes, the most it keeps; /unnote N first"
