@@ -1,4 +1,5 @@
-"""Plugin commands as Discord slash commands: typed options with ranges and choices.
+"""Plugin commands as Discord slash commands: typed options with ranges and choices, and their
+registration with Discord when the set changed.
 
 One declaration serves every platform: each parameter's pydantic type becomes a Discord option
 type (`Range[float, 0, 2]`, `Range[str, 1, 4000]`, `Literal` choices). Discord only shows the
@@ -8,6 +9,7 @@ bounds; the values are validated again by the same pydantic types when the comma
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, get_args, get_origin
 
@@ -16,7 +18,9 @@ from discord import app_commands
 
 from botkit.core.commands import Command, Param, constraints
 
-__all__ = ["SlashHandler", "command_signature", "slash_command"]
+__all__ = ["SlashHandler", "command_signature", "slash_command", "sync_commands"]
+
+log = logging.getLogger(__name__)
 
 SlashHandler = Callable[[discord.Interaction[Any], Command, dict[str, Any]], Awaitable[None]]
 
@@ -90,3 +94,23 @@ def command_signature(payload: Any) -> tuple[Any, ...]:
 
     options = tuple(sorted(option(o) for o in payload.get("options") or []))
     return (payload["name"], payload.get("description", ""), options)
+
+
+async def sync_commands(tree: app_commands.CommandTree[Any], guild_ids: list[int]) -> bool:
+    """Register the slash commands in these guilds (globally when none) where they differ from
+    what Discord has; whether any were registered."""
+    synced = False
+    targets: list[discord.Object | None] = [discord.Object(g) for g in guild_ids]
+    for guild in targets or [None]:
+        if guild is not None:
+            tree.copy_global_to(guild=guild)
+        local = sorted(command_signature(c.to_dict(tree)) for c in tree.get_commands(guild=guild))
+        remote = sorted(
+            command_signature(c.to_dict()) for c in await tree.fetch_commands(guild=guild)
+        )
+        if local != remote:
+            await tree.sync(guild=guild)
+            synced = True
+            log.info("discord: synced %d slash commands (%s)", len(local),
+                     f"guild {guild.id}" if guild else "global")  # fmt: skip
+    return synced

@@ -3,10 +3,10 @@
 Long polling, with botkit's own loop around PTB's getUpdates: Telegram forgets an update as soon
 as the next getUpdates asks past it, so that call waits until every update of the previous batch
 has had its message committed to the store (or needs none). A crash then loses nothing that was
-confirmed. Updates are processed concurrently and a re-delivered update is handled once. Replies are
-plain text (no parse mode, so Markdown characters can never cause a parse error), grown by
-editMessageText at most once per `dm_edit_interval` / `group_edit_interval` seconds per chat,
-and split at 4,096 characters. 429s are waited out by PTB's AIORateLimiter.
+confirmed. Updates are processed concurrently and a re-delivered update is handled once (webhook
+mode: telegram_webhook.py). This module is the update loop and the dispatch to the router; what a
+message means is read in telegram_messages.py, who may use the bot is telegram_access.py, and
+replies are plain text grown by edits (telegram_target.py).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from telegram import BotCommand, Message, ReplyParameters, Update
+from telegram import BotCommand, Update
 from telegram import User as TgUser
-from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageEntityType
-from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
+from telegram.constants import ChatAction
+from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -30,73 +29,23 @@ from telegram.ext import (
 
 from botkit.adapters.base import HandledHook, TokenRefused
 from botkit.adapters.cut_marks import CutReplyMarker
+from botkit.adapters.telegram_access import TelegramAccess
+from botkit.adapters.telegram_messages import for_bot
+from botkit.adapters.telegram_target import MAX_LENGTH, TelegramTarget
 from botkit.config import TelegramConfig
 from botkit.core.commands import CommandRegistry
-from botkit.core.events import ChatKey, Incoming, User
+from botkit.core.events import Incoming
 from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
-from botkit.core.streaming import ReplyStream, TextTarget, interrupted_ending
+from botkit.core.streaming import interrupted_ending
 from botkit.secrets import install_redaction
 from botkit.store.cut_marks import CutReply
 
-__all__ = ["TelegramAdapter", "TelegramTarget", "telegram_commands"]
+__all__ = ["TelegramAdapter", "telegram_commands"]
 
 log = logging.getLogger(__name__)
 
-MAX_LENGTH = 4096
-CAPTION_LENGTH = 1024
 _SEEN_UPDATES = 4096
-
-
-@dataclass
-class TelegramTarget(TextTarget):
-    """Sends and edits plain-text messages in one chat (or forum topic)."""
-
-    bot: Any
-    chat_id: int
-    thread_id: int | None
-    reply_to: int | None
-    min_edit_interval: float
-    max_length: int = MAX_LENGTH
-
-    async def send(self, text: str) -> int:
-        """sendMessage; the handle is the message id."""
-        reply = (
-            ReplyParameters(self.reply_to, allow_sending_without_reply=True)
-            if self.reply_to
-            else None
-        )
-        message: Message = await self.bot.send_message(
-            self.chat_id, text, message_thread_id=self.thread_id, reply_parameters=reply
-        )
-        self.reply_to = None  # only the first piece answers the user's message
-        return message.message_id
-
-    async def edit(self, handle: int, text: str) -> None:
-        """editMessageText; an edit that changes nothing Telegram can see is not an error."""
-        try:
-            await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=handle)
-        except BadRequest as exc:
-            # Telegram trims the text before comparing, so a reply that only grew by
-            # whitespace is "not modified" (a 400), though our copy differs.
-            if "not modified" not in exc.message.lower():
-                raise
-
-    def reference(self, handle: int) -> str:
-        """The message id (the chat is the conversation's own)."""
-        return str(handle)
-
-    async def send_image(self, png: bytes, text: str) -> None:
-        """sendPhoto; text that does not fit a caption follows as messages."""
-        fits = len(text) <= CAPTION_LENGTH
-        await self.bot.send_photo(
-            self.chat_id,
-            photo=png,
-            caption=text if fits else None,
-            message_thread_id=self.thread_id,
-        )
-        if not fits:
-            await ReplyStream(self).finish(text)
 
 
 def telegram_commands(registry: CommandRegistry) -> list[BotCommand]:
@@ -121,6 +70,7 @@ class TelegramAdapter:
         webhook_secret: str | None = None,
     ) -> None:
         self.config = config
+        self._access = TelegramAccess(config)
         self._tasks: set[asyncio.Task[None]] = set()
         self._token = token
         self._webhook_secret = webhook_secret
@@ -294,45 +244,6 @@ class TelegramAdapter:
         # PTB retries with backoff by itself; say what happened, never the token.
         log.warning("telegram: polling failed, retrying: %s", type(error).__name__)
 
-    def _allowed(self, chat_id: int, user_id: int) -> bool:
-        cfg = self.config
-        if chat_id in cfg.deny_chat_ids or user_id in cfg.deny_user_ids:
-            return False
-        if cfg.allow_chat_ids and chat_id not in cfg.allow_chat_ids:
-            return False
-        return not (cfg.allow_user_ids and user_id not in cfg.allow_user_ids)
-
-    def _mentions_me(self, message: Message) -> tuple[bool, str]:
-        """Whether message @mentions this bot, and its text without the mention (only the
-        mention and one space beside it: code keeps its newlines and indentation)."""
-        text = message.text or ""
-        me = f"@{self.username}".lower()
-        # Entity offsets count UTF-16 code units (Bot API, MessageEntity), not characters.
-        units = text.encode("utf-16-le")
-        for entity in message.entities:
-            if entity.type != MessageEntityType.MENTION:
-                continue
-            start, end = 2 * entity.offset, 2 * (entity.offset + entity.length)
-            if units[start:end].decode("utf-16-le").lower() != me:
-                continue
-            before = units[:start].decode("utf-16-le")
-            after = units[end:].decode("utf-16-le")
-            if after.startswith(" ") and (not before or before.endswith((" ", "\n"))):
-                after = after[1:]  # "@bot hi" is "hi", "ask @bot now" is "ask now"
-            return True, before + after
-        return False, text
-
-    async def _can_change_settings(self, chat_id: int, user_id: int, is_dm: bool) -> bool:
-        if is_dm or user_id in self.config.settings_user_ids:
-            return True
-        assert self._app is not None
-        try:
-            member = await self._app.bot.get_chat_member(chat_id, user_id)
-        except TelegramError as exc:
-            log.warning("telegram: could not check admin status: %s", type(exc).__name__)
-            return False
-        return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
-
     async def _deliver(self, update: Update) -> bool:
         """Webhook mode: take an update; returns once it is committed (then Telegram may
         forget it), or False when the adapter takes no more (Telegram will send it again)."""
@@ -365,54 +276,34 @@ class TelegramAdapter:
         sender: TgUser | None = update.effective_user
         if message is None or sender is None or not message.text or self._router is None:
             return
-        chat = message.chat
-        if not self._allowed(chat.id, sender.id):
+        if not self._access.admits(message.chat.id, sender.id):
             return
-        is_dm = chat.type == ChatType.PRIVATE
-        text = message.text
-        is_command = text.startswith("/")
-        if is_command:
-            head = text.split(maxsplit=1)[0]
-            if "@" in head and head.split("@", 1)[1].lower() != self.username.lower():
-                return  # a command for another bot in this group
-        mentioned, text = self._mentions_me(message)
-        replied = message.reply_to_message
-        reply_to_bot = bool(replied and replied.from_user and replied.from_user.id == self.bot_id)
-        if not (is_dm or is_command or mentioned or reply_to_bot):
-            return  # group chatter not addressed to the bot
-        thread = message.message_thread_id if message.is_topic_message else None
-        # Named by the bot too: a user's DMs with two bots have the same chat id, and two bots
-        # in one group see the same one; each bot has its own conversation there.
-        key = f"{self.bot_id}/{chat.id}:{thread}" if thread else f"{self.bot_id}/{chat.id}"
+        read = for_bot(message, self.username, self.bot_id)
+        if read is None:
+            return
         # The message's place in its chat's line, taken before the awaits below.
-        place = self._router.arrivals.place(ChatKey("telegram", key))
+        place = self._router.arrivals.place(read.chat)
         try:
-            can_change = (
-                await self._can_change_settings(chat.id, sender.id, is_dm) if is_command else is_dm
-            )
-            incoming = Incoming(
-                chat=ChatKey("telegram", key),
-                # Internals are for the owners, and for group admins (DMs are anyone's).
-                user=User(
-                    str(sender.id),
-                    sender.full_name,
-                    can_change,
-                    trusted=sender.id in self.config.settings_user_ids
-                    or (can_change and not is_dm),
-                ),
-                text=text,
-                is_dm=is_dm,
-                mentioned=mentioned,
-                reply_to_bot=reply_to_bot,
-            )
             assert self._app is not None
             bot = self._app.bot
-            interval = self.config.dm_edit_interval if is_dm else self.config.group_edit_interval
-            target = TelegramTarget(
-                bot, chat.id, thread, None if is_dm else message.message_id, interval
+            incoming = Incoming(
+                chat=read.chat,
+                user=await self._access.user(
+                    bot, sender, message.chat.id, read.is_dm, read.is_command
+                ),
+                text=read.text,
+                is_dm=read.is_dm,
+                mentioned=read.mentioned,
+                reply_to_bot=read.reply_to_bot,
             )
-            if not is_command or text.split(maxsplit=1)[0].split("@")[0] == "/ask":
-                await bot.send_chat_action(chat.id, ChatAction.TYPING, message_thread_id=thread)
+            cfg = self.config
+            interval = cfg.dm_edit_interval if read.is_dm else cfg.group_edit_interval
+            reply_to = None if read.is_dm else message.message_id
+            target = TelegramTarget(bot, message.chat.id, read.thread, reply_to, interval)
+            if not read.is_command or read.text.split(maxsplit=1)[0].split("@")[0] == "/ask":
+                await bot.send_chat_action(
+                    message.chat.id, ChatAction.TYPING, message_thread_id=read.thread
+                )
             await self._router.handle(incoming, target, accept, place)
         finally:
             place.release()  # (released when handled; here if something failed first)

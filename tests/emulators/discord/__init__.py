@@ -1,6 +1,6 @@
-"""A local emulator of Discord's gateway and REST API (see server.py)."""
+"""A local emulator of Discord's gateway and REST API (see server.py for its parts)."""
 
-from tests.emulators.discord.server import (
+from tests.emulators.discord.constants import (
     ADMIN_ID,
     ADMINS_ROLE_ID,
     ALICE_ID,
@@ -14,10 +14,9 @@ from tests.emulators.discord.server import (
     OTHER_ID,
     OWNER_ID,
     THREAD_ID,
-    DiscordEmulator,
-    InteractionRecord,
-    MessageRecord,
 )
+from tests.emulators.discord.records import InteractionRecord, MessageRecord
+from tests.emulators.discord.server import DiscordEmulator
 
 __all__ = [
     "ADMINS_ROLE_ID",

@@ -1,0 +1,44 @@
+"""The configuration file (TOML) as pydantic models, with environment overrides.
+
+Every key is validated at start-up. Secrets never live in the file: adapters and backends read
+their tokens from the environment or from systemd credentials.
+
+A package so that each kind of section has its own module (`backends`, `platforms`, `runtime`,
+and `root` for `Config` and loading); the names are re-exported here because
+`from botkit.config import X` is how the rest of botkit, the tests and the benchmarks use them.
+"""
+
+from __future__ import annotations
+
+from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
+from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
+from botkit.config.root import Config, ConfigError, load_config
+from botkit.config.runtime import (
+    DefaultsConfig,
+    HistoryConfig,
+    LoggingConfig,
+    MetricsConfig,
+    PluginsConfig,
+    ServiceConfig,
+    StorageConfig,
+)
+
+__all__ = [
+    "BackendConfig",
+    "Config",
+    "ConfigError",
+    "ConsoleConfig",
+    "DefaultsConfig",
+    "DiscordConfig",
+    "HistoryConfig",
+    "LlamaCppConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "OllamaConfig",
+    "OpenAIConfig",
+    "PluginsConfig",
+    "ServiceConfig",
+    "StorageConfig",
+    "TelegramConfig",
+    "load_config",
+]
