@@ -16,6 +16,7 @@ BENCHMARKS = [
     "followup",
     "checkpoint",
     "batching",
+    "raw_batching",
     "warm",
     "history",
     "throughput",

@@ -1,21 +1,17 @@
-"""Continuous batching: one llama.cpp context generating for several chats at once.
+"""The llama.cpp engine: one context generating for one or several chats at once.
 
-A context with `n_seq_max = slots` holds one sequence per slot, each with the full `n_ctx`.
-The KV cache is not unified: each sequence has its own cells, and attention for one chat
-covers only them (with a unified cache it spans every chat's cells, so a seeded reply
-changed with the company it was generated in). One worker thread loops: every step it takes
-one token from each generating chat and a chunk of each new prompt (up to n_batch tokens in
-all), decodes them in one `llama_decode`, and samples each chat's next token with that
-chat's own sampler chain (its settings and seed). A chat that arrives takes a free slot at
-once and is prefilled alongside the others; it never waits for another chat's whole reply.
+A context with `n_seq_max = slots` holds one sequence per slot, each with the full `n_ctx`,
+in its own KV cells (not unified: attention for one chat covers only its cells). One worker
+thread loops: every step it takes one token from each generating chat and a chunk of each new
+prompt (up to n_batch tokens in all), decodes them, and samples each chat's next token with
+its own sampler chain (settings and seed). A chat that arrives takes a free slot at once and
+is prefilled alongside the others. `parallel = 1` is the same engine with one slot.
 
-A slot keeps its chat's tokens after the reply, so that chat's next turn reuses the prefix,
-as the single-context path does; when another chat takes the slot, the leaving chat's
-sequence state goes to the state cache (llama_state_seq_*, one buffer) and comes back when
-that chat returns. A seeded (repeatable) chat reuses only what was evaluated as
-prompt, in chunks of two or more, never generated tokens, like the single-context path; its
-reply is evaluated again that way right after it ends (a settle job), so its next turn still
-evaluates only the new message.
+A slot keeps its chat's tokens after the reply, so the chat's next turn reuses the prefix;
+when another chat takes the slot, the leaving chat's sequence state goes to the state cache
+(llama_state_seq_*, one buffer) and comes back when that chat returns. A seeded
+(repeatable) chat reuses only what was evaluated as prompt, in chunks of two or more, never
+generated tokens; its reply is evaluated again that way right after it ends (a settle job).
 """
 
 from __future__ import annotations
@@ -25,10 +21,10 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp import _internals
 
 from botkit.backends import kv_state
@@ -36,12 +32,11 @@ from botkit.backends.base import (
     BackendError,
     BackendUnavailable,
     Chunk,
-    GenerationParams,
     Usage,
     generation_speed,
 )
+from botkit.backends.llama_jobs import BatchJob, Slot, discard, sampler_chain
 from botkit.backends.llama_lora import apply_lora
-from botkit.backends.llama_worker import Emit
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
 
 __all__ = ["BatchEngine", "BatchJob"]
@@ -51,52 +46,7 @@ log = logging.getLogger(__name__)
 # llama-cpp-python's thin wrappers (context, batch, sampler chain) are untyped.
 internals: Any = _internals
 
-# The repeat, presence and frequency penalties look at the reply's own last 64 tokens, never
-# the prompt: the question's words are what a reply should use (as llama-cpp-python's
-# Llama.generate and OpenAI's presence/frequency penalties; llama-server also feeds the prompt).
-_PENALTY_LAST_N = 64
 _CLOSE_SECONDS = 30.0  # how long close() waits for a step in progress
-
-
-@dataclass
-class BatchJob:
-    """One reply to generate; emit receives its chunks, then None."""
-
-    prompt: list[int]
-    params: GenerationParams
-    cache_key: str
-    stop: threading.Event
-    emit: Emit
-    # Filled in by the engine.
-    slot: int = -1
-    fed: int = 0  # prompt tokens in the slot's sequence
-    reused: int = 0
-    canonical: bool = False  # its reused prefix was all prompt evaluated in canonical shape
-    completion: list[int] = field(default_factory=list)
-    pending: int | None = None  # sampled, not yet decoded
-    sampler: Any = None
-    decoder: Any = None
-    settle: bool = False  # re-evaluates a seeded reply canonically; nothing is sampled
-    # Timings for /stats (time.perf_counter()): submitted, took a slot, prompt evaluated,
-    # first token; and whether the chat's saved sequence state was loaded for it.
-    submitted: float = field(default_factory=time.perf_counter)
-    started: float = 0.0
-    prefilled: float | None = None
-    first: float | None = None
-    restored: bool = False
-
-
-def _discard(_item: Chunk | BaseException | None) -> None:
-    """Where a settle job's (empty) output goes."""
-
-
-@dataclass
-class _Slot:
-    tokens: list[int] = field(default_factory=list)  # what the sequence holds, in order
-    canonical: int = 0  # leading tokens evaluated as prompt (reusable by a seeded chat)
-    key: str | None = None
-    job: BatchJob | None = None
-    used: int = 0  # when it last started a job (for choosing which free slot to reuse)
 
 
 class BatchEngine:
@@ -113,10 +63,9 @@ class BatchEngine:
         lora: tuple[Any, float] | None = None,
     ) -> None:
         """lora: a LoRA adapter loaded on llm's model, with its scale, to apply here too."""
-        # The single context's own settings (threads for generating and for prompts, flash
-        # attention off, KV types), so a chat is computed alike on both paths; llama.cpp's
-        # defaults differ (flash attention "auto", one thread count for both): they made long
-        # chats 40 % slower here.
+        # The Llama object's context settings (threads for generating and for prompts, flash
+        # attention off, KV types): llama.cpp's defaults (flash attention "auto", one thread
+        # count for both) made long chats 40 % slower here.
         params = llama_cpp.llama_context_default_params()
         for name, _ in params._fields_:
             setattr(params, name, getattr(llm.context_params, name))
@@ -135,7 +84,7 @@ class BatchEngine:
         self._vocab = llm._model.vocab
         self._n_vocab = llm.n_vocab()
         self._eos = llm.token_eos()
-        self._slots = [_Slot() for _ in range(slots)]
+        self._slots = [Slot() for _ in range(slots)]
         self._cache = cache  # chats' sequence states, for chats whose slot was taken
         self._waiting: queue.SimpleQueue[BatchJob | None] = queue.SimpleQueue()
         self._clock = 0
@@ -267,12 +216,12 @@ class BatchEngine:
         self._clock += 1
         slot.key, slot.job, slot.used = job.cache_key, job, self._clock
         job.slot, job.fed, job.reused = index, reuse, reuse
-        if job.settle:
+        if job.settle or job.logits_only:
             return  # nothing is sampled
-        job.sampler = self._sampler(job.params)
+        job.sampler = sampler_chain(job.params, self._n_vocab)
         job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def _swap(self, index: int, slot: _Slot, job: BatchJob) -> bool:
+    def _swap(self, index: int, slot: Slot, job: BatchJob) -> bool:
         """Another chat takes this slot: keep the leaving chat's sequence state, and bring
         back the arriving chat's if it was kept and shares more of its prompt (True then)."""
         if slot.key is not None and slot.tokens and self._cache.capacity_bytes:
@@ -291,26 +240,6 @@ class BatchEngine:
         kv_state.restore_sequence(self._ctx.ctx, saved.state, index)
         slot.tokens, slot.canonical = list(saved.tokens), saved.canonical
         return True
-
-    def _sampler(self, params: GenerationParams) -> Any:
-        """The chat's own chain, in the order llama-cpp-python's Llama builds it."""
-        sampler = internals.LlamaSampler()
-        sampler.add_penalties(
-            n_vocab=self._n_vocab,
-            penalty_last_n=_PENALTY_LAST_N,
-            penalty_repeat=params.repeat_penalty,
-            penalty_freq=params.frequency_penalty,
-            penalty_present=params.presence_penalty,
-        )
-        if params.temperature == 0:
-            sampler.add_greedy()
-        else:
-            sampler.add_top_k(params.top_k)
-            sampler.add_top_p(params.top_p, 1)
-            sampler.add_min_p(params.min_p, 1)
-            sampler.add_temp(params.temperature)
-            sampler.add_dist(params.seed)
-        return sampler
 
     def _step(self) -> None:
         """One step: a token for each generating job, a prompt chunk for each new one; the
@@ -397,7 +326,12 @@ class BatchEngine:
                     # from one that evaluated that position inside a chunk.
                     self._slots[job.slot].canonical = len(job.prompt) - 1
         for job, index in outputs:
-            if job.settle:
+            if job.logits_only:
+                row = llama_cpp.llama_get_logits_ith(self._ctx.ctx, index)
+                job.logits = np.ctypeslib.as_array(row, shape=(self._n_vocab,)).astype(
+                    np.float32, copy=True
+                )
+            if job.settle or job.logits_only:
                 self._finish(job, "stop")
             else:
                 self._sample(job, index)
@@ -458,9 +392,9 @@ class BatchEngine:
     def _settle(self, job: BatchJob) -> None:
         """A seeded reply's tokens were decoded one at a time, which is not how a cold prompt
         holding them is evaluated: evaluate them again in prompt-sized chunks right after the
-        reply (as the single-context path does), so the chat's next turn reuses them and its
+        reply, so the chat's next turn reuses them and its
         reply is the same as from a cold start."""
         tokens = job.prompt + job.completion  # _start re-evaluates what is not canonical
-        settle = BatchJob(tokens, job.params, job.cache_key, threading.Event(), _discard,
+        settle = BatchJob(tokens, job.params, job.cache_key, threading.Event(), discard,
                           settle=True)  # fmt: skip
         self._start(job.slot, settle)

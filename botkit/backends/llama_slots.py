@@ -9,7 +9,16 @@ KV cache, and the batch, which must hold a token of every generating chat.
 
 from __future__ import annotations
 
-__all__ = ["AUTO_SLOTS", "choose_slots", "llama_threads"]
+import logging
+from typing import Any
+
+from botkit.backends.gguf_info import kv_bytes_per_token
+from botkit.config import LlamaCppConfig
+from botkit.machine import available_memory
+
+__all__ = ["AUTO_SLOTS", "choose_slots", "llama_threads", "slots_for"]
+
+log = logging.getLogger(__name__)
 
 AUTO_SLOTS = 8  # beyond 8 a CPU gains little more, and memory grows with every slot
 _KV_SHARE = 4  # all slots' KV may take at most a quarter of the memory free at start
@@ -40,3 +49,19 @@ def llama_threads(configured: int | None, cores: int | None) -> tuple[int, int]:
         return configured, configured
     cores = max(1, cores or 1)
     return max(1, cores // 2), cores
+
+
+def slots_for(backend: str, config: LlamaCppConfig, metadata: Any, cores: int | None) -> int:
+    """The configured `parallel`, or for "auto" what choose_slots picks for this model (from
+    its GGUF metadata) on this machine; the log says which."""
+    if config.parallel != "auto":
+        return config.parallel
+    slots = choose_slots(
+        cores=cores,
+        kv_bytes_per_token=kv_bytes_per_token(metadata),
+        n_ctx=config.n_ctx,
+        n_batch=config.n_batch,
+        available=available_memory(),
+    )
+    log.info("%s: parallel = auto chose %d slot(s)", backend, slots)
+    return slots

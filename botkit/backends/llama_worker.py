@@ -10,22 +10,16 @@ import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from botkit.backends.base import Chunk
+from botkit.backends.base import BackendUnavailable, Chunk, Usage
 
-__all__ = ["Emit", "Mailbox", "log_failure"]
+__all__ = ["Emit", "Mailbox", "receive"]
 
 log = logging.getLogger(__name__)
 
 # What the worker hands over: a chunk, an error to raise in the stream, or None (the end).
 Emit = Callable[[Chunk | BaseException | None], None]
-
-
-def log_failure(future: asyncio.Future[None]) -> None:
-    """Done-callback for worker jobs nobody awaits: a failure is logged, not lost."""
-    if not future.cancelled() and future.exception() is not None:
-        log.error("llama.cpp worker job failed", exc_info=future.exception())
 
 
 class Mailbox:
@@ -64,3 +58,51 @@ class Mailbox:
             self._scheduled = False
             self._ready.clear()
         return items
+
+
+async def receive(
+    mailbox: Mailbox, stop: threading.Event, stall: float, backend: str
+) -> AsyncIterator[Chunk]:
+    """A job's pieces as the worker hands them over, one chunk per batch, until its end.
+
+    Every wait is bounded by stall seconds: a step that never returns must not hold the reply
+    (and its chat) for ever. Closed early, the job is told to stop and its end awaited, so its
+    slot is not handed on while its tokens are still being decoded.
+    """
+    finished = False
+    try:
+        while not finished:
+            text: list[str] = []
+            usage: Usage | None = None
+            error: BaseException | None = None
+            try:
+                items = await asyncio.wait_for(mailbox.take_all(), stall)
+            except TimeoutError:
+                raise BackendUnavailable(
+                    f"llama.cpp produced nothing for {stall:.0f} s (stall_timeout); the reply "
+                    "was stopped"
+                ) from None
+            for item in items:
+                if item is None:
+                    finished = True  # seen even after an error: nothing is left to wait for
+                elif isinstance(item, BaseException):
+                    error = error or item
+                else:
+                    text.append(item.text)
+                    usage = item.usage or usage
+            if error is not None:
+                raise error
+            if text or usage:
+                yield Chunk("".join(text), usage=usage)
+    finally:
+        if not finished:
+            stop.set()
+            try:
+                await asyncio.shield(asyncio.wait_for(_ended(mailbox), stall))
+            except TimeoutError:
+                log.error("%s: a stopped reply did not end within %.0f s", backend, stall)
+
+
+async def _ended(mailbox: Mailbox) -> None:
+    while None not in await mailbox.take_all():
+        pass

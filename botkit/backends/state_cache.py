@@ -84,7 +84,7 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 def reuse_point(common: int, prompt_length: int) -> int:
     """How many leading prompt tokens to keep of a context sharing `common` with it: at least
     the final token is evaluated again (its logits start the reply), and the piece before it
-    is never a single token (one-token batches round differently: see LlamaCppBackend)."""
+    is never a single token (one-token batches round differently: see llama_batch)."""
     reuse = min(common, prompt_length - 1)
     if prompt_length - 1 - reuse == 1:
         reuse -= 1
