@@ -22,6 +22,16 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 
 MakeConfig = Callable[..., Config]
 
+_UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier is tests/unit (no model, no server, no subprocess: `make test-fast`);
+    every other test is marked slow."""
+    for item in items:
+        if not item.path.is_relative_to(_UNIT):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> MakeConfig:
