@@ -3,6 +3,8 @@ window, and the hysteresis that keeps its prefix stable."""
 
 from __future__ import annotations
 
+import itertools
+
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from tests.conftest import MakeConfig, incoming, say
@@ -23,7 +25,7 @@ async def test_the_prompt_fits_keeps_the_newest_and_moves_its_start_rarely(
             assert await backend.count_tokens(prompt) + 64 <= 600
         assert backend.prompts[-1][-1]["content"].startswith("message 29:")
         assert backend.prompts[-1][0]["role"] == "system"
-        moves = sum(1 for a, b in zip(starts, starts[1:], strict=False) if a != b)
+        moves = sum(1 for a, b in itertools.pairwise(starts) if a != b)
         assert 1 <= moves <= 8  # trimmed in steps down to history.trim_to, not every turn
         chat = await bot.repo.chat(incoming("").chat)
         rows = await bot.conversation.history(chat, backend)
