@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from botkit.backends.base import Role
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, upgrade
 from botkit.store.leases import Lease, LeaseLost, LeaseTaken
@@ -20,7 +21,7 @@ from botkit.store.repository import NewMessage, Repository
 from tests.conftest import REPO
 from tests.kill_between import STALE_AFTER
 
-USER = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+USER = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
 
 
 @pytest.fixture

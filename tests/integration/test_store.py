@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
+from botkit.backends.base import Role
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.config import Config
@@ -107,8 +108,8 @@ async def test_turns_are_stored_in_order_and_reset_keeps_settings(db_url: str) -
             await repo.add_messages(
                 chat.id,
                 [
-                    NewMessage("user", None, f"q{i}", 3, "t", MessageStatus.COMPLETE),
-                    NewMessage("assistant", None, f"a{i}", 3, "t", MessageStatus.COMPLETE, 9),
+                    NewMessage(Role.USER, None, f"q{i}", 3, "t", MessageStatus.COMPLETE),
+                    NewMessage(Role.ASSISTANT, None, f"a{i}", 3, "t", MessageStatus.COMPLETE, 9),
                 ],
             )
         rows = await repo.window(chat.id, 0)
@@ -133,7 +134,7 @@ async def test_a_turn_reads_back_the_same_through_sqlalchemy(db_url: str) -> Non
         repo = Repository(engine)
         chat = await repo.chat(ChatKey("test", "rows"))
         before = datetime.now(UTC)
-        user = NewMessage("user", "ann", "q", 3, "t", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, "ann", "q", 3, "t", MessageStatus.COMPLETE)
         user_id, reply_id = await repo.begin_turn(chat.id, user)
         assert user_id is not None
         assert reply_id > user_id
@@ -142,7 +143,7 @@ async def test_a_turn_reads_back_the_same_through_sqlalchemy(db_url: str) -> Non
         assert [(r.content, r.status) for r in await repo.window(chat.id, 0)] == [
             ("q", MessageStatus.COMPLETE), ("par", MessageStatus.GENERATING)
         ]  # fmt: skip
-        reply = NewMessage("assistant", None, "partial", 2, "t", MessageStatus.COMPLETE, 7)
+        reply = NewMessage(Role.ASSISTANT, None, "partial", 2, "t", MessageStatus.COMPLETE, 7)
         await repo.finish_turn(chat.id, reply_id, reply, "ref-2")
         # A checkpoint after the finish changes nothing: it only touches a generating row.
         await repo.checkpoint(reply_id, "late", None)
@@ -179,9 +180,11 @@ async def test_the_repository_caches_a_bounded_number_of_chats(db_url: str) -> N
         chats = [await repo.chat(ChatKey("test", str(i))) for i in range(10)]
         for chat in chats:
             await repo.window(chat.id, 0)
-        assert (len(repo._chats), len(repo._windows)) == (3, 3)
+        caches = repo._caches
+        assert [c.id for c in chats if caches.chat(c.key) is not None] == [c.id for c in chats[7:]]
+        assert [c.id for c in chats if caches.rows(c.id) is not None] == [c.id for c in chats[7:]]
         # A chat no longer cached is read again, the same.
-        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
         await repo.begin_turn(chats[0].id, user)
         assert [r.content for r in await repo.window(chats[0].id, 0)] == ["q", ""]
         assert (await repo.chat(ChatKey("test", "0"))).id == chats[0].id
@@ -219,10 +222,10 @@ async def test_reply_stats_column_comes_and_goes_with_0005(db_url: str) -> None:
             await conn.run_sync(to("head"))
             assert "stats" in await conn.run_sync(_message_columns)
         chat = await repo.chat(ChatKey("t", "x"))
-        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
         _, reply_id = await repo.begin_turn(chat.id, user)
         figures = {"backend": "local", "prompt_tokens": 12, "cached_prompt_tokens": 8}
-        reply = NewMessage("assistant", None, "a", 3, "t", MessageStatus.COMPLETE, 1, figures)
+        reply = NewMessage(Role.ASSISTANT, None, "a", 3, "t", MessageStatus.COMPLETE, 1, figures)
         await repo.finish_turn(chat.id, reply_id, reply, None)
         assert await repo.last_stats(chat.id) == figures
         await repo.close()
@@ -290,7 +293,7 @@ async def test_0007_keys_plugin_data_by_chat_and_frees_replies_of_named_owners(d
             )  # fmt: skip
         repo = Repository(engine, owner="host:/old/config.toml")
         chat = await repo.chat(ChatKey("t", "x"))
-        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
         _, reply_id = await repo.begin_turn(chat.id, user)
         await repo.close()
         async with engine.begin() as conn:

@@ -88,7 +88,7 @@ async def test_any_exception_mid_reply_stores_it_interrupted_with_its_text(
             ("user", "Tell me a story", MessageStatus.COMPLETE),
             ("assistant", "Half a rep", MessageStatus.INTERRUPTED),
         ]
-        assert bot.repo._in_flight == {}  # nothing of the turn is left behind
+        assert bot.repo._guard.in_flight == {}  # nothing of the turn is left behind
         backend.fail = False
         assert "echo: And then?" in (await say(bot, "And then?")).text
 
