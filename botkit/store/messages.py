@@ -32,11 +32,16 @@ _COLUMNS = (
 )
 
 
+# The enums by value: a dict lookup costs a twentieth of Role(value), read for every row.
+_ROLES = {role.value: role for role in Role}
+_STATUSES = {status.value: status for status in MessageStatus}
+
+
 def _stored(row: Any) -> StoredMessage:
     """A row of _COLUMNS as a StoredMessage."""
     row_id, role, author, content, token_count, token_model, status, seed = row
     return StoredMessage(
-        row_id, Role(role), author, content, token_count, token_model, MessageStatus(status), seed
+        row_id, _ROLES[role], author, content, token_count, token_model, _STATUSES[status], seed
     )
 
 
