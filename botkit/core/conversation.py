@@ -318,13 +318,13 @@ class Conversation:
 
     async def _counted(self, rows: list[StoredMessage], backend: Backend) -> list[StoredMessage]:
         """Rows with token counts from this backend's tokenizer (recounting others, once)."""
-        stale = [r for r in rows if r.token_model != backend.tokenizer_id]
+        stale = [r for r in rows if r.tokenizer_id != backend.tokenizer_id]
         if not stale:
             return rows
         counts = {r.id: await backend.message_tokens(_render(r)) for r in stale}
         await self.bot.repo.recount([(i, n, backend.tokenizer_id) for i, n in counts.items()])
         return [
-            replace(r, token_count=counts[r.id], token_model=backend.tokenizer_id)
+            replace(r, token_count=counts[r.id], tokenizer_id=backend.tokenizer_id)
             if r.id in counts
             else r
             for r in rows

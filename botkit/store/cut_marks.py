@@ -27,7 +27,7 @@ class CutReply:
     marked on its platform."""
 
     id: int
-    chat: ChatKey
+    chat_key: ChatKey
     content: str
     reply_ref: str
 

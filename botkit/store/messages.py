@@ -26,7 +26,7 @@ _COLUMNS = (
     MESSAGES.c.author,
     MESSAGES.c.content,
     MESSAGES.c.token_count,
-    MESSAGES.c.token_model,
+    MESSAGES.c.tokenizer_id,
     MESSAGES.c.status,
     MESSAGES.c.seed,
 )
@@ -39,9 +39,9 @@ _STATUSES = {status.value: status for status in MessageStatus}
 
 def _stored(row: Any) -> StoredMessage:
     """A row of _COLUMNS as a StoredMessage."""
-    row_id, role, author, content, token_count, token_model, status, seed = row
+    row_id, role, author, content, token_count, tokenizer_id, status, seed = row
     return StoredMessage(
-        row_id, _ROLES[role], author, content, token_count, token_model, _STATUSES[status], seed
+        row_id, _ROLES[role], author, content, token_count, tokenizer_id, _STATUSES[status], seed
     )
 
 
@@ -87,11 +87,11 @@ class Messages:
         if not updates:
             return
         async with self._writer.transaction() as conn:
-            for message_id, count, model in updates:
+            for message_id, count, tokenizer_id in updates:
                 await conn.execute(
                     update(MESSAGES)
                     .where(MESSAGES.c.id == message_id)
-                    .values(token_count=count, token_model=model)
+                    .values(token_count=count, tokenizer_id=tokenizer_id)
                 )
         self._caches.clear_windows()
 

@@ -105,7 +105,7 @@ class MessageRow(Base):
     author: Mapped[str | None] = mapped_column(String(255))
     content: Mapped[str] = mapped_column(Text)
     token_count: Mapped[int] = mapped_column(Integer)
-    token_model: Mapped[str] = mapped_column(String(255))
+    tokenizer_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
     seed: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -31,7 +31,7 @@ class StoredMessage:
     author: str | None
     content: str
     token_count: int
-    token_model: str
+    tokenizer_id: str
     status: MessageStatus
     seed: int | None
 
@@ -44,7 +44,7 @@ class NewMessage:
     author: str | None
     content: str
     token_count: int
-    token_model: str
+    tokenizer_id: str
     status: MessageStatus
     seed: int | None = None
     stats: dict[str, Any] | None = None  # a reply's figures for /stats
@@ -52,6 +52,6 @@ class NewMessage:
     def stored(self, row_id: int) -> StoredMessage:
         """This message as it reads back once stored as row row_id."""
         return StoredMessage(
-            row_id, self.role, self.author, self.content, self.token_count, self.token_model,
+            row_id, self.role, self.author, self.content, self.token_count, self.tokenizer_id,
             self.status, self.seed,
         )  # fmt: skip

@@ -40,7 +40,7 @@ __all__ = ["Turns"]
 # Statements of every turn, built once (building one per call costs more than running it).
 _INSERT_RETURNING_ID = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
 _TURN_COLUMNS = (
-    "chat_id", "created_at", "role", "author", "content", "token_count", "token_model", "status",
+    "chat_id", "created_at", "role", "author", "content", "token_count", "tokenizer_id", "status",
     "seed", "replaces", "owner",
 )  # fmt: skip
 # The same rows as one multi-row INSERT, for SQLite's driver path (one statement, one hop).
@@ -58,7 +58,7 @@ _FINISH = (
     update(MESSAGES)
     .where(MESSAGES.c.id == bindparam("row_id"))
     .values({name: bindparam(name) for name in (
-        "content", "token_count", "token_model", "status", "seed", "reply_ref", "stats")})
+        "content", "token_count", "tokenizer_id", "status", "seed", "reply_ref", "stats")})
     .returning(
         select(func.max(_EARLIER.c.id))
         # Spelt out: SQLAlchemy renders RETURNING's columns unqualified on SQLite, and an
@@ -156,7 +156,7 @@ class Turns:
         now = utc_now()
         reply = {
             "chat_id": chat_id, "created_at": now, "role": Role.ASSISTANT, "author": None,
-            "content": "", "token_count": 0, "token_model": "", "seed": None,
+            "content": "", "token_count": 0, "tokenizer_id": "", "seed": None,
             "status": MessageStatus.GENERATING, "replaces": replaces, "stats": None,
             "owner": self.owner,
         }  # fmt: skip
@@ -198,7 +198,7 @@ class Turns:
         """
         new = {
             "content": reply.content, "token_count": reply.token_count,
-            "token_model": reply.token_model, "status": reply.status, "seed": reply.seed,
+            "tokenizer_id": reply.tokenizer_id, "status": reply.status, "seed": reply.seed,
             "reply_ref": reply_ref, "stats": reply.stats,
         }  # fmt: skip
         if replaces is None:
@@ -223,7 +223,7 @@ class Turns:
                 if row.id == place:
                     rows[index] = replace(
                         row, content=reply.content, token_count=reply.token_count,
-                        token_model=reply.token_model, status=reply.status, seed=reply.seed,
+                        tokenizer_id=reply.tokenizer_id, status=reply.status, seed=reply.seed,
                     )  # fmt: skip
 
     async def discard_reply(self, chat_id: int, reply_id: int) -> None:

@@ -13,6 +13,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botkit.backends.base import Role
 from botkit.backends.scripted import ScriptedBackend
@@ -264,6 +265,47 @@ async def test_a_chat_served_by_two_processes_is_detected_and_read_afresh(
         assert seen[-1] == "six"
 
 
+async def _old_turn(engine: AsyncEngine, chat_id: int, owner: str) -> int:
+    """A question and its reply left generating by owner, in the columns of 0006 and 0007 (the
+    repository writes those of head); returns the reply's id."""
+    async with engine.begin() as conn:
+        for role, status in (("user", "complete"), ("assistant", "generating")):
+            written = await conn.execute(
+                text("INSERT INTO messages (chat_id, role, content, token_count, token_model, "
+                     "status, owner, created_at) VALUES (:chat_id, :role, 'q', 3, 't', :status, "
+                     ":owner, CURRENT_TIMESTAMP) RETURNING id"),
+                {"chat_id": chat_id, "role": role, "status": status,
+                 "owner": owner if role == "assistant" else None},
+            )  # fmt: skip
+    return int(written.scalar_one())
+
+
+async def test_0008_renames_token_model_to_tokenizer_id_and_back(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0007"))
+            await conn.execute(
+                text("INSERT INTO chats (platform, chat_key, overrides, window_start_id, "
+                     "created_at, updated_at) VALUES ('t', 'x', '{}', 0, CURRENT_TIMESTAMP, "
+                     "CURRENT_TIMESTAMP)")
+            )  # fmt: skip
+        await _old_turn(engine, 1, owner="gone")
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0008"))
+            assert "token_model" not in await conn.run_sync(_message_columns)
+        repo = Repository(engine)
+        assert [m.tokenizer_id for m in await repo.window(1, 0)] == ["t", "t"]  # kept
+        await repo.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0007", down=True))
+            assert "tokenizer_id" not in await conn.run_sync(_message_columns)
+            kept = await conn.execute(text("SELECT token_model FROM messages"))
+            assert list(kept.scalars()) == ["t", "t"]
+    finally:
+        await engine.dispose()
+
+
 async def test_reply_owner_column_comes_and_goes_with_0006(db_url: str) -> None:
     engine = create_engine(db_url)
 
@@ -291,11 +333,10 @@ async def test_0007_keys_plugin_data_by_chat_and_frees_replies_of_named_owners(d
                 text("INSERT INTO plugin_data (plugin, key, value, updated_at) "
                      "VALUES ('dice', 'rolls:t:x', '7', CURRENT_TIMESTAMP)")
             )  # fmt: skip
-        repo = Repository(engine, owner="host:/old/config.toml")
+        repo = Repository(engine)
         chat = await repo.chat(ChatKey("t", "x"))
-        user = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
-        _, reply_id = await repo.begin_turn(chat.id, user)
         await repo.close()
+        await _old_turn(engine, chat.id, owner="host:/old/config.toml")
         async with engine.begin() as conn:
             await conn.run_sync(to("0007"))
             rows = await conn.execute(text("SELECT plugin, chat_id, key, size FROM plugin_data"))
@@ -303,10 +344,12 @@ async def test_0007_keys_plugin_data_by_chat_and_frees_replies_of_named_owners(d
         repo = Repository(engine)
         assert await repo.plugin_data.get("dice", 0, "rolls:t:x") == 7
         await repo.plugin_data.update("dice", chat.id, "rolls", lambda _: 3, Quota(10, 100))
-        _, recovered = await Lease.acquire(repo, None, interval=1.0, stale_after=3.0)
+        lease, recovered = await Lease.acquire(repo, None, interval=1.0, stale_after=3.0)
         assert recovered == 1
-        assert [r.status for r in await repo.window(chat.id, 0)] == ["complete", "interrupted"]
-        _, reply_id = await repo.begin_turn(chat.id, user)  # now under a lease id
+        async with engine.connect() as conn:
+            statuses = await conn.execute(text("SELECT status FROM messages ORDER BY id"))
+            assert list(statuses.scalars()) == ["complete", "interrupted"]
+        reply_id = await _old_turn(engine, chat.id, owner=lease.id)  # now under a lease id
         await repo.close()
         async with engine.begin() as conn:
             await conn.run_sync(to("0006", down=True))

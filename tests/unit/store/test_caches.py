@@ -171,7 +171,7 @@ async def test_a_row_from_another_process_stops_the_caching_of_its_chat(
     async with repo.transaction() as conn:  # another process's turn, behind this one's back
         await conn.execute(
             insert(MESSAGES).values(chat_id=record.id, created_at=utc_now(), role=Role.USER,
-                                    content="theirs", token_count=1, token_model="t",
+                                    content="theirs", token_count=1, tokenizer_id="t",
                                     status=MessageStatus.COMPLETE)
         )  # fmt: skip
     assert [m.content for m in await repo.window(record.id, 0)] == ["q", "a"]  # cached
