@@ -4,8 +4,8 @@ operations.
 The parts, one job each: the single writer (writer.py), the chat and window caches (caches.py),
 the one-process-per-chat guard (guard.py), chats (chats.py), messages (messages.py), the
 turn's writes (turns.py), chat adoption (adoption.py), and beside them the cut replies' queue
-(cut_marks.py) and plugin data (plugin_data.py). Leases and crash recovery (leases.py,
-recovery.py) take a Repository for its writer and caches.
+(cut_marks.py) and plugin data (plugin_data.py). A lease (leases.py) takes a Repository for
+its writer and caches, and runs crash recovery (recovery.py) in its own transactions.
 
 A facade, because the parts share one writer, one set of caches and one guard, which it wires
 once, while the core, the plugins' context, the adapters and the tests call some twenty of

@@ -1,12 +1,15 @@
 """The turn's writes: the question and an empty reply ahead of generation, the growing reply,
 the finished one.
 
-A turn costs two write transactions plus one per checkpoint: begin_turn (the question and the
-reply row marked generating, together), each checkpoint while the reply grows (the conversation
-saves one every [storage] checkpoint_interval seconds, and when the reply moves on to another
-platform message), and finish_turn. They are the store's hot path: on SQLite each is one
-statement run straight on the driver (botkit.store.sqlite_driver), on PostgreSQL through
-SQLAlchemy; a /retry's finish, which moves the old reply aside, goes through SQLAlchemy on both.
+A turn's own writes cost two write transactions plus one per checkpoint: begin_turn (the
+question and the reply row marked generating, together), each checkpoint while the reply grows
+(the conversation saves one every [storage] checkpoint_interval seconds, and when the reply
+moves on to another platform message), and finish_turn. A turn that trims the window or
+recounts tokens adds one transaction for each (chats.py, messages.py).
+
+The turn's writes are the store's hot path: on SQLite each is one statement run straight on
+the driver (botkit.store.sqlite_driver), on PostgreSQL through SQLAlchemy; a /retry's finish,
+which moves the old reply aside, goes through SQLAlchemy on both.
 The cached window (botkit.store.caches) takes each row as it is written, and finishing a reply
 feeds the one-process guard (botkit.store.guard).
 
