@@ -27,7 +27,7 @@ from llama_cpp.llama import LlamaState
 from bench.common import Result, TimingTarget, incoming, median, started_bot
 from bench.warm import SENTENCES
 from botkit.backends import kv_state
-from botkit.backends.base import Backend, Message
+from botkit.backends.base import Backend, Message, Role
 from botkit.backends.model_files import bundled_model_path
 from botkit.store.models import MessageStatus
 from botkit.store.repository import NewMessage
@@ -137,7 +137,7 @@ async def run(rounds: int = 6, max_tokens: int = 16) -> list[Result]:
         history = [m for m, _ in counted]
         chat = await bot.repo.chat(incoming("", "followup").chat)
         await bot.repo.add_messages(chat.id, [
-            NewMessage(m["role"], None, m["content"], n, backend.tokenizer_id,
+            NewMessage(Role(m["role"]), None, m["content"], n, backend.tokenizer_id,
                        MessageStatus.COMPLETE)
             for m, n in counted
         ])  # fmt: skip

@@ -37,7 +37,7 @@ async def run() -> list[Result]:
             with sqlite3.connect(database) as db:  # bulk load; the bot's own writes are turns
                 db.executemany(
                     "INSERT INTO messages (chat_id, role, author, content, token_count, "
-                    "token_model, status, seed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "tokenizer_id, status, seed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 (last,) = db.execute("SELECT max(id) FROM messages").fetchone()

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bench.common import Result, TimingTarget, incoming, median, started_bot
-from botkit.backends.base import Message
+from botkit.backends.base import Message, Role
 from botkit.store.models import MessageStatus
 from botkit.store.repository import NewMessage
 
@@ -52,7 +52,7 @@ async def run(rounds: int = 3) -> list[Result]:
                     count = await backend.message_tokens(m)
                     total += count
                     rows.append(
-                        NewMessage(m["role"], None, m["content"], count, backend.tokenizer_id,
+                        NewMessage(Role(m["role"]), None, m["content"], count, backend.tokenizer_id,
                                    MessageStatus.COMPLETE)
                     )  # fmt: skip
                 await bot.repo.add_messages(chat.id, rows)

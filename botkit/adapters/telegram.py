@@ -195,7 +195,7 @@ class TelegramAdapter:
     async def _mark_cut_reply(self, cut: CutReply) -> None:
         """End the message of a reply a crash cut with the interrupted mark."""
         assert self._app is not None
-        chat_id = int(cut.chat.chat_id.rpartition("/")[2].split(":", 1)[0])
+        chat_id = int(cut.chat_key.chat_id.rpartition("/")[2].split(":", 1)[0])
         text = interrupted_ending(cut.content, MAX_LENGTH)
         try:
             await self._app.bot.edit_message_text(

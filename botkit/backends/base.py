@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
@@ -26,19 +27,28 @@ __all__ = [
     "Message",
     "ModelNotFound",
     "PrefixCache",
+    "Role",
     "TokenInspector",
     "Usage",
     "WindowLearned",
     "generation_speed",
 ]
 
-Role = Literal["system", "user", "assistant"]
+
+class Role(StrEnum):
+    """Who says a message: the roles every chat template knows (stored in messages.role)."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
 
 
 class Message(TypedDict):
     """One chat message in the role/content shape every chat template understands."""
 
-    role: Role
+    # A Role, or its value written out: a StrEnum member is equal to its value, and the
+    # literal spelling keeps message literals ({"role": "user", ...}) short.
+    role: Role | Literal["system", "user", "assistant"]
     content: str
 
 

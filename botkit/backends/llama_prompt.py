@@ -12,8 +12,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from cachetools import LRUCache
+
 from botkit.backends.base import Message
-from botkit.core.recent import LruCache
 
 __all__ = ["PromptTokenizer"]
 
@@ -50,8 +51,8 @@ class PromptTokenizer:
         }
         self._message_cache: dict[tuple[str, str], int] = {}
         # Persona and anchor prompts: bounded by tokens (a message may be 16,000 characters).
-        self._prompt_cache: LruCache[tuple[object, ...], list[int]] = LruCache(
-            _PROMPT_CACHE_TOKENS, len
+        self._prompt_cache: LRUCache[tuple[object, ...], list[int]] = LRUCache(
+            maxsize=_PROMPT_CACHE_TOKENS, getsizeof=len
         )
 
     def prompt(self, messages: Sequence[Message], *, generation: bool = True) -> list[int]:
@@ -61,7 +62,8 @@ class PromptTokenizer:
             cached = self._prompt_cache.get(key)
             if cached is None:
                 cached = self._render(messages, generation)
-                self._prompt_cache.put(key, cached)
+                if len(cached) <= _PROMPT_CACHE_TOKENS:  # a larger one is not kept
+                    self._prompt_cache[key] = cached
             return list(cached)
         return self._render(messages, generation)
 

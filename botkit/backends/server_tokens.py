@@ -25,12 +25,12 @@ from typing import Any, cast
 
 import httpx
 import openai
+from cachetools import LRUCache
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from botkit.backends.base import Message
 from botkit.backends.token_estimate import TokenEstimator
-from botkit.core.recent import LruCache
 
 __all__ = ["ServerTokens"]
 
@@ -73,7 +73,7 @@ class ServerTokens:
         self._offset = 0  # tokens the endpoint adds to any text (a BOS token)
         self._framing: dict[str, int] = {}  # tokens around a message's text, by role
         self._generation = 0  # tokens of the prompt's end (the assistant's header)
-        self._cache: LruCache[str, int] = LruCache(_CACHED_TEXTS, lambda _: 1)
+        self._cache: LRUCache[str, int] = LRUCache(maxsize=_CACHED_TEXTS)
         self._failed = ""  # why a tokenize endpoint that is there could not be used
 
     @property
@@ -197,7 +197,7 @@ class ServerTokens:
         cached = self._cache.get(text)
         if cached is None:
             cached = len(await self._tokenize(*self._endpoint, text)) - self._offset
-            self._cache.put(text, cached)
+            self._cache[text] = cached
         return cached
 
     async def message(self, message: Message) -> int:

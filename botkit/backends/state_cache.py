@@ -7,10 +7,11 @@ instead of paying a cold prefill of A's whole history.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import Cache, LRUCache
 
 __all__ = ["CachedState", "StateCache", "common_prefix", "reuse_point"]
 
@@ -31,44 +32,36 @@ class StateCache:
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = capacity_bytes
-        self._entries: OrderedDict[str, CachedState] = OrderedDict()
-        self._bytes = 0
+        self._entries: LRUCache[str, CachedState] = LRUCache(
+            maxsize=capacity_bytes, getsizeof=lambda entry: entry.size
+        )
 
     @property
     def size_bytes(self) -> int:
         """Bytes held by all cached states."""
-        return self._bytes
+        return int(self._entries.currsize)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: str) -> CachedState | None:
         """The state saved for key, marking it recently used."""
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
+        return self._entries.get(key)
 
     def peek(self, key: str) -> CachedState | None:
         """The state saved for key, leaving the eviction order alone (for reports)."""
-        return self._entries.get(key)
+        # Cache's own read: LRUCache's would make key the most recently used.
+        return Cache.__getitem__(self._entries, key) if key in self._entries else None
 
     def put(self, key: str, entry: CachedState) -> None:
         """Save key's state, evicting the least recently used ones past the budget."""
         self.discard(key)
-        if entry.size > self.capacity_bytes:
-            return
-        self._entries[key] = entry
-        self._bytes += entry.size
-        while self._bytes > self.capacity_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.size
+        if entry.size <= self.capacity_bytes:  # a larger one is not kept
+            self._entries[key] = entry
 
     def discard(self, key: str) -> None:
         """Forget key's state (its conversation was reset)."""
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
+        self._entries.pop(key, None)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

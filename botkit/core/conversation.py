@@ -32,6 +32,7 @@ from botkit.backends.base import (
     GenerationParams,
     Message,
     PrefixCache,
+    Role,
     Usage,
     WindowLearned,
     generation_speed,
@@ -110,7 +111,7 @@ class Reply:
     """A finished (or interrupted) reply."""
 
     text: str
-    status: str
+    status: MessageStatus
     seed: int
     usage: Usage | None
 
@@ -126,7 +127,7 @@ def example_messages(examples: Sequence[Example]) -> list[Message]:
 
 def _render(message: StoredMessage) -> Message:
     content = f"{message.author}: {message.content}" if message.author else message.content
-    return {"role": message.role, "content": content}  # type: ignore[typeddict-item]
+    return {"role": message.role, "content": content}
 
 
 def _alternating(messages: list[Message]) -> list[Message]:
@@ -317,13 +318,13 @@ class Conversation:
 
     async def _counted(self, rows: list[StoredMessage], backend: Backend) -> list[StoredMessage]:
         """Rows with token counts from this backend's tokenizer (recounting others, once)."""
-        stale = [r for r in rows if r.token_model != backend.tokenizer_id]
+        stale = [r for r in rows if r.tokenizer_id != backend.tokenizer_id]
         if not stale:
             return rows
         counts = {r.id: await backend.message_tokens(_render(r)) for r in stale}
         await self.bot.repo.recount([(i, n, backend.tokenizer_id) for i, n in counts.items()])
         return [
-            replace(r, token_count=counts[r.id], token_model=backend.tokenizer_id)
+            replace(r, token_count=counts[r.id], tokenizer_id=backend.tokenizer_id)
             if r.id in counts
             else r
             for r in rows
@@ -380,7 +381,9 @@ class Conversation:
         self._admit(backend)
         await self._fixed_cost(backend, ctx.settings, new)  # never write a turn that cannot fit
         tokens = await backend.message_tokens(new)
-        row = NewMessage("user", author, text, tokens, backend.tokenizer_id, MessageStatus.COMPLETE)
+        row = NewMessage(
+            Role.USER, author, text, tokens, backend.tokenizer_id, MessageStatus.COMPLETE
+        )
         user_id, reply_id = await self.bot.repo.begin_turn(ctx.chat.id, row)
         assert user_id is not None
         ctx.accepted()  # committed: the platform may now confirm the message as delivered
@@ -591,7 +594,7 @@ class Conversation:
         self,
         turn: _Turn,
         stream: ReplyStream,
-        status: str,
+        status: MessageStatus,
         seed: int,
         usage: Usage | None = None,
     ) -> None:
@@ -603,6 +606,6 @@ class Conversation:
         reply: Message = {"role": "assistant", "content": stream.text}
         tokens, counted_by = await self._count_reply(turn.backend, reply)
         stats = None if usage is None else {"backend": turn.backend.name, **usage.to_json()}
-        row = NewMessage("assistant", None, stream.text, tokens, counted_by, status, seed, stats)
+        row = NewMessage(Role.ASSISTANT, None, stream.text, tokens, counted_by, status, seed, stats)
         ref = self._reference(turn, stream)
         await repo.finish_turn(turn.ctx.chat.id, turn.reply_id, row, ref, replaces=turn.replaces)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
+
+from cachetools import LRUCache
 
 __all__ = ["RateLimiter"]
 
@@ -19,21 +21,19 @@ class RateLimiter:
     ) -> None:
         self.per_minute = per_minute
         self._clock = clock
-        self._max_keys = max_keys
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        # Each user's recent requests; the least recently seen users are forgotten first.
+        self._seen: LRUCache[str, deque[float]] = LRUCache(maxsize=max_keys)
 
     def check(self, key: str) -> float:
         """Record a request; 0 if allowed, else the seconds until the next one would be."""
         if self.per_minute <= 0:
             return 0.0
         now = self._clock()
-        times = self._seen.setdefault(key, deque())
-        self._seen.move_to_end(key)
+        times = self._seen.get(key, deque())  # get: now the most recently seen
         while times and now - times[0] >= _WINDOW:
             times.popleft()
         if len(times) >= self.per_minute:
             return _WINDOW - (now - times[0])
         times.append(now)
-        while len(self._seen) > self._max_keys:
-            self._seen.popitem(last=False)
+        self._seen[key] = times
         return 0.0

@@ -10,18 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 
 from botkit.core.events import ChatKey
-from botkit.store.models import ChatRow, CutMarkRow
+from botkit.store.models import CHATS, CUT_MARKS
 
 if TYPE_CHECKING:
     from botkit.store.repository import Repository
 
 __all__ = ["CutMarks", "CutReply"]
-
-_CHATS: Table = ChatRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
-_CUT_MARKS: Table = CutMarkRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +27,7 @@ class CutReply:
     marked on its platform."""
 
     id: int
-    chat: ChatKey
+    chat_key: ChatKey
     content: str
     reply_ref: str
 
@@ -45,16 +42,16 @@ class CutMarks:
         """The cut replies in platform's chats whose key starts with bot_prefix ("BOT/": the
         chats of one bot, which alone can edit its messages), oldest first."""
         rows = await self._repo.read(
-            select(_CUT_MARKS.c.id, _CHATS.c.chat_key, _CUT_MARKS.c.content,
-                   _CUT_MARKS.c.reply_ref)
-            .join(_CHATS, _CHATS.c.id == _CUT_MARKS.c.chat_id)
-            .where(_CHATS.c.platform == platform,
-                   _CHATS.c.chat_key.startswith(bot_prefix, autoescape=True))
-            .order_by(_CUT_MARKS.c.id)
+            select(CUT_MARKS.c.id, CHATS.c.chat_key, CUT_MARKS.c.content,
+                   CUT_MARKS.c.reply_ref)
+            .join(CHATS, CHATS.c.id == CUT_MARKS.c.chat_id)
+            .where(CHATS.c.platform == platform,
+                   CHATS.c.chat_key.startswith(bot_prefix, autoescape=True))
+            .order_by(CUT_MARKS.c.id)
         )  # fmt: skip
         return [CutReply(i, ChatKey(platform, key), text, ref) for i, key, text, ref in rows]
 
     async def done(self, mark_id: int) -> None:
         """The reply's message is marked (or cannot be): forget it."""
         async with self._repo.transaction() as conn:
-            await conn.execute(delete(_CUT_MARKS).where(_CUT_MARKS.c.id == mark_id))
+            await conn.execute(delete(CUT_MARKS).where(CUT_MARKS.c.id == mark_id))

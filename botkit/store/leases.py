@@ -1,15 +1,11 @@
-"""Which botkit processes are alive, told by a heartbeat in the database's own time, and the
-recovery of the replies of those that are not.
+"""Which botkit processes are alive, told by a heartbeat in the database's own time.
 
 Each process holds a lease row from start to stop and renews its heartbeat every
-[service] heartbeat_interval seconds. A reply row carries the lease id of the process writing
-it (messages.owner). A lease whose heartbeat is older than [service] heartbeat_timeout is dead:
-its process crashed, hung or lost the database. Any process then recovers its replies (and
-those of an owner with no lease at all: a process that stopped without finishing them, or a
-botkit from before leases): they become interrupted, a /retry in progress is dropped, and each
-reply shown on a platform is queued in cut_marks for its bot's adapter, the only one that can
-edit that message. Every process does this when it starts and at each of its own heartbeats,
-so a cut reply is marked within about heartbeat_timeout whoever is still running, and a live
+[service] heartbeat_interval seconds. A lease whose heartbeat is older than [service]
+heartbeat_timeout is dead: its process crashed, hung or lost the database. Any process then
+recovers the replies it left generating (botkit.store.recovery). Every process does this when
+it starts and at each of its own heartbeats, in the same transaction as the heartbeat, so a
+cut reply is marked within about heartbeat_timeout whoever is still running, and a live
 process's replies are never touched.
 
 Ages are measured on the database's clock only (PostgreSQL's now(); SQLite's julianday('now'),
@@ -29,22 +25,19 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Double,
-    Table,
     cast,
     delete,
-    exists,
     extract,
     func,
     insert,
-    literal_column,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from botkit.store.models import CutMarkRow, LeaseRow, MessageRow, MessageStatus
+from botkit.store.models import LEASES
+from botkit.store.recovery import GoneLease, recover
 
 if TYPE_CHECKING:
     from botkit.store.repository import Repository
@@ -52,12 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["Lease", "LeaseLost", "LeaseTaken", "database_clock"]
 
 log = logging.getLogger(__name__)
-
-_LEASES: Table = LeaseRow.__table__  # type: ignore[assignment]  # declarative tables are Tables
-_MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
-_CUT_MARKS: Table = CutMarkRow.__table__  # type: ignore[assignment]
-# What recovery returns of each cut reply: its id first, to queue them in the order written.
-_CUT = (_MESSAGES.c.id, _MESSAGES.c.chat_id, _MESSAGES.c.reply_ref, _MESSAGES.c.content)
 
 
 class LeaseTaken(Exception):
@@ -87,49 +74,13 @@ class _Holder:
     age: float  # seconds since its last heartbeat, on the database's clock
 
     def describe(self) -> str:
-        name = f"instance {self.instance!r}" if self.instance else "an unnamed process"
-        return f"{name} (pid {self.pid} on {self.host})"
+        return _process(self.instance, self.host, self.pid)
 
 
-async def _recover(conn: AsyncConnection, now: float, stale_after: float) -> tuple[int, list[str]]:
-    """Recover the replies whose owner holds no live lease, and delete the dead leases.
-    Returns how many replies were cut and which processes they were left by."""
-    threshold = now - stale_after
-    live_owner = exists().where(_LEASES.c.id == _MESSAGES.c.owner, _LEASES.c.heartbeat >= threshold)
-    # The status as a constant (not a parameter): then the partial index of the replies in
-    # flight serves the query.
-    dead = (_MESSAGES.c.status == literal_column(f"'{MessageStatus.GENERATING}'")) & ~live_owner
-    cut = list(
-        await conn.execute(
-            update(_MESSAGES)
-            .where(dead, _MESSAGES.c.replaces.is_(None))
-            .values(status=MessageStatus.INTERRUPTED)
-            .returning(*_CUT)
-        )
-    )
-    # A /retry cut by the crash: the reply it was replacing stays; its message is marked.
-    cut += list(
-        await conn.execute(
-            delete(_MESSAGES).where(dead, _MESSAGES.c.replaces.is_not(None)).returning(*_CUT)
-        )
-    )
-    marks = [
-        {"chat_id": chat_id, "reply_ref": ref, "content": content}
-        for _, chat_id, ref, content in sorted(cut)  # RETURNING's order is unspecified
-        if ref is not None
-    ]
-    if marks:
-        await conn.execute(insert(_CUT_MARKS), marks)
-    gone = await conn.execute(
-        delete(_LEASES)
-        .where(_LEASES.c.heartbeat < threshold)
-        .returning(_LEASES.c.instance, _LEASES.c.host, _LEASES.c.pid, _LEASES.c.heartbeat)
-    )
-    left_by = [
-        f"{_Holder(instance, host, pid, 0, now - beat).describe()}, silent for {now - beat:.0f} s"
-        for instance, host, pid, beat in gone
-    ]
-    return len(cut), left_by
+def _process(instance: str | None, host: str, pid: int) -> str:
+    """A lease's process, for the log."""
+    name = f"instance {instance!r}" if instance else "an unnamed process"
+    return f"{name} (pid {pid} on {host})"
 
 
 class Lease:
@@ -184,8 +135,8 @@ class Lease:
     async def _recover(self) -> int:
         async with self.repo.transaction() as conn:
             now = (await conn.execute(select(database_clock(self._dialect)))).scalar_one()
-            count, left_by = await _recover(conn, now, self.stale_after)
-        self._report(count, left_by)
+            count, gone = await recover(conn, now, self.stale_after)
+        self._report(count, gone)
         return count
 
     async def _take(self) -> _Holder | None:
@@ -195,7 +146,7 @@ class Lease:
             try:
                 async with self.repo.transaction() as conn:
                     await conn.execute(
-                        insert(_LEASES).values(
+                        insert(LEASES).values(
                             id=self.id, instance=self.instance,
                             host=socket.gethostname()[:255], pid=os.getpid(), started=clock,
                             heartbeat=clock, beats=0,
@@ -208,12 +159,12 @@ class Lease:
                 found = (
                     await conn.execute(
                         select(
-                            _LEASES.c.instance,
-                            _LEASES.c.host,
-                            _LEASES.c.pid,
-                            _LEASES.c.beats,
-                            clock - _LEASES.c.heartbeat,
-                        ).where(_LEASES.c.instance == self.instance)
+                            LEASES.c.instance,
+                            LEASES.c.host,
+                            LEASES.c.pid,
+                            LEASES.c.beats,
+                            clock - LEASES.c.heartbeat,
+                        ).where(LEASES.c.instance == self.instance)
                     )
                 ).first()
             if found is not None:
@@ -226,10 +177,10 @@ class Lease:
         async with self.repo.transaction() as conn:
             now = (
                 await conn.execute(
-                    update(_LEASES)
-                    .where(_LEASES.c.id == self.id)
-                    .values(heartbeat=database_clock(self._dialect), beats=_LEASES.c.beats + 1)
-                    .returning(_LEASES.c.heartbeat)
+                    update(LEASES)
+                    .where(LEASES.c.id == self.id)
+                    .values(heartbeat=database_clock(self._dialect), beats=LEASES.c.beats + 1)
+                    .returning(LEASES.c.heartbeat)
                 )
             ).scalar_one_or_none()
             if now is None:
@@ -238,12 +189,15 @@ class Lease:
                     "([service] heartbeat_timeout), so another process took its replies in "
                     "flight as cut; stopping so that it starts afresh"
                 )
-            count, left_by = await _recover(conn, now, self.stale_after)
-        self._report(count, left_by)
+            count, gone = await recover(conn, now, self.stale_after)
+        self._report(count, gone)
         return count
 
-    def _report(self, count: int, left_by: list[str]) -> None:
-        if left_by:
+    def _report(self, count: int, gone: list[GoneLease]) -> None:
+        if gone:
+            left_by = [
+                f"{_process(g.instance, g.host, g.pid)}, silent for {g.silent:.0f} s" for g in gone
+            ]
             log.warning(
                 "botkit processes gone (no heartbeat for over %g s): %s",
                 self.stale_after, "; ".join(left_by),
@@ -273,4 +227,4 @@ class Lease:
         """Give the lease up (at a clean stop): the name is free at once, and any reply still
         generating is taken as cut by the next process to beat."""
         async with self.repo.transaction() as conn:
-            await conn.execute(delete(_LEASES).where(_LEASES.c.id == self.id))
+            await conn.execute(delete(LEASES).where(LEASES.c.id == self.id))

@@ -4,6 +4,7 @@ the processes' leases, the cut replies waiting for their platform mark, and plug
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +24,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "CHATS",
+    "CUT_MARKS",
+    "LEASES",
+    "MESSAGES",
+    "PLUGIN_DATA",
     "Base",
     "ChatRow",
     "CutMarkRow",
@@ -30,14 +36,16 @@ __all__ = [
     "MessageRow",
     "MessageStatus",
     "PluginDataRow",
+    "utc_now",
 ]
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The time now, in UTC (what the created_at and updated_at columns hold)."""
     return datetime.now(UTC)
 
 
-class MessageStatus:
+class MessageStatus(StrEnum):
     """Values of messages.status."""
 
     COMPLETE = "complete"
@@ -69,9 +77,9 @@ class ChatRow(Base):
     overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Messages with a smaller id are no longer sent to the model (trimmed with hysteresis).
     window_start_id: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=_now, onupdate=_now
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now
     )
 
 
@@ -97,10 +105,10 @@ class MessageRow(Base):
     author: Mapped[str | None] = mapped_column(String(255))
     content: Mapped[str] = mapped_column(Text)
     token_count: Mapped[int] = mapped_column(Integer)
-    token_model: Mapped[str] = mapped_column(String(255))
+    tokenizer_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
     seed: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     # The platform's handle of the reply's message, to mark it interrupted after a crash.
     reply_ref: Mapped[str | None] = mapped_column(String(255))
     # Set on a regenerated reply's row while it is generated, and on the alternative it left.
@@ -159,5 +167,14 @@ class PluginDataRow(Base):
     value: Mapped[Any] = mapped_column(JSON)
     size: Mapped[int] = mapped_column(Integer)  # bytes of the value's JSON, for the quota
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=_now, onupdate=_now
+        DateTime(timezone=True), default=utc_now, onupdate=utc_now
     )
+
+
+# The tables as SQLAlchemy Core's Table objects: the store's queries are Core (rows, not ORM
+# objects).
+CHATS = Base.metadata.tables[ChatRow.__tablename__]
+MESSAGES = Base.metadata.tables[MessageRow.__tablename__]
+LEASES = Base.metadata.tables[LeaseRow.__tablename__]
+CUT_MARKS = Base.metadata.tables[CutMarkRow.__tablename__]
+PLUGIN_DATA = Base.metadata.tables[PluginDataRow.__tablename__]

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from botkit.store.models import PluginDataRow
+from botkit.store.models import PLUGIN_DATA
 
 if TYPE_CHECKING:
     from botkit.store.repository import Repository
 
 __all__ = ["MAX_VALUE", "OWN_SPACE", "PluginData", "Quota", "QuotaExceeded", "json_size"]
 
-_PLUGIN_DATA: Table = PluginDataRow.__table__  # type: ignore[assignment]
 
 MAX_VALUE = 64 * 1024  # bytes of JSON in one value
 OWN_SPACE = 0  # the chat_id of a plugin's own values (no chat has id 0)
@@ -65,7 +64,7 @@ class PluginData:
     async def get(self, plugin: str, chat_id: int, key: str) -> Any:
         """The value stored under key (None if nothing)."""
         rows = await self._repo.read(
-            select(_PLUGIN_DATA.c.value).where(*_where(plugin, chat_id, key))
+            select(PLUGIN_DATA.c.value).where(*_where(plugin, chat_id, key))
         )
         return rows[0][0] if rows else None
 
@@ -89,14 +88,12 @@ class PluginData:
             is_new = taken.rowcount == 1
             current, old_size = (
                 await conn.execute(
-                    select(_PLUGIN_DATA.c.value, _PLUGIN_DATA.c.size)
-                    .where(*where)
-                    .with_for_update()
+                    select(PLUGIN_DATA.c.value, PLUGIN_DATA.c.size).where(*where).with_for_update()
                 )
             ).one()
             value = change(None if is_new else current)
             if value is None:
-                await conn.execute(delete(_PLUGIN_DATA).where(*where))
+                await conn.execute(delete(PLUGIN_DATA).where(*where))
                 return None
             size = json_size(value)
             if size > MAX_VALUE:
@@ -105,8 +102,8 @@ class PluginData:
                 )
             rows, total = (
                 await conn.execute(
-                    select(func.count(), func.coalesce(func.sum(_PLUGIN_DATA.c.size), 0)).where(
-                        _PLUGIN_DATA.c.plugin == plugin, _PLUGIN_DATA.c.chat_id == chat_id
+                    select(func.count(), func.coalesce(func.sum(PLUGIN_DATA.c.size), 0)).where(
+                        PLUGIN_DATA.c.plugin == plugin, PLUGIN_DATA.c.chat_id == chat_id
                     )
                 )
             ).one()
@@ -118,7 +115,7 @@ class PluginData:
             if size > old_size and total > quota.bytes:
                 raise QuotaExceeded("bytes", total, quota.bytes)
             await conn.execute(
-                update(_PLUGIN_DATA)
+                update(PLUGIN_DATA)
                 .where(*where)
                 .values(value=value, size=size, updated_at=datetime.now(UTC))
             )
@@ -127,14 +124,14 @@ class PluginData:
     def _insert_absent(self) -> Any:
         """INSERT … ON CONFLICT DO NOTHING in the database's dialect."""
         dialect = postgresql if self._repo.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(_PLUGIN_DATA).on_conflict_do_nothing(
+        return dialect.insert(PLUGIN_DATA).on_conflict_do_nothing(
             index_elements=["plugin", "chat_id", "key"]
         )
 
 
 def _where(plugin: str, chat_id: int, key: str) -> tuple[Any, ...]:
     return (
-        _PLUGIN_DATA.c.plugin == plugin,
-        _PLUGIN_DATA.c.chat_id == chat_id,
-        _PLUGIN_DATA.c.key == key,
+        PLUGIN_DATA.c.plugin == plugin,
+        PLUGIN_DATA.c.chat_id == chat_id,
+        PLUGIN_DATA.c.key == key,
     )

@@ -11,7 +11,7 @@ import discord
 import pytest
 
 from botkit.adapters.discord import DiscordAdapter
-from botkit.backends.base import BackendUnavailable, Chunk, GenerationParams, Message
+from botkit.backends.base import BackendUnavailable, Chunk, GenerationParams, Message, Role
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
@@ -391,9 +391,9 @@ async def test_channels_stored_before_keys_named_the_bot_stay_with_it(
     # As an earlier botkit stored it: the channel id alone.
     async with build_bot(make_config(), backends={"local": ScriptedBackend("local")}) as old:
         chat = await old.repo.chat(ChatKey("discord", str(GENERAL_ID)))
-        question = NewMessage("user", None, "My name is Ana.", 4, "s", MessageStatus.COMPLETE)
+        question = NewMessage(Role.USER, None, "My name is Ana.", 4, "s", MessageStatus.COMPLETE)
         _, reply = await old.repo.begin_turn(chat.id, question)
-        answer = NewMessage("assistant", None, "Hello Ana.", 3, "s", MessageStatus.COMPLETE)
+        answer = NewMessage(Role.ASSISTANT, None, "Hello Ana.", 3, "s", MessageStatus.COMPLETE)
         await old.repo.finish_turn(chat.id, reply, answer, None)
     backend = ScriptedBackend("local")
     dc = await discord_bot(backend)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from botkit.backends.base import Role
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, upgrade
 from botkit.store.leases import Lease, LeaseLost, LeaseTaken
@@ -20,7 +21,7 @@ from botkit.store.repository import NewMessage, Repository
 from tests.conftest import REPO
 from tests.kill_between import STALE_AFTER
 
-USER = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+USER = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ async def test_a_live_process_recovers_one_whose_heartbeat_stopped_and_never_a_l
             "c's reply": MessageStatus.GENERATING,
         }  # the retry row is gone: the reply it was replacing stays as it was
         waiting = await b.cut_marks.pending("t", "")
-        assert [(m.chat.chat_id, m.content, m.reply_ref) for m in waiting] == [
+        assert [(m.chat_key.chat_id, m.content, m.reply_ref) for m in waiting] == [
             ("served-by-a", "a's reply", "ref-a"),
             ("served-by-a", "a's retry", "ref-retry"),
         ]

@@ -13,7 +13,9 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from botkit.backends.base import Role
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.config import Config
@@ -107,8 +109,8 @@ async def test_turns_are_stored_in_order_and_reset_keeps_settings(db_url: str) -
             await repo.add_messages(
                 chat.id,
                 [
-                    NewMessage("user", None, f"q{i}", 3, "t", MessageStatus.COMPLETE),
-                    NewMessage("assistant", None, f"a{i}", 3, "t", MessageStatus.COMPLETE, 9),
+                    NewMessage(Role.USER, None, f"q{i}", 3, "t", MessageStatus.COMPLETE),
+                    NewMessage(Role.ASSISTANT, None, f"a{i}", 3, "t", MessageStatus.COMPLETE, 9),
                 ],
             )
         rows = await repo.window(chat.id, 0)
@@ -133,7 +135,7 @@ async def test_a_turn_reads_back_the_same_through_sqlalchemy(db_url: str) -> Non
         repo = Repository(engine)
         chat = await repo.chat(ChatKey("test", "rows"))
         before = datetime.now(UTC)
-        user = NewMessage("user", "ann", "q", 3, "t", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, "ann", "q", 3, "t", MessageStatus.COMPLETE)
         user_id, reply_id = await repo.begin_turn(chat.id, user)
         assert user_id is not None
         assert reply_id > user_id
@@ -142,7 +144,7 @@ async def test_a_turn_reads_back_the_same_through_sqlalchemy(db_url: str) -> Non
         assert [(r.content, r.status) for r in await repo.window(chat.id, 0)] == [
             ("q", MessageStatus.COMPLETE), ("par", MessageStatus.GENERATING)
         ]  # fmt: skip
-        reply = NewMessage("assistant", None, "partial", 2, "t", MessageStatus.COMPLETE, 7)
+        reply = NewMessage(Role.ASSISTANT, None, "partial", 2, "t", MessageStatus.COMPLETE, 7)
         await repo.finish_turn(chat.id, reply_id, reply, "ref-2")
         # A checkpoint after the finish changes nothing: it only touches a generating row.
         await repo.checkpoint(reply_id, "late", None)
@@ -179,9 +181,11 @@ async def test_the_repository_caches_a_bounded_number_of_chats(db_url: str) -> N
         chats = [await repo.chat(ChatKey("test", str(i))) for i in range(10)]
         for chat in chats:
             await repo.window(chat.id, 0)
-        assert (len(repo._chats), len(repo._windows)) == (3, 3)
+        caches = repo._caches
+        assert [c.id for c in chats if caches.chat(c.key) is not None] == [c.id for c in chats[7:]]
+        assert [c.id for c in chats if caches.rows(c.id) is not None] == [c.id for c in chats[7:]]
         # A chat no longer cached is read again, the same.
-        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
         await repo.begin_turn(chats[0].id, user)
         assert [r.content for r in await repo.window(chats[0].id, 0)] == ["q", ""]
         assert (await repo.chat(ChatKey("test", "0"))).id == chats[0].id
@@ -219,10 +223,10 @@ async def test_reply_stats_column_comes_and_goes_with_0005(db_url: str) -> None:
             await conn.run_sync(to("head"))
             assert "stats" in await conn.run_sync(_message_columns)
         chat = await repo.chat(ChatKey("t", "x"))
-        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, None, "q", 3, "t", MessageStatus.COMPLETE)
         _, reply_id = await repo.begin_turn(chat.id, user)
         figures = {"backend": "local", "prompt_tokens": 12, "cached_prompt_tokens": 8}
-        reply = NewMessage("assistant", None, "a", 3, "t", MessageStatus.COMPLETE, 1, figures)
+        reply = NewMessage(Role.ASSISTANT, None, "a", 3, "t", MessageStatus.COMPLETE, 1, figures)
         await repo.finish_turn(chat.id, reply_id, reply, None)
         assert await repo.last_stats(chat.id) == figures
         await repo.close()
@@ -261,6 +265,47 @@ async def test_a_chat_served_by_two_processes_is_detected_and_read_afresh(
         assert seen[-1] == "six"
 
 
+async def _old_turn(engine: AsyncEngine, chat_id: int, owner: str) -> int:
+    """A question and its reply left generating by owner, in the columns of 0006 and 0007 (the
+    repository writes those of head); returns the reply's id."""
+    async with engine.begin() as conn:
+        for role, status in (("user", "complete"), ("assistant", "generating")):
+            written = await conn.execute(
+                text("INSERT INTO messages (chat_id, role, content, token_count, token_model, "
+                     "status, owner, created_at) VALUES (:chat_id, :role, 'q', 3, 't', :status, "
+                     ":owner, CURRENT_TIMESTAMP) RETURNING id"),
+                {"chat_id": chat_id, "role": role, "status": status,
+                 "owner": owner if role == "assistant" else None},
+            )  # fmt: skip
+    return int(written.scalar_one())
+
+
+async def test_0008_renames_token_model_to_tokenizer_id_and_back(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0007"))
+            await conn.execute(
+                text("INSERT INTO chats (platform, chat_key, overrides, window_start_id, "
+                     "created_at, updated_at) VALUES ('t', 'x', '{}', 0, CURRENT_TIMESTAMP, "
+                     "CURRENT_TIMESTAMP)")
+            )  # fmt: skip
+        await _old_turn(engine, 1, owner="gone")
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0008"))
+            assert "token_model" not in await conn.run_sync(_message_columns)
+        repo = Repository(engine)
+        assert [m.tokenizer_id for m in await repo.window(1, 0)] == ["t", "t"]  # kept
+        await repo.close()
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0007", down=True))
+            assert "tokenizer_id" not in await conn.run_sync(_message_columns)
+            kept = await conn.execute(text("SELECT token_model FROM messages"))
+            assert list(kept.scalars()) == ["t", "t"]
+    finally:
+        await engine.dispose()
+
+
 async def test_reply_owner_column_comes_and_goes_with_0006(db_url: str) -> None:
     engine = create_engine(db_url)
 
@@ -288,11 +333,10 @@ async def test_0007_keys_plugin_data_by_chat_and_frees_replies_of_named_owners(d
                 text("INSERT INTO plugin_data (plugin, key, value, updated_at) "
                      "VALUES ('dice', 'rolls:t:x', '7', CURRENT_TIMESTAMP)")
             )  # fmt: skip
-        repo = Repository(engine, owner="host:/old/config.toml")
+        repo = Repository(engine)
         chat = await repo.chat(ChatKey("t", "x"))
-        user = NewMessage("user", None, "q", 3, "t", MessageStatus.COMPLETE)
-        _, reply_id = await repo.begin_turn(chat.id, user)
         await repo.close()
+        await _old_turn(engine, chat.id, owner="host:/old/config.toml")
         async with engine.begin() as conn:
             await conn.run_sync(to("0007"))
             rows = await conn.execute(text("SELECT plugin, chat_id, key, size FROM plugin_data"))
@@ -300,10 +344,12 @@ async def test_0007_keys_plugin_data_by_chat_and_frees_replies_of_named_owners(d
         repo = Repository(engine)
         assert await repo.plugin_data.get("dice", 0, "rolls:t:x") == 7
         await repo.plugin_data.update("dice", chat.id, "rolls", lambda _: 3, Quota(10, 100))
-        _, recovered = await Lease.acquire(repo, None, interval=1.0, stale_after=3.0)
+        lease, recovered = await Lease.acquire(repo, None, interval=1.0, stale_after=3.0)
         assert recovered == 1
-        assert [r.status for r in await repo.window(chat.id, 0)] == ["complete", "interrupted"]
-        _, reply_id = await repo.begin_turn(chat.id, user)  # now under a lease id
+        async with engine.connect() as conn:
+            statuses = await conn.execute(text("SELECT status FROM messages ORDER BY id"))
+            assert list(statuses.scalars()) == ["complete", "interrupted"]
+        reply_id = await _old_turn(engine, chat.id, owner=lease.id)  # now under a lease id
         await repo.close()
         async with engine.begin() as conn:
             await conn.run_sync(to("0006", down=True))

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from botkit.adapters.telegram import TelegramAdapter
-from botkit.backends.base import Message
+from botkit.backends.base import Message, Role
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
@@ -443,7 +443,7 @@ async def test_chats_stored_before_keys_named_the_bot_stay_with_it(
     # As an earlier botkit stored them: the chat id alone, and a reply cut by a crash.
     async with build_bot(make_config(), backends={"local": ScriptedBackend("local")}) as old:
         chat = await old.repo.chat(ChatKey("telegram", "1001"))
-        question = NewMessage("user", None, "My name is Ana.", 4, "s", MessageStatus.COMPLETE)
+        question = NewMessage(Role.USER, None, "My name is Ana.", 4, "s", MessageStatus.COMPLETE)
         _, reply = await old.repo.begin_turn(chat.id, question)
         await old.repo.checkpoint(reply, "Nice to meet", "1")
     backend = ScriptedBackend("local")

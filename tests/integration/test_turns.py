@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from botkit.adapters.memory import MemoryTarget
+from botkit.backends.base import Role
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
@@ -75,7 +76,7 @@ async def test_a_reply_left_generating_by_a_crash_is_interrupted_on_the_next_sta
     bot = build_bot(config, backends={"local": ScriptedBackend("local")}, base_dir=REPO)
     await bot.start()
     chat = await bot.repo.chat(incoming("").chat)
-    user = NewMessage("user", None, "Tell me a story", 5, "scripted", MessageStatus.COMPLETE)
+    user = NewMessage(Role.USER, None, "Tell me a story", 5, "scripted", MessageStatus.COMPLETE)
     _, reply_id = await bot.repo.begin_turn(chat.id, user)
     await bot.repo.checkpoint(reply_id, "Once upon a", "17")
     await bot.close()  # as a kill -9 would leave it: the row still says generating
@@ -102,9 +103,9 @@ async def test_an_empty_interrupted_reply_keeps_the_roles_alternating(
     backend = ScriptedBackend("local")
     async with build_bot(make_config(), backends={"local": backend}, base_dir=REPO) as bot:
         chat = await bot.repo.chat(incoming("").chat)
-        user = NewMessage("user", None, "First question", 5, "scripted", MessageStatus.COMPLETE)
+        user = NewMessage(Role.USER, None, "First question", 5, "scripted", MessageStatus.COMPLETE)
         _, reply_id = await bot.repo.begin_turn(chat.id, user)
-        empty = NewMessage("assistant", None, "", 0, "scripted", MessageStatus.INTERRUPTED)
+        empty = NewMessage(Role.ASSISTANT, None, "", 0, "scripted", MessageStatus.INTERRUPTED)
         await bot.repo.finish_turn(chat.id, reply_id, empty, None)
         await say(bot, "Second question")
         prompt = backend.prompts[0]

@@ -88,7 +88,7 @@ async def test_any_exception_mid_reply_stores_it_interrupted_with_its_text(
             ("user", "Tell me a story", MessageStatus.COMPLETE),
             ("assistant", "Half a rep", MessageStatus.INTERRUPTED),
         ]
-        assert bot.repo._in_flight == {}  # nothing of the turn is left behind
+        assert bot.repo._guard.in_flight == {}  # nothing of the turn is left behind
         backend.fail = False
         assert "echo: And then?" in (await say(bot, "And then?")).text
 
@@ -118,12 +118,12 @@ async def test_a_reply_that_cannot_be_counted_is_stored_with_an_estimate_recount
         record = await bot.repo.chat(incoming("").chat)
         stored = await bot.repo.window(record.id, 0)
         assert (stored[1].content, stored[1].status) == (answer.text, MessageStatus.COMPLETE)
-        assert stored[1].token_model == ESTIMATED
+        assert stored[1].tokenizer_id == ESTIMATED
         backend.broken = False
         await say(bot, "Question two")
         recounted = await bot.repo.window(record.id, 0)
         exact = await backend.message_tokens({"role": "assistant", "content": answer.text})
-        assert (recounted[1].token_model, recounted[1].token_count) == ("scripted", exact)
+        assert (recounted[1].tokenizer_id, recounted[1].token_count) == ("scripted", exact)
 
 
 async def test_a_retry_whose_question_no_longer_fits_is_refused_and_changes_nothing(
