@@ -52,8 +52,8 @@ async def run() -> list[Result]:
                 start = time.perf_counter()
                 ctx = await bot.router.context(incoming("Next?", f"history-{size}"), _Null())
                 backend = bot.backends[ctx.settings.backend]
-                kept = await bot.conversation.history(ctx.chat, backend)
-                await bot.conversation.plan(
+                kept = await bot.conversation.planner.history(ctx.chat, backend)
+                await bot.conversation.planner.plan(
                     ctx.chat, ctx.settings, kept, {"role": "user", "content": "Next?"}
                 )
                 samples.append(time.perf_counter() - start)

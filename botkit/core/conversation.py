@@ -1,4 +1,4 @@
-"""Conversations: a turn as one ordered, durable unit, and the prompt within the token budget.
+"""Conversations: a turn as one ordered, durable unit (its prompt is planned by planner.py).
 
 A turn's life: admitted (queue room, a message that fits) → written ahead (the user message and
 an empty reply row marked generating, one transaction, before any generation) → waits for the
@@ -6,11 +6,6 @@ chat's earlier turns, then for a scheduler slot → planned (only now, so the pr
 earlier turn) → generated, the reply row checkpointed every few seconds → finished (complete or
 interrupted, one transaction). A crash leaves the reply row generating; the next start marks
 it interrupted and it stays in the history.
-
-Budget = context window − reply reserve (max_tokens) − safety margin. When the stored history
-no longer fits, the oldest messages are dropped down to a lower watermark (history.trim_to of
-the budget) rather than one per turn, so the prompt prefix, and llama.cpp's cache of it, stays
-the same for many turns.
 """
 
 from __future__ import annotations
@@ -20,9 +15,9 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from botkit.backends.base import (
@@ -31,29 +26,26 @@ from botkit.backends.base import (
     ContextOverflow,
     GenerationParams,
     Message,
-    PrefixCache,
     Role,
     Usage,
     WindowLearned,
     generation_speed,
 )
 from botkit.backends.token_estimate import TokenEstimator
-from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings, Example
+from botkit.core.planner import Planner, PromptPlan, render
+from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
 from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
 from botkit.store.models import MessageStatus
-from botkit.store.repository import ChatRecord, NewMessage, StoredMessage
+from botkit.store.repository import NewMessage, StoredMessage
 
 if TYPE_CHECKING:
     from botkit.core.app import Bot
     from botkit.core.context import Context
 
 __all__ = [
-    "ContextReport",
     "Conversation",
     "NothingToRetry",
-    "PromptPlan",
     "Reply",
-    "example_messages",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,44 +61,6 @@ class NothingToRetry(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class PromptPlan:
-    """The messages to send and how the window is spent."""
-
-    messages: list[Message]
-    window: int
-    reserve: int
-    persona_tokens: int
-    history_tokens: int
-    new_tokens: int
-    kept_messages: int
-    start_id: int
-    examples_tokens: int = 0  # the few-shot pairs after the persona
-    examples: int = 0
-
-    @property
-    def used(self) -> int:
-        """Tokens the prompt takes, reply reserve not included."""
-        return self.persona_tokens + self.examples_tokens + self.history_tokens + self.new_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class ContextReport:
-    """What /context shows."""
-
-    plan: PromptPlan
-    dropped_messages: int  # stored, but before the window: the model no longer sees them
-    # Leading prompt tokens (persona, examples, history) in the chat's KV cache now, so the
-    # next reply does not evaluate them again; None: the backend keeps no such cache.
-    cached: int | None = None
-
-    @property
-    def free(self) -> int:
-        """Tokens neither used nor reserved."""
-        p = self.plan
-        return max(0, p.window - p.used - p.reserve)
-
-
-@dataclass(frozen=True, slots=True)
 class Reply:
     """A finished (or interrupted) reply."""
 
@@ -114,35 +68,6 @@ class Reply:
     status: MessageStatus
     seed: int
     usage: Usage | None
-
-
-def example_messages(examples: Sequence[Example]) -> list[Message]:
-    """Few-shot examples as the user/assistant pairs that follow the persona."""
-    messages: list[Message] = []
-    for said, answered in examples:
-        messages.append({"role": "user", "content": said})
-        messages.append({"role": "assistant", "content": answered})
-    return messages
-
-
-def _render(message: StoredMessage) -> Message:
-    content = f"{message.author}: {message.content}" if message.author else message.content
-    return {"role": message.role, "content": content}
-
-
-def _alternating(messages: list[Message]) -> list[Message]:
-    """Messages with no empty one and no two of the same role in a row (merged): strict
-    templates (Mistral, Llama 2) refuse anything but system? (user assistant)* user."""
-    result: list[Message] = []
-    for message in messages:
-        if not message["content"]:
-            continue  # a reply cut before its first token
-        if result and result[-1]["role"] == message["role"]:
-            merged = f"{result[-1]['content']}\n\n{message['content']}"
-            result[-1] = {"role": message["role"], "content": merged}
-        else:
-            result.append(message)
-    return result
 
 
 def _concrete(seed: int) -> int:
@@ -184,164 +109,9 @@ class Conversation:
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        self.planner = Planner(bot.config.history, bot.backends, lambda: bot.repo)
         self._lines: dict[int, _ChatLine] = {}
         self._admitted: Counter[str] = Counter()  # per backend: written, not yet generating
-
-    def budget(self, backend: Backend, settings: ChatSettings) -> int:
-        """Tokens available to persona + history + new message."""
-        margin = self.bot.config.history.safety_margin_tokens
-        return backend.context_window - settings.max_tokens - margin
-
-    async def fixed_cost_problem(self, backend: Backend, settings: ChatSettings) -> str | None:
-        """What is wrong with these settings together, or None: the persona and the examples
-        (never trimmed) may take at most half of what the window leaves after the reply
-        reserve, so the conversation always has room. Each setter (/persona, /examples,
-        /maxtokens) checks the settings it would leave, so no combination of them can make
-        every message too long."""
-        window = backend.context_window
-        if settings.max_tokens >= window // 2:
-            return (
-                f"/maxtokens {settings.max_tokens} would leave too little of the {window}-token "
-                f"context window for the conversation. Allowed: 1 to {window // 2 - 1} on "
-                f"backend {backend.name!r}"
-            )
-        persona = await backend.message_tokens({"role": "system", "content": settings.persona})
-        examples = 0
-        for message in example_messages(settings.examples):
-            examples += await backend.message_tokens(message)
-        budget = self.budget(backend, settings)
-        if persona + examples <= budget // 2:
-            return None
-        margin = self.bot.config.history.safety_margin_tokens
-        most = min(window // 2 - 1, window - margin - 2 * (persona + examples))
-        lower = [f"/maxtokens to {most} or less"] if most >= 1 else []
-        lower.append("shorten the persona")
-        if examples:
-            lower.append("remove examples (/examples remove N)")
-        shots = f" and the examples ({examples} tokens)" if settings.examples else ""
-        return (
-            f"the persona ({persona} tokens){shots} may take at most half of what the "
-            f"{window}-token window leaves after the reply reserve of {settings.max_tokens} "
-            f"tokens ({budget // 2} tokens), so the conversation has room; they would take "
-            f"{persona + examples}. Lower one: {', or '.join(lower)}"
-        )
-
-    # --- planning -----------------------------------------------------------------------
-
-    async def history(
-        self, chat: ChatRecord, backend: Backend, before: int | None = None
-    ) -> list[StoredMessage]:
-        """The kept window (before a message id), counted with backend's tokenizer."""
-        rows = await self.bot.repo.window(chat.id, chat.window_start_id)
-        if before is not None:
-            rows = [r for r in rows if r.id < before]
-        return await self._counted([r for r in rows if r.content], backend)
-
-    async def _fixed_cost(
-        self, backend: Backend, settings: ChatSettings, new: Message | None
-    ) -> tuple[int, int, int]:
-        """(persona + examples + generation prompt + new message, persona alone, examples
-        alone), in tokens: what is never trimmed. Refuses a message that could never fit,
-        whatever the history."""
-        system: Message = {"role": "system", "content": settings.persona}
-        # Per-message counts are cached by the backend; the template is additive, the backend
-        # checks the exact prompt.
-        fixed = await backend.count_tokens([system])
-        examples = 0
-        for message in example_messages(settings.examples):
-            examples += await backend.message_tokens(message)
-        fixed += examples
-        if new is not None:
-            fixed += await backend.message_tokens(new)
-        persona = await backend.message_tokens(system)
-        if fixed > self.budget(backend, settings):
-            shots = f", the examples ({examples} tokens)" if examples else ""
-            raise ContextOverflow(
-                f"the persona ({persona} tokens){shots} and your message "
-                f"({fixed - persona - examples} tokens with the template) leave no room in the "
-                f"{backend.context_window}-token window with {settings.max_tokens} tokens "
-                "reserved for the reply: shorten the message, the persona"
-                f"{' or the examples' if examples else ''}, or lower /maxtokens"
-            )
-        return fixed, persona, examples
-
-    async def plan(
-        self,
-        chat: ChatRecord,
-        settings: ChatSettings,
-        rows: list[StoredMessage],
-        new: Message | None,
-        new_id: int | None = None,
-    ) -> PromptPlan:
-        """Fit persona + newest history + new message into the budget (no side effects: the
-        caller stores a moved window start). new_id: the stored id of the new message, where
-        the window starts if no history fits beside it."""
-        backend = self.bot.backends[settings.backend]
-        fixed, persona, examples = await self._fixed_cost(backend, settings, new)
-        budget = self.budget(backend, settings)
-        history = sum(r.token_count for r in rows)
-        start = chat.window_start_id
-        if fixed + history > budget:
-            target = int(budget * self.bot.config.history.trim_to)
-            rows = list(rows)
-            # The persona and the examples are never trimmed: the oldest history goes, and a
-            # reply left first goes too (it would merge into the last example's answer).
-            while rows and (fixed + history > target or rows[0].role == "assistant"):
-                history -= rows.pop(0).token_count
-            first = rows[0].id if rows else new_id or await self._next_id(chat)
-            start = max(start, first)
-        system: Message = {"role": "system", "content": settings.persona}
-        messages = _alternating(
-            [
-                system,
-                *example_messages(settings.examples),
-                *(_render(r) for r in rows),
-                *([new] if new else []),
-            ]
-        )
-        return PromptPlan(
-            messages=messages,
-            window=backend.context_window,
-            reserve=settings.max_tokens,
-            persona_tokens=persona,
-            history_tokens=history,
-            new_tokens=fixed - persona - examples,
-            kept_messages=len(rows),
-            start_id=start,
-            examples_tokens=examples,
-            examples=len(settings.examples),
-        )
-
-    async def _next_id(self, chat: ChatRecord) -> int:
-        rows = await self.bot.repo.window(chat.id, chat.window_start_id)
-        return (rows[-1].id + 1) if rows else chat.window_start_id
-
-    async def _counted(self, rows: list[StoredMessage], backend: Backend) -> list[StoredMessage]:
-        """Rows with token counts from this backend's tokenizer (recounting others, once)."""
-        stale = [r for r in rows if r.tokenizer_id != backend.tokenizer_id]
-        if not stale:
-            return rows
-        counts = {r.id: await backend.message_tokens(_render(r)) for r in stale}
-        await self.bot.repo.recount([(i, n, backend.tokenizer_id) for i, n in counts.items()])
-        return [
-            replace(r, token_count=counts[r.id], tokenizer_id=backend.tokenizer_id)
-            if r.id in counts
-            else r
-            for r in rows
-        ]
-
-    async def report(self, chat: ChatRecord, settings: ChatSettings) -> ContextReport:
-        """The window as it would be spent by the next turn (without a new message)."""
-        backend = self.bot.backends[settings.backend]
-        plan = await self.plan(chat, settings, await self.history(chat, backend), None)
-        cached = None
-        if isinstance(backend, PrefixCache):
-            cached = await backend.cached_prefix(plan.messages, str(chat.key))
-        # Counted only here: a COUNT over a long history is not paid on every turn.
-        dropped = await self.bot.repo.count_before(chat.id, plan.start_id)
-        return ContextReport(plan, dropped, cached)
-
-    # --- the turn -------------------------------------------------------------------------
 
     def _admit(self, backend: Backend) -> None:
         """Refuse a turn when the backend's queue is full, before anything is written."""
@@ -379,7 +149,9 @@ class Conversation:
         author = ctx.incoming.user.name if not ctx.incoming.is_dm else None
         new: Message = {"role": "user", "content": f"{author}: {text}" if author else text}
         self._admit(backend)
-        await self._fixed_cost(backend, ctx.settings, new)  # never write a turn that cannot fit
+        await self.planner.fixed_cost(
+            backend, ctx.settings, new
+        )  # never write a turn that cannot fit
         tokens = await backend.message_tokens(new)
         row = NewMessage(
             Role.USER, author, text, tokens, backend.tokenizer_id, MessageStatus.COMPLETE
@@ -494,15 +266,15 @@ class Conversation:
         metrics = self.bot.metrics
         metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
         try:
-            rows = await self.history(chat, backend, turn.before)
+            rows = await self.planner.history(chat, backend, turn.before)
             new, new_id = turn.new, turn.before
             if new is None and rows and rows[-1].role == "user":
                 # A /retry: its question is the last stored message. It is never trimmed away
                 # (the reply would answer a prompt without it): it must fit like a new one.
                 question = rows.pop()
-                new, new_id = _render(question), question.id
+                new, new_id = render(question), question.id
             for last in (False, True):  # planned again, once, for a window the server named
-                plan = await self.plan(chat, settings, rows, new, new_id)
+                plan = await self.planner.plan(chat, settings, rows, new, new_id)
                 if plan.start_id > chat.window_start_id:
                     await repo.set_window_start(chat.id, plan.start_id)
                 try:

@@ -140,7 +140,7 @@ class PluginContext:
     async def history(self) -> list[HistoryMessage]:
         """The messages the model sees in this chat now, oldest first (a copy)."""
         ctx = self._ctx
-        rows = await ctx.bot.conversation.history(ctx.chat, ctx.backend)
+        rows = await ctx.bot.conversation.planner.history(ctx.chat, ctx.backend)
         return [HistoryMessage(r.role, r.author, r.content) for r in rows]
 
     async def generate(

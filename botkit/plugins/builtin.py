@@ -76,7 +76,7 @@ async def _check_max_tokens(ctx: Context, value: int) -> None:
 async def check_fixed_cost(ctx: Context, settings: ChatSettings) -> None:
     """Refuse settings whose persona, examples and reply reserve together leave the
     conversation too little room (the one check for /persona, /examples and /maxtokens)."""
-    problem = await ctx.bot.conversation.fixed_cost_problem(ctx.backend, settings)
+    problem = await ctx.bot.conversation.planner.fixed_cost_problem(ctx.backend, settings)
     if problem is not None:
         raise CommandError(problem)
 
@@ -159,7 +159,7 @@ async def reset(ctx: Context) -> str:
 @plugin.command("context", uses_model=True)
 async def context(ctx: Context) -> None:
     """How the context window is spent: persona, kept history, reply reserve, free."""
-    report = await ctx.bot.conversation.report(ctx.chat, ctx.settings)
+    report = await ctx.bot.conversation.planner.report(ctx.chat, ctx.settings)
     p = report.plan
     lines = [
         f"Context window: {p.window} tokens ({ctx.backend.name})",

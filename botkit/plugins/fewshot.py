@@ -14,7 +14,7 @@ from pydantic import Field
 
 from botkit.core.commands import CommandError, Plugin
 from botkit.core.context import Context
-from botkit.core.conversation import example_messages
+from botkit.core.planner import example_messages
 from botkit.core.settings import EXAMPLE_MAX_CHARS, MAX_EXAMPLES, Example
 from botkit.plugins.builtin import check_fixed_cost
 

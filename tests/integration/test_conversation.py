@@ -40,8 +40,8 @@ async def test_prompt_never_exceeds_a_small_window_and_keeps_the_newest(
             assert reply.usage.prompt_tokens + 48 <= 512
             chat = await bot.repo.chat(incoming("", "a").chat)
             starts.append(chat.window_start_id)
-            rows = await bot.conversation.history(chat, bot.backends["local"])
-            plan = await bot.conversation.plan(chat, bot.settings_for(chat), rows, None)
+            rows = await bot.conversation.planner.history(chat, bot.backends["local"])
+            plan = await bot.conversation.planner.plan(chat, bot.settings_for(chat), rows, None)
             # The newest turn is always kept.
             assert plan.messages[-1]["content"] == reply.text
             assert plan.messages[-2]["content"] == text

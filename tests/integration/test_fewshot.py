@@ -74,8 +74,8 @@ async def test_examples_count_in_the_window_and_outlast_the_history(
             await say(bot, f"Message {turn}: {fact}")
             chat = await bot.repo.chat(ChatKey("test", "a"))
             settings = bot.settings_for(chat)
-            rows = await bot.conversation.history(chat, backend)
-            plan = await bot.conversation.plan(chat, settings, rows, None)
+            rows = await bot.conversation.planner.history(chat, backend)
+            plan = await bot.conversation.planner.plan(chat, settings, rows, None)
             assert [m["content"] for m in plan.messages[1:5]] == [
                 "What is 2+2?", "Four.", "What is 3+3?", "Six."
             ]  # fmt: skip

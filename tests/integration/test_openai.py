@@ -141,8 +141,8 @@ async def test_a_long_chat_is_trimmed_with_exact_counts(
         for turn in range(10):
             assert (await say(bot, f"Turn {turn}: tell me a fact about the number {turn}.")).text
             chat = await bot.repo.chat(_key("a"))
-            rows = await bot.conversation.history(chat, bot.backends["server"])
-            plan = await bot.conversation.plan(chat, bot.settings_for(chat), rows, None)
+            rows = await bot.conversation.planner.history(chat, bot.backends["server"])
+            plan = await bot.conversation.planner.plan(chat, bot.settings_for(chat), rows, None)
             # Counted by the in-process tokenizer, the next prompt fits with the reply reserve.
             assert await local.count_tokens(plan.messages) + 48 <= 512
         report = (await say(bot, "/context")).text

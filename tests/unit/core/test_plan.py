@@ -28,7 +28,7 @@ async def test_the_prompt_fits_keeps_the_newest_and_moves_its_start_rarely(
         moves = sum(1 for a, b in itertools.pairwise(starts) if a != b)
         assert 1 <= moves <= 8  # trimmed in steps down to history.trim_to, not every turn
         chat = await bot.repo.chat(incoming("").chat)
-        rows = await bot.conversation.history(chat, backend)
-        plan = await bot.conversation.plan(chat, bot.settings_for(chat), rows, None)
+        rows = await bot.conversation.planner.history(chat, backend)
+        plan = await bot.conversation.planner.plan(chat, bot.settings_for(chat), rows, None)
         assert plan.used + plan.reserve <= plan.window
         assert plan.messages[1]["role"] == "user"  # a kept history never starts with a reply

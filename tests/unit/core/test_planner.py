@@ -1,0 +1,56 @@
+"""The Planner built from its parts alone (no Bot): a scripted backend, a repository on SQLite
+in memory and the history settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from botkit.backends.base import Role
+from botkit.backends.scripted import ScriptedBackend
+from botkit.config import HistoryConfig
+from botkit.core.events import ChatKey
+from botkit.core.planner import Planner
+from botkit.core.settings import ChatSettings
+from botkit.store.db import create_engine
+from botkit.store.models import Base, MessageStatus
+from botkit.store.repository import NewMessage, Repository
+
+
+@pytest.fixture
+async def repo() -> AsyncIterator[Repository]:
+    engine = create_engine("sqlite+aiosqlite://")  # in memory: one connection, shared
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    repo = Repository(engine, cached_chats=4, owner="test")
+    yield repo
+    await repo.close()
+    await engine.dispose()
+
+
+async def test_a_long_history_is_trimmed_to_the_watermark_and_the_persona_kept(
+    repo: Repository,
+) -> None:
+    backend = ScriptedBackend("local", context_window=400)
+    planner = Planner(HistoryConfig(trim_to=0.5), {"local": backend}, lambda: repo)
+    settings = ChatSettings(backend="local", max_tokens=64)
+    chat = await repo.chat(ChatKey("test", "a"))
+    for n in range(20):
+        role = Role.USER if n % 2 == 0 else Role.ASSISTANT
+        text = f"message {n} " + "word " * 20
+        count = await backend.message_tokens({"role": role, "content": text})
+        await repo.add_messages(
+            chat.id, [NewMessage(role, None, text, count, "scripted", MessageStatus.COMPLETE)]
+        )
+    rows = await planner.history(chat, backend)
+    plan = await planner.plan(chat, settings, rows, {"role": "user", "content": "and now?"})
+    budget = planner.budget(backend, settings)
+    assert plan.used <= budget
+    assert plan.used - plan.new_tokens - plan.persona_tokens <= int(budget * 0.5)
+    assert plan.messages[0] == {"role": "system", "content": settings.persona}
+    assert plan.messages[1]["role"] == "user"  # never a reply first after the persona
+    assert plan.messages[-1] == {"role": "user", "content": "and now?"}
+    assert plan.start_id > chat.window_start_id
+    report = await planner.report(chat, settings)  # /context: the rows before the kept ones
+    assert report.dropped_messages == report.plan.start_id - 1 > 0
