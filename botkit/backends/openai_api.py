@@ -36,10 +36,9 @@ from botkit.backends.base import (
     Message,
     ModelNotFound,
     Usage,
-    generation_speed,
 )
 from botkit.backends.openai_errors import error_message, refused_argument
-from botkit.backends.openai_reply import ReplyClock, StreamedReply
+from botkit.backends.openai_reply import ReplyClock, StreamedReply, server_usage
 from botkit.backends.openai_window import ServerWindow
 from botkit.backends.server_tokens import ServerTokens
 from botkit.config import OpenAIConfig
@@ -352,8 +351,7 @@ class OpenAIBackend:
         """The server's figures where it sent them (usage with stream_options.include_usage;
         llama-server's timings), else counted and timed here."""
         stop: Literal["stop", "length"] = "length" if finish == "length" else "stop"
-        end = time.perf_counter()
-        reported, timings = reply.usage, reply.timings
+        reported = reply.usage
         if reported is not None:
             self._tokens.observe(messages, int(reported.prompt_tokens))
             prompt = int(reported.prompt_tokens)
@@ -363,22 +361,7 @@ class OpenAIBackend:
                 completion = await self._tokens.text("".join(reply.pieces))
             except (openai.APIError, httpx.TransportError):
                 completion = 0  # the reply is complete; only its count is unknown
-        details = getattr(reported, "prompt_tokens_details", None)
-        cached = getattr(details, "cached_tokens", None)
-        if cached is None:
-            cached = _number(timings.get("cache_n"))
-        prompt_ms = _number(timings.get("prompt_ms"))
-        speed = _number(timings.get("predicted_per_second"))
-        first = None if reply.first is None else reply.first - reply.sent
-        return Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            stop_reason=stop,
-            cached_prompt_tokens=None if cached is None else int(cached),
-            prefill_seconds=None if prompt_ms is None else prompt_ms / 1000,
-            first_token_seconds=first,
-            tokens_per_second=speed or generation_speed(completion, reply.first, end),
-        )
+        return server_usage(reply, prompt, completion, stop, time.perf_counter())
 
     async def info(self) -> BackendInfo:
         """The model as the server lists it."""
@@ -402,7 +385,3 @@ class OpenAIBackend:
 
 def _wire(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
     return cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages])
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and value >= 0 else None

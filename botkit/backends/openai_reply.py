@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from botkit.backends.base import BackendError, BackendUnavailable
+from botkit.backends.base import BackendError, BackendUnavailable, Usage, generation_speed
 
-__all__ = ["ReplyClock", "StreamedReply"]
+__all__ = ["ReplyClock", "StreamedReply", "server_usage"]
 
 T = TypeVar("T")
 
@@ -112,3 +112,34 @@ class ReplyClock:
                 f"{self._where} sent no part of the reply for {self._read_timeout:g} s "
                 "(read_timeout)"
             ) from None
+
+
+def server_usage(
+    reply: StreamedReply,
+    prompt: int,
+    completion: int,
+    stop: Literal["stop", "length"],
+    end: float,
+) -> Usage:
+    """A reply's Usage: the cache and timing figures the server sent where it sent them
+    (OpenAI's usage.prompt_tokens_details.cached_tokens; llama-server's timings), else those
+    measured here."""
+    details = getattr(reply.usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None)
+    if cached is None:
+        cached = _number(reply.timings.get("cache_n"))
+    prompt_ms = _number(reply.timings.get("prompt_ms"))
+    speed = _number(reply.timings.get("predicted_per_second"))
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        stop_reason=stop,
+        cached_prompt_tokens=None if cached is None else int(cached),
+        prefill_seconds=None if prompt_ms is None else prompt_ms / 1000,
+        first_token_seconds=None if reply.first is None else reply.first - reply.sent,
+        tokens_per_second=speed or generation_speed(completion, reply.first, end),
+    )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
