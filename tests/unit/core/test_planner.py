@@ -3,30 +3,14 @@ in memory and the history settings."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from botkit.backends.base import Role
 from botkit.backends.scripted import ScriptedBackend
 from botkit.config import HistoryConfig
 from botkit.core.events import ChatKey
 from botkit.core.planner import Planner
 from botkit.core.settings import ChatSettings
-from botkit.store.db import create_engine
-from botkit.store.models import Base, MessageStatus
+from botkit.store.models import MessageStatus
 from botkit.store.repository import NewMessage, Repository
-
-
-@pytest.fixture
-async def repo() -> AsyncIterator[Repository]:
-    engine = create_engine("sqlite+aiosqlite://")  # in memory: one connection, shared
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    repo = Repository(engine, cached_chats=4, owner="test")
-    yield repo
-    await repo.close()
-    await engine.dispose()
 
 
 async def test_a_long_history_is_trimmed_to_the_watermark_and_the_persona_kept(

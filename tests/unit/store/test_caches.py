@@ -5,7 +5,6 @@ repository keeping them right through its own writes (SQLite in memory)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -14,9 +13,8 @@ from sqlalchemy import insert
 from botkit.backends.base import Role
 from botkit.core.events import ChatKey
 from botkit.store.caches import Caches
-from botkit.store.db import create_engine
 from botkit.store.guard import OwnerGuard
-from botkit.store.models import MESSAGES, Base, MessageStatus, utc_now
+from botkit.store.models import MESSAGES, MessageStatus, utc_now
 from botkit.store.records import ChatRecord, NewMessage, StoredMessage
 from botkit.store.repository import Repository
 
@@ -121,17 +119,6 @@ def test_a_retry_and_a_dropped_turn_leave_nothing_in_flight() -> None:
     guard.began(1, question_id=3, reply_id=4)
     guard.dropped(4)
     assert (guard.in_flight, guard.finishing(2)) == ({}, (0, None))
-
-
-@pytest.fixture
-async def repo() -> AsyncIterator[Repository]:
-    engine = create_engine("sqlite+aiosqlite://")  # in memory: one connection, shared
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    repo = Repository(engine, cached_chats=4, owner="test")
-    yield repo
-    await repo.close()
-    await engine.dispose()
 
 
 async def test_a_turn_joins_the_cached_window_as_it_is_written(repo: Repository) -> None:
