@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from botkit.store.models import Base
+from botkit.store.models import Base, included_in_schema
 
 target_metadata = Base.metadata
 
@@ -19,6 +19,7 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+        include_name=included_in_schema,
     )
     with context.begin_transaction():
         context.run_migrations()

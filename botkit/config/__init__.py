@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
 from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
+from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.config.root import Config, ConfigError, load_config
 from botkit.config.runtime import (
     DefaultsConfig,
@@ -31,12 +32,15 @@ __all__ = [
     "DefaultsConfig",
     "DiscordConfig",
     "HistoryConfig",
+    "KnowledgeConfig",
     "LlamaCppConfig",
     "LoggingConfig",
+    "MemoryConfig",
     "MetricsConfig",
     "OllamaConfig",
     "OpenAIConfig",
     "PluginsConfig",
+    "RetrievalConfig",
     "ServiceConfig",
     "StorageConfig",
     "TelegramConfig",

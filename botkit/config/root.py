@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
 from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
+from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.config.runtime import (
     DefaultsConfig,
     HistoryConfig,
@@ -47,6 +48,9 @@ class Config(BaseSettings):
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     defaults: DefaultsConfig = DefaultsConfig()
     history: HistoryConfig = HistoryConfig()
+    memory: MemoryConfig = MemoryConfig()
+    knowledge: KnowledgeConfig = KnowledgeConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
     plugins: PluginsConfig = PluginsConfig()
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()

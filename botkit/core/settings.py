@@ -145,6 +145,9 @@ class ChatSettings(SamplingOptions):
     persona: Persona = "You are a helpful assistant."
     # Few-shot examples (in-context learning): user/assistant pairs right after the persona.
     examples: Examples = ()
+    # Recall: the chat's messages that fell out of the window come back when relevant to a
+    # new one (/memory on|off; [memory] sets how many tokens they may take).
+    memory: bool = True
 
     def with_overrides(self, overrides: dict[str, Any]) -> ChatSettings:
         """These settings with every non-None override applied (overrides are validated when
@@ -155,7 +158,7 @@ class ChatSettings(SamplingOptions):
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The setting names, in display order."""
-        return ("backend", "persona", "examples", *SamplingOptions.model_fields)
+        return ("backend", "persona", "examples", "memory", *SamplingOptions.model_fields)
 
 
 def valid_overrides(raw: Any) -> dict[str, Any]:

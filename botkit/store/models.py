@@ -1,5 +1,6 @@
 """The database tables: chats (with their setting overrides), messages (with token counts),
-the processes' leases, the cut replies waiting for their platform mark, and plugin data."""
+the processes' leases, the cut replies waiting for their platform mark, plugin data, and
+retrieval's documents and chunks (with their keyword index, built by the migration)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     PrimaryKeyConstraint,
     String,
     Text,
@@ -25,17 +27,22 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "CHATS",
+    "CHUNKS",
     "CUT_MARKS",
+    "DOCUMENTS",
     "LEASES",
     "MESSAGES",
     "PLUGIN_DATA",
     "Base",
     "ChatRow",
+    "ChunkRow",
     "CutMarkRow",
+    "DocumentRow",
     "LeaseRow",
     "MessageRow",
     "MessageStatus",
     "PluginDataRow",
+    "included_in_schema",
     "utc_now",
 ]
 
@@ -171,6 +178,65 @@ class PluginDataRow(Base):
     )
 
 
+class DocumentRow(Base):
+    """A document a chat was given (/docs add), or every chat of the bot (chat_id NULL,
+    `botkit docs add --all`): its text lives in its chunks."""
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_chat_id", "chat_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(255))  # the file's name
+    kind: Mapped[str] = mapped_column(String(8))  # txt, md, pdf, html
+    size: Mapped[int] = mapped_column(Integer)  # bytes of the file
+    pages: Mapped[int | None] = mapped_column(Integer)
+    chunks: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(Integer)  # by the embedder's tokenizer (chunk sizing)
+    sha256: Mapped[str] = mapped_column(String(64))  # the same file twice is refused
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class ChunkRow(Base):
+    """A piece of text retrieval can bring back: a stored message (memory) or a part of a
+    document (knowledge), with its vector once embedded.
+
+    The keyword index is kept beside it by the migration, per database: an FTS5 table
+    (chunks_fts) on SQLite, a generated tsvector column (tsv) with a GIN index on PostgreSQL.
+    """
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        Index("ix_chunks_chat_id_id", "chat_id", "id"),
+        Index("ix_chunks_message_id", "message_id", unique=True),  # a message is one chunk
+        Index("ix_chunks_document_id", "document_id", "seq"),
+        Index("ix_chunks_embedder", "embedder", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # NULL: a document for every chat of the bot.
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # the chunk's place in its document
+    page: Mapped[int | None] = mapped_column(Integer)
+    author: Mapped[str | None] = mapped_column(String(255))  # a message's speaker
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)  # by the embedder's tokenizer
+    # Embedder.name of the vector; NULL: not embedded yet. Another name: re-embedded.
+    embedder: Mapped[str | None] = mapped_column(String(255))
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32, unit length
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+def included_in_schema(name: str | None, kind: str, _parents: object) -> bool:
+    """For Alembic's comparison of models and database: the keyword index (SQLite's FTS5
+    tables, PostgreSQL's tsv column and its index chunks_fts_tsv) is the migration's."""
+    if name is not None and name.startswith("chunks_fts"):
+        return False
+    return not (kind == "column" and name == "tsv")
+
+
 # The tables as SQLAlchemy Core's Table objects: the store's queries are Core (rows, not ORM
 # objects).
 CHATS = Base.metadata.tables[ChatRow.__tablename__]
@@ -178,3 +244,5 @@ MESSAGES = Base.metadata.tables[MessageRow.__tablename__]
 LEASES = Base.metadata.tables[LeaseRow.__tablename__]
 CUT_MARKS = Base.metadata.tables[CutMarkRow.__tablename__]
 PLUGIN_DATA = Base.metadata.tables[PluginDataRow.__tablename__]
+DOCUMENTS = Base.metadata.tables[DocumentRow.__tablename__]
+CHUNKS = Base.metadata.tables[ChunkRow.__tablename__]

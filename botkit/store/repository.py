@@ -4,7 +4,8 @@ operations.
 The parts, one job each: the single writer (writer.py), the chat and window caches (caches.py),
 the one-process-per-chat guard (guard.py), chats (chats.py), messages (messages.py), the
 turn's writes (turns.py), chat adoption (adoption.py), and beside them the cut replies' queue
-(cut_marks.py) and plugin data (plugin_data.py). A lease (leases.py) takes a Repository for
+(cut_marks.py), plugin data (plugin_data.py) and retrieval's chunks and documents
+(chunks.py, documents.py). A lease (leases.py) takes a Repository for
 its writer and caches, and runs crash recovery (recovery.py) in its own transactions.
 
 A facade, because the parts share one writer, one set of caches and one guard, which it wires
@@ -20,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from botkit.store.adoption import adopt_chats
 from botkit.store.caches import Caches
 from botkit.store.chats import Chats
+from botkit.store.chunks import Chunks
 from botkit.store.cut_marks import CutMarks
+from botkit.store.documents import Documents
 from botkit.store.guard import OwnerGuard
 from botkit.store.messages import Messages
 from botkit.store.plugin_data import PluginData
@@ -75,6 +78,9 @@ class Repository:
         # The stores beside this one, on the same writer.
         self.cut_marks = CutMarks(self)
         self.plugin_data = PluginData(self)
+        # Retrieval's rows: chunks with their vectors and keyword index, and documents.
+        self.chunks = Chunks(writer)
+        self.documents = Documents(writer, self.chunks)
 
     @property
     def owner(self) -> str | None:

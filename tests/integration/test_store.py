@@ -22,7 +22,7 @@ from botkit.config import Config
 from botkit.core.events import ChatKey
 from botkit.store.db import create_engine, ensure_migrated, migrations_dir, upgrade
 from botkit.store.leases import Lease
-from botkit.store.models import Base, MessageRow, MessageStatus
+from botkit.store.models import Base, MessageRow, MessageStatus, included_in_schema
 from botkit.store.plugin_data import Quota
 from botkit.store.repository import NewMessage, Repository
 from tests.conftest import say
@@ -45,7 +45,8 @@ def _message_columns(connection: Connection) -> list[str]:
 
 
 def _diff(connection: Connection) -> list[object]:
-    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+    context = MigrationContext.configure(connection, opts={"include_name": included_in_schema})
+    return list(compare_metadata(context, Base.metadata))
 
 
 async def test_migrations_create_exactly_the_models_schema_and_downgrade(db_url: str) -> None:
