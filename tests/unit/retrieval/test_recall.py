@@ -13,6 +13,7 @@ from botkit.config import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.core.events import ChatKey
 from botkit.core.settings import ChatSettings
 from botkit.retrieval.fusion import fuse
+from botkit.retrieval.indexer import Progress
 from botkit.retrieval.service import Retrieval
 from botkit.store.chunks import NewChunk, keyword_terms
 from botkit.store.documents import NewDocument
@@ -294,12 +295,12 @@ async def test_the_background_indexer_survives_an_exception(
         calls = 0
         real = found.indexer.drain
 
-        async def failing_once() -> None:
+        async def failing_once(progress: Progress | None = None) -> None:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise RuntimeError("database is locked")
-            await real()
+            await real(progress)
             done.set()
 
         found.indexer.drain = failing_once  # type: ignore[method-assign]
