@@ -41,7 +41,7 @@ _RECALLED = (MessageStatus.COMPLETE, MessageStatus.INTERRUPTED)
 _MAX_TERMS = 32
 # Words too common to tell chunks apart: a chunk that shares only these with a message is not
 # relevant to it (English only; in other languages BM25's weighting is what discounts them).
-_STOPWORDS = frozenset(
+_STOPWORD_TEXT = (
     "a about above after again all am an and any are as at be because been before being "
     "below between both but by can could did do does doing down during each few for from "
     "further had has have having he her here hers herself him himself his how i if in "
@@ -49,8 +49,9 @@ _STOPWORDS = frozenset(
     "or other our ours ourselves out over own same she should so some such than that the "
     "their theirs them themselves then there these they this those through to too under "
     "until up very was we were what when where which while who whom why will with would "
-    "you your yours yourself yourselves".split()  # noqa: SIM905
+    "you your yours yourself yourselves"
 )
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 # SQLite's FTS5 table over chunks.text (made by migration 0009), for joins.
 _FTS = table("chunks_fts", column("rowid"))
 
