@@ -1,7 +1,7 @@
 """Cutting a document's text into chunks of at most `size` tokens that overlap.
 
-The text is split once into pieces (a word and the whitespace after it; a word longer than a
-chunk is cut into parts) and each distinct piece is counted once, so a 2M-character document
+The text is split once into pieces (a word and the whitespace before it; a word longer than
+a chunk is cut into parts) and each distinct piece is counted once, so a 2M-character document
 costs about as many tokenizer calls as it has distinct words. A chunk ends at the strongest
 boundary it can reach (paragraph > sentence > line > word > inside a word), preferring one
 past half its size; the next one starts far enough back to repeat about `overlap` tokens,
@@ -24,7 +24,7 @@ CountTokens = Callable[[str], int]
 
 # Boundary after a piece: the higher, the better a place to end a chunk.
 _HARD, _WORD, _LINE, _SENTENCE, _PARAGRAPH = range(5)
-_PIECE = re.compile(r"\S+\s*")
+_PIECE = re.compile(r"\s*\S+")
 _SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*$")
 
 
@@ -82,7 +82,11 @@ def chunk_text(
 def _pieces(
     text: str, count_tokens: CountTokens, size: int, base: int
 ) -> list[tuple[int, int, int, int]]:
-    """(start, end, boundary level after it, tokens) of each piece, tokens without `base`."""
+    """(start, end, boundary level after it, tokens) of each piece, tokens without `base`.
+
+    A piece is counted with the whitespace before it (" word"), as BPE and SentencePiece
+    vocabularies hold words, so the sum of the pieces is close to the count of the whole.
+    """
     counted: dict[str, int] = {}
 
     def count(piece: str) -> int:
@@ -91,28 +95,33 @@ def _pieces(
         return counted[piece]
 
     out: list[tuple[int, int, int, int]] = []
+    previous = ""
     for match in _PIECE.finditer(text):
         piece = match.group()
-        word = piece.rstrip()
-        space = piece[len(word) :]
-        if space.count("\n") > 1:
-            level = _PARAGRAPH
-        elif _SENTENCE_END.search(word):
-            level = _SENTENCE
-        elif "\n" in space:
-            level = _LINE
-        else:
-            level = _WORD
+        word = piece.lstrip()
+        space = piece[: len(piece) - len(word)]
+        if out:  # the boundary between the previous word and this one
+            out[-1] = (*out[-1][:2], _level(previous, space), out[-1][3])
+        previous = word
+        start = match.start() + len(space)
         if count(piece) + base <= size:
-            out.append((match.start(), match.end(), level, count(piece)))
+            out.append((start, match.end(), _PARAGRAPH, count(piece)))
             continue
-        # Longer than a chunk (a base64 blob, a URL): the word cut into parts that fit, the
-        # space after it left out (no chunk needs it, and a part of only spaces is empty).
-        parts = _cut(match.start(), match.start() + len(word), text, count_tokens, size)
-        for i, (start, end) in enumerate(parts):
-            last = i == len(parts) - 1
-            out.append((start, end, level if last else _HARD, count(text[start:end])))
+        # Longer than a chunk (a base64 blob, a URL): the word cut into parts that fit.
+        for part_start, part_end in _cut(start, match.end(), text, count_tokens, size):
+            out.append((part_start, part_end, _HARD, count(text[part_start:part_end])))
+    if out:
+        out[-1] = (*out[-1][:2], _PARAGRAPH, out[-1][3])
     return out
+
+
+def _level(word: str, space: str) -> int:
+    """How good a place to end a chunk the space after word is."""
+    if space.count("\n") > 1:
+        return _PARAGRAPH
+    if _SENTENCE_END.search(word):
+        return _SENTENCE
+    return _LINE if "\n" in space else _WORD
 
 
 def _cut(
