@@ -48,6 +48,7 @@ __all__ = [
     "cached_problem",
     "convert",
     "default_gguf",
+    "default_name",
     "read_source",
     "source_zip",
 ]
@@ -321,11 +322,23 @@ def cached_problem(path: Path) -> str | None:
     return None
 
 
+def _file_name(version: str) -> str:
+    return f"{_NAME}-{version}-f16.gguf"
+
+
+def default_name() -> str:
+    """The converted file's name (it names the vectors), without converting anything."""
+    try:
+        return _file_name(metadata.version(DISTRIBUTION))
+    except metadata.PackageNotFoundError:
+        return _NAME
+
+
 def default_gguf(directory: Path | None = None) -> Path:
     """The converted default model, converting it on the first call (about a second), and
     again when the cached file is damaged or the wheel's version changed."""
     zip_path, version = source_zip()
-    out = (directory or cache_dir()) / f"{_NAME}-{version}-f16.gguf"
+    out = (directory or cache_dir()) / _file_name(version)
     if out.is_file() and cached_problem(out) is None:
         return out
     try:
