@@ -47,7 +47,7 @@ def unit_vectors(rows: Any, count: int, dimensions: int | None, where: str) -> V
         raise EmbedderError(f"{where} returned a vector that is not a list of numbers")
     if 0 in lengths:
         raise EmbedderError(f"{where} returned an empty vector")
-    expected = dimensions or next(iter(lengths))
+    expected = dimensions or len(rows[0])  # the first one sets the length for the rest
     wrong = sorted(n for n in lengths if n != expected)
     if wrong:
         raise EmbedderError(
