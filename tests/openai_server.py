@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from botkit.backends.model_files import bundled_model_path
 
@@ -36,14 +37,18 @@ def _free_port() -> int:
 
 
 @contextmanager
-def llama_cpp_server(n_ctx: int = SERVER_CTX) -> Iterator[RealServer]:
-    """Start the server with an n_ctx-token context; ready once uvicorn says it is listening
-    (read from its log)."""
+def llama_cpp_server(
+    n_ctx: int = SERVER_CTX, model: Path | None = None, alias: str = ALIAS, embedding: bool = False
+) -> Iterator[RealServer]:
+    """Start the server on model (the bundled one by default) with an n_ctx-token context
+    (embedding: serving /v1/embeddings); ready once uvicorn says it is listening (read from
+    its log)."""
     port = _free_port()
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()),
-        "--model_alias", ALIAS, "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model or bundled_model_path()),
+        "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(n_ctx), "--api_key", API_KEY, "--verbose", "false",
+        "--embedding", str(embedding).lower(),
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -67,7 +72,7 @@ def llama_cpp_server(n_ctx: int = SERVER_CTX) -> Iterator[RealServer]:
             seen.append(line)
             if "Uvicorn running on" in line:
                 break
-        yield RealServer(f"http://127.0.0.1:{port}/v1")
+        yield RealServer(f"http://127.0.0.1:{port}/v1", model=alias)
     finally:
         process.terminate()
         try:

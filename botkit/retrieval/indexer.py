@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 from botkit.backends.base import Role
+from botkit.retrieval.embed_checks import estimate_tokens
 from botkit.retrieval.embedder import Embedder, EmbedderError
 from botkit.retrieval.vectors import to_blob
 from botkit.store.chunks import Chunks, NewChunk
@@ -27,11 +28,6 @@ Progress = Callable[[int, int], None]
 
 _PERIOD = 30.0  # seconds between looks when nothing wakes the indexer (other processes' rows)
 _MOST_PAUSE = 300.0
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token: chunk sizes where no embedder counts them."""
-    return max(1, len(text) // 4)
 
 
 class Indexer:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from botkit.config.retrieval import KnowledgeConfig
 from botkit.retrieval.chunking import chunk_text
 from botkit.retrieval.documents import DocumentLimits, check_size, read_document
-from botkit.retrieval.indexer import estimate_tokens
+from botkit.retrieval.embed_checks import estimate_tokens
 from botkit.retrieval.refusal import DocumentRefused
 from botkit.retrieval.service import Retrieval
 from botkit.store.chunks import NewChunk

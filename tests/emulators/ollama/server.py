@@ -1,6 +1,7 @@
 """An Ollama daemon stand-in on 127.0.0.1, speaking the documented HTTP API.
 
-Implements /api/version, /api/tags, /api/show, /api/chat (NDJSON stream or one JSON body),
+Implements /api/version, /api/tags, /api/show, /api/embed (embed.py), /api/chat (NDJSON
+stream or one JSON body),
 with 404 {"error": ...} for unknown models, and /api/pull: the daemon's progress stream
 (server/routes.go PullHandler; api/types.go ProgressResponse): "pulling manifest", one
 "pulling <digest>" line per layer with digest/total/completed as the bytes arrive, "verifying
@@ -17,12 +18,15 @@ real token count of every prompt, so tests can prove botkit never relies on it.
 Test hooks: `cut_after` breaks the next streams off after that many chunks; `hold_after` stops
 sending after that many chunks and keeps the stream open until the emulator stops (`holding` is
 set then); `stall` makes chat requests hang until the emulator stops; `records` lists
-every chat request as received; `max_in_flight` is the most chats generated at once.
+every chat request as received; `max_in_flight` is the most chats generated at once;
+`embed_fault` makes /api/embed misbehave (tests/emulators/embeddings.py), `embed_records`
+lists its requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import time
@@ -34,6 +38,8 @@ from aiohttp import web
 from botkit.backends.base import GenerationParams, Message
 from botkit.backends.llamacpp import LlamaCppBackend
 from botkit.config import LlamaCppConfig
+from tests.emulators.embeddings import EmbeddingModel, EmbedFault
+from tests.emulators.ollama.embed import embed
 
 VERSION = "0.12.11"
 _MODIFIED = "2026-11-01T12:00:00.000000000Z"
@@ -74,6 +80,10 @@ class OllamaEmulator:
     stall: bool = False
     records: list[ChatRecord] = field(default_factory=list)
     max_in_flight: int = 0
+    # /api/embed (embed.py): how it misbehaves (None: it does not), and the requests seen.
+    embed_fault: EmbedFault | None = None
+    embed_records: list[dict[str, Any]] = field(default_factory=list)
+    embedding_model: EmbeddingModel = field(default_factory=EmbeddingModel)
     url: str = ""
     _in_flight: int = 0
     _runner: web.AppRunner | None = None
@@ -90,6 +100,7 @@ class OllamaEmulator:
         app.router.add_post("/api/show", self._show)
         app.router.add_post("/api/chat", self._chat)
         app.router.add_post("/api/pull", self._pull)
+        app.router.add_post("/api/embed", functools.partial(embed, self))
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -104,6 +115,7 @@ class OllamaEmulator:
             await self._runner.cleanup()
         for engine in self._engines:
             await engine.close()
+        self.embedding_model.close()
 
     # --- helpers ------------------------------------------------------------------------
 

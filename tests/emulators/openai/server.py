@@ -29,6 +29,9 @@ the real service where botkit could get it wrong:
 Replies are made of the last user message's words (the model is not the point here); tokens
 are counted as words, plus 4 per message.
 
+/v1/embeddings is in embed.py (its rules there); `embed_fault` makes it misbehave
+(tests/emulators/embeddings.py), `embed_records` lists its requests.
+
 Hooks: `busy` answers the next N chat requests with 429 (or `busy_status`); `cut_after` breaks
 the next streams off after that many content chunks (no finish_reason, no [DONE]); `stall`
 makes chat requests hang until the emulator stops; `records` lists the chat requests.
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import time
@@ -73,6 +77,9 @@ from itertools import cycle, islice
 from typing import Any, Literal
 
 from aiohttp import web
+
+from tests.emulators.embeddings import EmbeddingModel, EmbedFault
+from tests.emulators.openai.embed import embeddings
 
 _ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
 # The request body of POST /v1/chat/completions in OpenAI's API reference (chat/create).
@@ -116,6 +123,10 @@ class OpenAIEmulator:
     refuse_together: int = 1  # the first refusals of too-long prompts wait for this many
     records: list[dict[str, Any]] = field(default_factory=list)
     tokenize_calls: int = 0
+    # /v1/embeddings (embed.py): how it misbehaves (None: it does not), and the requests seen.
+    embed_fault: EmbedFault | None = None
+    embed_records: list[dict[str, Any]] = field(default_factory=list)
+    embedding_model: EmbeddingModel = field(default_factory=EmbeddingModel)
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,6 +141,7 @@ class OpenAIEmulator:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/props", self._props)
         app.router.add_post("/extras/tokenize", self._tokenize)
+        app.router.add_post("/v1/embeddings", functools.partial(embeddings, self))
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         sock = socket.socket()
@@ -143,6 +155,7 @@ class OpenAIEmulator:
         self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.embedding_model.close()
 
     @staticmethod
     def _error(status: int, message: str, code: str | None, kind: str = "invalid_request_error",
