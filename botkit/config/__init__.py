@@ -11,6 +11,7 @@ and `root` for `Config` and loading); the names are re-exported here because
 from __future__ import annotations
 
 from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
+from botkit.config.embedders import EmbedderConfig
 from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
 from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.config.root import Config, ConfigError, load_config
@@ -31,6 +32,7 @@ __all__ = [
     "ConsoleConfig",
     "DefaultsConfig",
     "DiscordConfig",
+    "EmbedderConfig",
     "HistoryConfig",
     "KnowledgeConfig",
     "LlamaCppConfig",

@@ -45,6 +45,9 @@ class KnowledgeConfig(Section):
 class RetrievalConfig(Section):
     """How both sources are searched and ranked."""
 
+    # false: keywords only, no embedder is loaded ([embedder] is ignored).
+    vectors: bool = True
+
     # Candidates each ranking (keywords, vectors) brings to the fusion.
     candidates: int = Field(default=20, ge=1, le=1000)
     # Reciprocal rank fusion's k: larger flattens the difference between ranks.

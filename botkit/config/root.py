@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
+from botkit.config.embedders import EmbedderConfig, LlamaCppEmbedderConfig
 from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
 from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.config.runtime import (
@@ -51,6 +52,7 @@ class Config(BaseSettings):
     memory: MemoryConfig = MemoryConfig()
     knowledge: KnowledgeConfig = KnowledgeConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    embedder: EmbedderConfig = LlamaCppEmbedderConfig()
     plugins: PluginsConfig = PluginsConfig()
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()
