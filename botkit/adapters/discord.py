@@ -26,9 +26,10 @@ from botkit.adapters.base import HandledHook, TokenRefused
 from botkit.adapters.cut_marks import CutReplyMarker
 from botkit.adapters.discord_access import DiscordAccess
 from botkit.adapters.discord_commands import slash_command, sync_commands
+from botkit.adapters.discord_files import attachment
 from botkit.adapters.discord_targets import MAX_LENGTH, NO_PINGS, ChannelTarget, InteractionTarget
 from botkit.config import DiscordConfig
-from botkit.core.commands import Command, CommandRegistry
+from botkit.core.commands import FILE_OPTION, Command, CommandRegistry
 from botkit.core.events import ChatKey, Incoming
 from botkit.core.router import Router
 from botkit.core.streaming import interrupted_ending
@@ -214,6 +215,7 @@ class DiscordAdapter:
                 is_dm=is_dm,
                 mentioned=mentioned,
                 reply_to_bot=reply_to_bot,
+                attachments=tuple(attachment(a) for a in message.attachments),
             )
             target = ChannelTarget(message.channel, self.config.edit_interval, reply_to=message)
             # A missing typing indicator is no reason to drop the message.
@@ -247,6 +249,7 @@ class DiscordAdapter:
         if not await self._access.admits(self.client, user, channel_id, is_dm):
             await target.send_error("⚠ you are not allowed to use this bot here")
             return
+        file = values.pop(FILE_OPTION, None) if command.takes_file else None
         args = " ".join(
             str(values[p.name]) for p in command.params if values.get(p.name) is not None
         )
@@ -256,6 +259,7 @@ class DiscordAdapter:
             text=f"/{command.name} {args}".strip(),
             is_dm=is_dm,
             options={k: v for k, v in values.items() if v is not None},
+            attachments=(attachment(file),) if file is not None else (),
         )
         await self._router.handle(incoming, target)
         await target.finish()

@@ -3,7 +3,8 @@ registration with Discord when the set changed.
 
 One declaration serves every platform: each parameter's pydantic type becomes a Discord option
 type (`Range[float, 0, 2]`, `Range[str, 1, 4000]`, `Literal` choices). Discord only shows the
-bounds; the values are validated again by the same pydantic types when the command runs.
+bounds; the values are validated again by the same pydantic types when the command runs. A
+command that takes a file gets an optional `file` option of type ATTACHMENT (11), last.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 import discord
 from discord import app_commands
 
-from botkit.core.commands import Command, Param, constraints
+from botkit.core.commands import FILE_OPTION, Command, Param, constraints
 
 __all__ = ["SlashHandler", "command_signature", "slash_command", "sync_commands"]
 
@@ -71,13 +72,20 @@ def slash_command(command: Command, handler: SlashHandler) -> app_commands.Comma
             for p in command.params
         ),
     ]  # fmt: skip
-    # discord.py reads the options from the callback's signature.
-    callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    callback.__name__ = callback.__qualname__ = command.name
-    callback.__discord_app_commands_param_description__ = {  # type: ignore[attr-defined]
+    descriptions = {
         p.name: _first_line(f"{p.allowed[:1].upper()}{p.allowed[1:]}", p.name)
         for p in command.params
     }
+    if command.takes_file:
+        # Optional, so it comes after every required option as Discord demands.
+        file = inspect.Parameter(FILE_OPTION, inspect.Parameter.KEYWORD_ONLY,
+                                 annotation=discord.Attachment | None, default=None)  # fmt: skip
+        parameters.append(file)
+        descriptions[FILE_OPTION] = "A file for the command"
+    # discord.py reads the options from the callback's signature.
+    callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    callback.__name__ = callback.__qualname__ = command.name
+    callback.__discord_app_commands_param_description__ = descriptions  # type: ignore[attr-defined]
     return app_commands.Command(
         name=command.name, description=_first_line(command.help, command.name), callback=callback
     )

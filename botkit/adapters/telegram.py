@@ -30,7 +30,8 @@ from telegram.ext import (
 from botkit.adapters.base import HandledHook, TokenRefused
 from botkit.adapters.cut_marks import CutReplyMarker
 from botkit.adapters.telegram_access import TelegramAccess
-from botkit.adapters.telegram_messages import for_bot
+from botkit.adapters.telegram_files import attachments
+from botkit.adapters.telegram_messages import for_bot, text_of
 from botkit.adapters.telegram_target import MAX_LENGTH, TelegramTarget
 from botkit.config import TelegramConfig
 from botkit.core.commands import CommandRegistry
@@ -274,7 +275,7 @@ class TelegramAdapter:
     async def _handle(self, update: Update, accept: Callable[[], None]) -> None:
         message = update.effective_message
         sender: TgUser | None = update.effective_user
-        if message is None or sender is None or not message.text or self._router is None:
+        if message is None or sender is None or not text_of(message) or self._router is None:
             return
         if not self._access.admits(message.chat.id, sender.id):
             return
@@ -295,6 +296,7 @@ class TelegramAdapter:
                 is_dm=read.is_dm,
                 mentioned=read.mentioned,
                 reply_to_bot=read.reply_to_bot,
+                attachments=attachments(message, bot),
             )
             cfg = self.config
             interval = cfg.dm_edit_interval if read.is_dm else cfg.group_edit_interval

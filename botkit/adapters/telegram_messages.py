@@ -1,5 +1,6 @@
 """Reading a Telegram message: whether it is for this bot (a DM, a command for it, an @mention
-of it, a reply to it), its text without the mention, and the conversation it belongs to."""
+of it, a reply to it), its text without the mention, and the conversation it belongs to. The
+text of a document or photo is its caption (with caption_entities for commands and mentions)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from telegram.constants import ChatType, MessageEntityType
 
 from botkit.core.events import ChatKey
 
-__all__ = ["ForBot", "for_bot", "mentions_me"]
+__all__ = ["ForBot", "for_bot", "mentions_me", "text_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +30,12 @@ class ForBot:
 def mentions_me(message: Message, username: str) -> tuple[bool, str]:
     """Whether message @mentions the bot username, and its text without the mention (only the
     mention and one space beside it: code keeps its newlines and indentation)."""
-    text = message.text or ""
+    text = text_of(message)
     me = f"@{username}".lower()
     # Entity offsets count UTF-16 code units (Bot API, MessageEntity), not characters.
     units = text.encode("utf-16-le")
-    for entity in message.entities:
+    entities = message.entities if message.text is not None else message.caption_entities
+    for entity in entities:
         if entity.type != MessageEntityType.MENTION:
             continue
         start, end = 2 * entity.offset, 2 * (entity.offset + entity.length)
@@ -47,12 +49,17 @@ def mentions_me(message: Message, username: str) -> tuple[bool, str]:
     return False, text
 
 
+def text_of(message: Message) -> str:
+    """The message's text, or a document's or photo's caption."""
+    return message.text if message.text is not None else (message.caption or "")
+
+
 def for_bot(message: Message, username: str, bot_id: int) -> ForBot | None:
     """The text message read for the bot @username (id bot_id); None when it is for someone
     else: group chatter not addressed to the bot, or a command for another bot."""
     chat = message.chat
     is_dm = chat.type == ChatType.PRIVATE
-    text = message.text or ""
+    text = text_of(message)
     is_command = text.startswith("/")
     if is_command:
         head = text.split(maxsplit=1)[0]

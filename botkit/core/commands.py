@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import TypeAdapter, ValidationError
 
 __all__ = [
+    "FILE_OPTION",
     "Command",
     "CommandError",
     "CommandRegistry",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 Handler = Callable[..., Awaitable[str | None]]
+
+# The name of the file a command that takes one is given (Discord: its slash option).
+FILE_OPTION = "file"
 
 
 class CommandError(Exception):
@@ -163,6 +167,9 @@ class Command:
     writes_ahead: bool = False
     # botkit's own commands get the whole internal Context; a plugin's get a PluginContext.
     internal: bool = False
+    # The command reads files sent with it (ctx.attachments): a Telegram document or photo
+    # whose caption is the command, Discord attachments or the slash command's `file` option.
+    takes_file: bool = False
 
     @property
     def rest_index(self) -> int | None:
@@ -188,6 +195,14 @@ class Command:
                 label = f"{p.name}…" if index == rest else p.name
             parts.append(f"<{label}>" if p.required else f"[{label}]")
         return " ".join(parts)
+
+    def check_attachments(self, count: int) -> None:
+        """Refuse files sent with a command that takes none: they would go unread."""
+        if count and not self.takes_file:
+            raise CommandError(
+                f"/{self.name} takes no file; send the command without one. /help lists the "
+                f"commands"
+            )
 
     def _take_named(self, text: str) -> tuple[dict[str, str], str]:
         rest = self.rest_index
@@ -285,21 +300,30 @@ class Plugin:
         changes_history: bool = False,
         uses_model: bool = False,
         writes_ahead: bool = False,
+        takes_file: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Register the decorated coroutine as a command; its docstring is the default help."""
+        """Register the decorated coroutine as a command; its docstring is the default help.
+        takes_file: the command reads files sent with it (ctx.attachments)."""
 
         def register(handler: Handler) -> Handler:
+            params = params_from_signature(handler)
+            if takes_file and any(p.name == FILE_OPTION for p in params):
+                raise ValueError(
+                    f"/{name or handler.__name__} takes a file: its parameter {FILE_OPTION!r} "
+                    f"would clash with the file option; rename it"
+                )
             self.add(
                 Command(
                     name=(name or handler.__name__).lower(),
                     help=help or inspect.getdoc(handler) or "",
                     handler=handler,
-                    params=params_from_signature(handler),
+                    params=params,
                     changes_settings=changes_settings,
                     plugin=self.name,
                     changes_history=changes_history,
                     uses_model=uses_model,
                     writes_ahead=writes_ahead,
+                    takes_file=takes_file,
                 )
             )
             return handler

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botkit.backends.base import Message
 from botkit.core.commands import CommandError
+from botkit.core.events import Attachment
 from botkit.core.settings import ChatSettings
 from botkit.store.plugin_data import OWN_SPACE, Quota, QuotaExceeded
 
@@ -119,6 +120,12 @@ class PluginContext:
         """This conversation's id ("platform:id", e.g. "telegram:BOT/CHAT"), stable across
         restarts."""
         return str(self._ctx.chat.key)
+
+    @property
+    def attachments(self) -> tuple[Attachment, ...]:
+        """The files sent with the command (for a command declared with takes_file=True):
+        each has name, size and mime, and `await attachment.read(limit)` for its bytes."""
+        return self._ctx.incoming.attachments
 
     @property
     def settings(self) -> ChatSettings:

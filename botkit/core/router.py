@@ -178,6 +178,7 @@ class Router:
             )
         options = ctx.incoming.options
         values = command.parse(args) if options is None else command.check(options)
+        command.check_attachments(len(ctx.incoming.attachments))
         if command.uses_model:
             self.check_rate(ctx)
         if not (command.writes_ahead or command.changes_history):

@@ -6,8 +6,17 @@ letters, digits, `-` or `_` (a chat-input command's in lower case, with a descri
 100 characters), names are unique per type, a PUT replaces the whole set (a command that stays
 keeps its id), another application's commands are 50001 Missing Access and an unknown guild
 10004.
-Option types and the `resolved` users, members, roles and channels as in
-https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object.
+Options as https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-structure:
+at most 25, each a known type with a name like a command's and a 1-100 character
+description, names unique, required ones before optional ones ("Required options must be
+placed before non-required options", 50035), min_value/max_value only on INTEGER and NUMBER,
+min_length/max_length (0 to 6000) only on STRING, at most 25 choices only on STRING, INTEGER
+and NUMBER. (Discord documents these rules but not the codes of every refusal; the codes here
+follow its naming.)
+Option types (ATTACHMENT is 11:
+https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-type)
+and the `resolved` users, members, roles, channels and attachments as in
+https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-resolved-data-structure.
 """
 
 from __future__ import annotations
@@ -132,9 +141,66 @@ class Commands:
             if not isinstance(description, str) or not 1 <= len(description) <= 100:
                 raise form_error([*where, "description"], "BASE_TYPE_BAD_LENGTH",
                                        "Must be between 1 and 100 in length.")  # fmt: skip
+            self._check_options([*where, "options"], command.get("options"))
         if any(c["name"] == name and c.get("type", 1) == kind for c in stored):
             raise form_error(where, "APPLICATION_COMMANDS_DUPLICATE_NAME",
                                    f"Application command names must be unique: {name}")  # fmt: skip
+
+    def _check_options(self, where: list[str], options: Any) -> None:
+        if options is None:
+            return
+        if not isinstance(options, list):
+            raise form_error(where, "BASE_TYPE_ARRAY", "Must be an array.")
+        if len(options) > 25:
+            raise form_error(where, "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        names: set[str] = set()
+        optional_seen = False
+        for index, option in enumerate(options):
+            at = [*where, str(index)]
+            kind, name = option.get("type"), option.get("name")
+            if kind not in _OPTION_TYPES.values():
+                kinds = sorted(_OPTION_TYPES.values())
+                raise form_error([*at, "type"], "BASE_TYPE_CHOICES",
+                                 f"Value must be one of {kinds}.")  # fmt: skip
+            if not isinstance(name, str) or not _COMMAND_NAME.match(name) or name != name.lower():
+                raise form_error([*at, "name"], "APPLICATION_COMMAND_INVALID_NAME",
+                                 "Command name is invalid")  # fmt: skip
+            description = option.get("description")
+            if not isinstance(description, str) or not 1 <= len(description) <= 100:
+                raise form_error([*at, "description"], "BASE_TYPE_BAD_LENGTH",
+                                 "Must be between 1 and 100 in length.")  # fmt: skip
+            if name in names:
+                raise form_error(at, "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
+                                 "Option names must be unique")  # fmt: skip
+            names.add(name)
+            if kind in (1, 2):
+                self._check_options([*at, "options"], option.get("options"))
+                continue
+            required = bool(option.get("required"))
+            if required and optional_seen:
+                raise form_error(
+                    at, "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
+                )  # fmt: skip
+            optional_seen = optional_seen or not required
+            self._check_option_limits(at, kind, option)
+
+    @staticmethod
+    def _check_option_limits(at: list[str], kind: int, option: JSON) -> None:
+        allowed = {"min_value": (4, 10), "max_value": (4, 10), "min_length": (3,),
+                   "max_length": (3,), "choices": (3, 4, 10)}  # fmt: skip
+        for key, kinds in allowed.items():
+            if option.get(key) is not None and kind not in kinds:
+                raise form_error([*at, key], "APPLICATION_COMMAND_OPTION_INVALID_FIELD",
+                                 f"{key} is not allowed for an option of type {kind}")  # fmt: skip
+        for key in ("min_length", "max_length"):
+            value = option.get(key)
+            if value is not None and not 0 <= int(value) <= 6000:
+                raise form_error([*at, key], "NUMBER_TYPE_MAX",
+                                 "int value should be between 0 and 6000.")  # fmt: skip
+        if len(option.get("choices") or []) > 25:
+            raise form_error([*at, "choices"], "BASE_TYPE_MAX_LENGTH",
+                             "Must be 25 or fewer in length.")  # fmt: skip
 
     def find(self, name: str, guild: bool) -> tuple[JSON | None, bool]:
         """The chat-input command name (the guild's first, then the global one), and whether
@@ -152,7 +218,8 @@ class Commands:
         self, definitions: list[JSON], given: dict[str, Any], resolved: JSON, guild: bool
     ) -> list[JSON]:
         """The given option values typed as the definitions say (a nested dict: a subcommand's
-        options); the users, members, roles and channels they name go into resolved."""
+        options; an ATTACHMENT's value: an attachment object from `Cdn.add`); the users,
+        members, roles, channels and attachments they name go into resolved."""
         built: list[JSON] = []
         for name, value in given.items():
             definition = next((d for d in definitions if d.get("name") == name), None)
@@ -176,6 +243,9 @@ class Commands:
             return bool(value)
         if kind == 10:
             return value if isinstance(value, int | float) else float(value)
+        if kind == 11:  # value: an attachment object from Cdn.add
+            resolved.setdefault("attachments", {})[str(value["id"])] = value
+            return str(value["id"])
         snowflake = int(value)
         if kind == 8 or (kind == 9 and snowflake in self._state.roles):
             resolved.setdefault("roles", {})[str(snowflake)] = self._state.roles[snowflake]

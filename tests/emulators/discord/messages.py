@@ -54,6 +54,7 @@ class Messages:
         author_id: int,
         mentions_bot: bool,
         reply_to: int | None,
+        attachments: list[JSON],
     ) -> JSON:
         """A user's message (kept, so that it can be replied to and fetched); its payload."""
         guild = channel_id in self._state.channels
@@ -76,7 +77,8 @@ class Messages:
             "author": self._world.user_json(author_id), "content": content, "timestamp": now(),
             "edited_timestamp": None, "tts": False, "mention_everyone": False,
             "mentions": [self._world.mention_json(u, guild) for u in mentioned if u in users],
-            "mention_roles": _ROLE_MENTION.findall(content), "attachments": [], "embeds": [],
+            "mention_roles": _ROLE_MENTION.findall(content), "attachments": attachments,
+            "embeds": [],
             "pinned": False, "flags": 0, "components": [], "nonce": str(message_id),
         }  # fmt: skip
         if guild:

@@ -14,6 +14,7 @@ rules it enforces and their sources beside them:
 - commands.py: command sync (global and guild), and options as interactions carry them;
 - channels.py and messages.py: channel messages (send, edit, delete, fetch, history, typing,
   reactions), validated, with what each would have pinged;
+- cdn.py: the files users attach, behind signed URLs that expire, and their download faults;
 - interactions.py: interaction callbacks (3 s to answer, one answer only) and the interaction
   webhooks (@original and follow-ups, 15 minutes).
 
@@ -31,6 +32,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.emulators.discord.cdn import Cdn
 from tests.emulators.discord.channels import ChannelRoutes
 from tests.emulators.discord.commands import Commands
 from tests.emulators.discord.constants import ALICE_ID, API_PREFIX, GENERAL_ID, JSON
@@ -65,6 +67,7 @@ class DiscordEmulator(EmulatorState):
             ChannelRoutes(self, world, self._messages, self._gateway),
             self._interactions,
         )
+        self.cdn = Cdn(self)
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -75,6 +78,7 @@ class DiscordEmulator(EmulatorState):
         app.router.add_route("GET", "/gateway", self._gateway.serve)
         for part in self._parts:
             part.register(self._rest, app)
+        self.cdn.register(app)
         app.router.add_route("*", "/{tail:.*}", self._rest.unknown)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -83,11 +87,13 @@ class DiscordEmulator(EmulatorState):
         port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         self.rest_base = f"http://127.0.0.1:{port}{API_PREFIX}"
+        self.cdn.base = f"http://127.0.0.1:{port}"
         self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
 
     async def stop(self) -> None:
         """Close every gateway connection (1001) and stop serving."""
         await self._gateway.close_all()
+        self.cdn.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -134,8 +140,10 @@ class DiscordEmulator(EmulatorState):
         author_id: int = ALICE_ID,
         mentions_bot: bool = False,
         reply_to: int | None = None,
+        attachments: list[JSON] | None = None,
     ) -> JSON:
         """A user posts a message: dispatch MESSAGE_CREATE and return the full payload.
+        attachments: objects from `cdn.add()`.
 
         For a DM pass `channel_id=emulator.dm_channel_id(author_id)`; its payload has no
         `guild_id`. `reply_to` is the id of a message to reply to (type 19; the replied author
@@ -149,6 +157,7 @@ class DiscordEmulator(EmulatorState):
             author_id=author_id,
             mentions_bot=mentions_bot,
             reply_to=reply_to,
+            attachments=attachments or [],
         )
         await self._gateway.user_message(session, payload, guild=guild)
         await self.notify()

@@ -5,6 +5,7 @@ Requests go to /bot<token>/<method> with form-encoded (or JSON) parameters; answ
 "parameters": {"retry_after"}}. getUpdates long-polls with offset and timeout like the real
 server. Tests inject user messages with `user_message()` and read what the bot sent from
 `messages`; `fail_next` queues error replies for a method (e.g. a 429 on editMessageText).
+Files users send are in `files` (files.py: getFile, the download URL and its faults).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientSession, web
+
+from tests.emulators.telegram.entities import text_entities
+from tests.emulators.telegram.files import FileStore
 
 BOT_USERNAME = "botkit_test_bot"
 _ADMIN_RIGHTS = (
@@ -66,11 +70,16 @@ class BotApiEmulator:
     _confirmed: int = 0
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
+    files: FileStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.files = FileStore(self.token)
 
     async def start(self) -> None:
         """Listen on a free port of 127.0.0.1."""
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self.files.register(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -80,6 +89,7 @@ class BotApiEmulator:
 
     async def stop(self) -> None:
         """Stop serving."""
+        self.files.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -88,6 +98,16 @@ class BotApiEmulator:
     async def user_message(self, text: str, **kwargs: Any) -> int:
         """Queue a message from a user (options as for `message`); returns its update_id."""
         return await self.push_update({"message": self.message(text, **kwargs)})
+
+    async def user_file(self, caption: str, media: dict[str, Any], **kwargs: Any) -> int:
+        """Queue a document or photo from a user: media is {"document": StoredFile.document()}
+        or {"photo": [StoredFile.photo_size(), …]}; the caption carries the text."""
+        message = self.message(caption, **kwargs)
+        del message["text"]
+        if caption:  # the entities of a caption are caption_entities (Bot API, Message)
+            message["caption"] = caption
+            message["caption_entities"] = message.pop("entities", [])
+        return await self.push_update({"message": {**message, **media}})
 
     def message(
         self,
@@ -117,7 +137,7 @@ class BotApiEmulator:
             "from": {"id": user_id, "is_bot": False, "first_name": first_name},
             "text": text,
         }
-        entities = self._entities(text)
+        entities = text_entities(text)
         if entities:
             message["entities"] = entities
         if thread_id is not None:
@@ -166,29 +186,6 @@ class BotApiEmulator:
         return [m for m in self.messages if m.chat_id == chat_id]
 
     # --- the HTTP side ----------------------------------------------------------------------
-
-    @staticmethod
-    def _entities(text: str) -> list[dict[str, Any]]:
-        # Offsets and lengths count UTF-16 code units, not characters: an emoji before a
-        # mention moves it by two (https://core.telegram.org/bots/api#messageentity).
-        def units(piece: str) -> int:
-            return len(piece.encode("utf-16-le")) // 2
-
-        found = []
-        command = re.match(r"/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?", text)
-        if command:
-            found.append({"type": "bot_command", "offset": 0, "length": units(command[0])})
-        for mention in re.finditer(r"@[A-Za-z0-9_]{5,32}", text):
-            if command and mention.start() < command.end():
-                continue
-            found.append(
-                {
-                    "type": "mention",
-                    "offset": units(text[: mention.start()]),
-                    "length": units(mention[0]),
-                }
-            )
-        return found
 
     def _take_message_id(self, chat_id: int) -> int:
         message_id = self._next_message[chat_id]
@@ -372,6 +369,10 @@ class BotApiEmulator:
         target.text = text
         target.edits += 1
         return self._reply(self._message_json(target))
+
+    async def _m_getFile(self, params: dict[str, Any]) -> web.Response:
+        status, result = self.files.get_file(params)
+        return self._error(status, result) if status else self._reply(result)
 
     async def _m_getChatMember(self, params: dict[str, Any]) -> web.Response:
         chat_id = int(params["chat_id"])
