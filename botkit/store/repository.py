@@ -73,8 +73,8 @@ class Repository:
         self.finish_turn = turns.finish_turn
         self.discard_reply = turns.discard_reply
         # The stores beside this one, on the same writer.
-        self.cut_marks = CutMarks(self)
-        self.plugin_data = PluginData(self)
+        self.cut_marks = CutMarks(writer)
+        self.plugin_data = PluginData(writer)
 
     @property
     def owner(self) -> str | None:
