@@ -11,6 +11,7 @@ where that differs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +34,7 @@ __all__ = [
     "Temperature",
     "TopK",
     "TopP",
+    "max_reply_tokens",
     "option_type",
     "valid_overrides",
 ]
@@ -152,10 +154,25 @@ class ChatSettings(SamplingOptions):
         present = {k: v for k, v in overrides.items() if v is not None}
         return self.model_copy(update=present) if present else self
 
+    def for_chat(self, overrides: dict[str, Any], backends: Collection[str]) -> ChatSettings:
+        """A chat's effective settings: these (the defaults) with its overrides, except a
+        backend no longer among backends (removed from the config): the default one then."""
+        settings = self.with_overrides(overrides)
+        if settings.backend not in backends:
+            settings = self.with_overrides({**overrides, "backend": None})
+        return settings
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The setting names, in display order."""
         return ("backend", "persona", "examples", *SamplingOptions.model_fields)
+
+
+def max_reply_tokens(window: int) -> int:
+    """The largest max_tokens a context window of window tokens allows: the reply reserve
+    stays below half the window, so the conversation keeps room (the one rule for the config,
+    /maxtokens and /model)."""
+    return window // 2 - 1
 
 
 def valid_overrides(raw: Any) -> dict[str, Any]:
