@@ -62,7 +62,7 @@ async def probs(
     p = s.top_p if top_p is None else top_p
     # The model's worker is shared: /probs waits for its turn like a reply does.
     model = ctx.backend
-    async with ctx.bot.scheduler.slot(model.name, model.max_parallel, str(ctx.chat.key)):
+    async with ctx.scheduler.slot(model.name, model.max_parallel, str(ctx.chat.key)):
         logits = await backend.next_token_logits([{"role": "system", "content": s.persona}], text)
     cut = sample_distribution(logits, temperature=temp, top_k=k, top_p=p, min_p=s.min_p)
     top = np.argsort(-cut.raw, kind="stable")[:SHOWN]
@@ -114,7 +114,7 @@ async def retry(ctx: Context, seed: RetrySeed | None = None) -> None:
 
     The earlier reply stays until the new one is complete, and is kept as an alternative."""
     chosen = None if seed is None else RANDOM_SEED if seed == "random" else int(seed)
-    reply, old = await ctx.bot.conversation.regenerate(ctx, chosen)
+    reply, old = await ctx.conversation.regenerate(ctx, chosen)
     if reply.status != "complete":
         return
     same = "the same seed" if reply.seed == old.seed else "a new seed"
@@ -173,9 +173,9 @@ async def stats(ctx: Context) -> str:
 
     Prompt tokens and how many came from the KV cache, prefill time, time to first token,
     tokens/s, and whether the chat's saved state was restored."""
-    data = await ctx.bot.repo.last_stats(ctx.chat.id)
+    data = await ctx.store.last_stats(ctx.chat.id)
     if data is None:
-        if await ctx.bot.repo.last_reply(ctx.chat.id) is None:
+        if await ctx.store.last_reply(ctx.chat.id) is None:
             return "No reply in this chat yet: say something, then /stats."
         return (
             "The last reply has no figures: it was cut before the model finished (or stored "
