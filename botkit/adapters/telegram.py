@@ -203,7 +203,7 @@ class TelegramAdapter:
     async def _edit_cut_reply(self, cut: CutReply, text: str) -> None:
         """Put text (the reply, marked as cut) in the reply's message."""
         assert self._app is not None
-        chat_id = int(cut.chat_key.chat_id.rpartition("/")[2].split(":", 1)[0])
+        chat_id = int(cut.chat_key.platform_id.rpartition("/")[2].split(":", 1)[0])
         await self._app.bot.edit_message_text(text, chat_id=chat_id, message_id=int(cut.reply_ref))
 
     async def _run_webhook(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -11,13 +11,14 @@ __all__ = ["ChatKey", "Incoming", "User"]
 
 @dataclass(frozen=True, slots=True)
 class ChatKey:
-    """Identifies one conversation: a platform and that platform's id for the chat or thread."""
+    """Identifies one conversation: a platform and that platform's id for the chat or thread
+    (platform_id, a str: not the database's int id of the chat, ChatRecord.id)."""
 
     platform: str
-    chat_id: str
+    platform_id: str
 
     def __str__(self) -> str:
-        return f"{self.platform}:{self.chat_id}"
+        return f"{self.platform}:{self.platform_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,6 +31,7 @@ __all__ = [
     "RepeatPenalty",
     "SamplingOptions",
     "Seed",
+    "SeedValue",
     "Temperature",
     "TopK",
     "TopP",
@@ -132,6 +133,8 @@ MinP = option_type("min_p")
 RepeatPenalty = option_type("repeat_penalty")
 MaxTokens = option_type("max_tokens")
 Seed = option_type("seed")
+# A seed as /seed and /retry take it: a number, or "random" (RANDOM_SEED in the settings).
+SeedValue = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
 Persona = Annotated[str, Field(min_length=1, max_length=PERSONA_MAX_CHARS)]
 ExampleText = Annotated[str, Field(min_length=1, max_length=EXAMPLE_MAX_CHARS)]
 # A few-shot example: what the user says and what the assistant answers.

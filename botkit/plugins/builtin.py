@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -15,10 +15,10 @@ from botkit.core.context import Context
 from botkit.core.router import MAX_MESSAGE_CHARS
 from botkit.core.settings import (
     RANDOM_SEED,
-    SEED_MAX,
     ChatSettings,
     Persona,
     SamplingOptions,
+    SeedValue,
     max_reply_tokens,
     option_type,
 )
@@ -95,8 +95,6 @@ for _name, _info in SamplingOptions.model_fields.items():
                 _info.description or _name, _CHECKS.get(_name),
             )
         )  # fmt: skip
-
-SeedValue = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
 
 
 @plugin.command("seed", changes_settings=True)

@@ -11,7 +11,7 @@ in the last reply (prompt tokens reused, prefill time, time to first token, toke
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field
@@ -20,7 +20,7 @@ from botkit.backends.base import TokenInspector, Usage
 from botkit.core.commands import CommandError, Plugin
 from botkit.core.context import Context
 from botkit.core.sampling import sample_distribution
-from botkit.core.settings import RANDOM_SEED, SEED_MAX, Temperature, TopK, TopP
+from botkit.core.settings import RANDOM_SEED, SeedValue, Temperature, TopK, TopP
 from botkit.plugins.charts import probs_chart, token_label
 
 __all__ = ["plugin"]
@@ -105,11 +105,8 @@ async def tokens(ctx: Context, text: Text) -> str:
     return "\n".join(lines)
 
 
-RetrySeed = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
-
-
 @plugin.command("retry", changes_history=True, uses_model=True)
-async def retry(ctx: Context, seed: RetrySeed | None = None) -> None:
+async def retry(ctx: Context, seed: SeedValue | None = None) -> None:
     """Generate the last reply again: with its seed (the same text), `random`, or a given seed.
 
     The earlier reply stays until the new one is complete, and is kept as an alternative."""
