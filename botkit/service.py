@@ -46,6 +46,7 @@ def _required_secret(section: str, env: str, credential: str, what: str = "token
 def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
     """The adapters the config enables, console last (it is the only one reading stdin)."""
     adapters: list[Adapter] = []
+    every = config.service.heartbeat_interval  # cut replies are found at each heartbeat
     if config.telegram.enabled:
         from botkit.adapters.telegram import TelegramAdapter
 
@@ -64,13 +65,17 @@ def build_adapters(config: Config, bot: Bot) -> list[Adapter]:
                     f"{len(set(re.sub(r'[A-Za-z0-9_-]', '', secret)))} of them not allowed: "
                     f"Telegram accepts 1-256 characters of A-Z a-z 0-9 _ - only"
                 )
-        adapters.append(TelegramAdapter(tg, token, bot.registry, secret))
+        adapters.append(
+            TelegramAdapter(tg, token, bot.registry, secret, store=bot.repo, mark_interval=every)
+        )
     if config.discord.enabled:
         from botkit.adapters.discord import DiscordAdapter
 
         dc = config.discord
         token = _required_secret("discord", dc.token_env, dc.credential)
-        adapters.append(DiscordAdapter(dc, token, bot.registry))
+        adapters.append(
+            DiscordAdapter(dc, token, bot.registry, store=bot.repo, mark_interval=every)
+        )
     if config.console.enabled and sys.stdin.isatty():
         adapters.append(ConsoleAdapter(user_name=config.console.user_name))
     return adapters

@@ -45,11 +45,14 @@ async def _run(url: str, operation: str, kill_at: int) -> None:
     repo = Repository(engine)
     if operation == "mark":
 
-        async def edit(_: CutReply) -> None:  # the platform edit has happened: die now
+        async def edit(_: CutReply, _text: str) -> None:  # the platform edit happened: die now
             if kill_at == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        await CutReplyMarker(repo.cut_marks, "t", "", edit, 1.0).mark_waiting()
+        marker = CutReplyMarker(
+            repo.cut_marks, "t", "", edit, max_length=4096, gives_up=(), interval=1.0
+        )
+        await marker.mark_waiting()
         return
     event.listen(engine.sync_engine, "after_cursor_execute", count)
     if operation == "recover":

@@ -32,9 +32,9 @@ from botkit.config import DiscordConfig
 from botkit.core.commands import FILE_OPTION, Command, CommandRegistry
 from botkit.core.events import ChatKey, Incoming
 from botkit.core.router import Router
-from botkit.core.streaming import interrupted_ending
 from botkit.secrets import install_redaction
 from botkit.store.cut_marks import CutReply
+from botkit.store.repository import Repository
 
 __all__ = ["DiscordAdapter"]
 
@@ -58,8 +58,15 @@ class DiscordAdapter:
         config: DiscordConfig,
         token: str,
         registry: CommandRegistry,
+        *,
+        store: Repository,
+        mark_interval: float,
     ) -> None:
+        """store: where the bot's chats are adopted and its cut replies wait; mark_interval:
+        seconds between looks for cut replies to mark ([service] heartbeat_interval)."""
         self.config = config
+        self._store = store
+        self._mark_interval = mark_interval
         self._access = DiscordAccess(config)
         self._marker: CutReplyMarker | None = None
         self._token = token
@@ -111,7 +118,7 @@ class DiscordAdapter:
                 await client.login(self._token)
             except discord.LoginFailure as exc:
                 raise TokenRefused(str(exc)) from None
-            await router.bot.repo.adopt_chats("discord", f"{self._bot_id}/")
+            await self._store.adopt_chats("discord", f"{self._bot_id}/")
             if await sync_commands(tree, self.config.guild_ids):
                 self.synced = True
             connection = asyncio.create_task(client.connect(reconnect=True))
@@ -149,25 +156,22 @@ class DiscordAdapter:
         log.info("discord: connected as %s", self.client.user if self.client else "?")
         if self._marker is None and self._router is not None:
             self._marker = CutReplyMarker(
-                self._router.bot.repo.cut_marks, "discord", f"{self._bot_id}/",
-                self._mark_cut_reply, self._router.bot.config.service.heartbeat_interval,
+                self._store.cut_marks, "discord", f"{self._bot_id}/", self._edit_cut_reply,
+                max_length=MAX_LENGTH, gives_up=(discord.HTTPException, ValueError),
+                interval=self._mark_interval,
             )  # fmt: skip
             await self._marker.start()
         self.ready.set()
 
-    async def _mark_cut_reply(self, reply: CutReply) -> None:
-        """End the last message of a reply a crash cut with the interrupted mark."""
+    async def _edit_cut_reply(self, reply: CutReply, text: str) -> None:
+        """Put text (the reply, marked as cut) in the reply's last message."""
         if self.client is None:
             return
         channel_id, _, message_id = reply.reply_ref.partition(":")
-        text = interrupted_ending(reply.content, MAX_LENGTH)
-        try:
-            channel = self.client.get_partial_messageable(int(channel_id))
-            await channel.get_partial_message(int(message_id)).edit(
-                content=text, allowed_mentions=NO_PINGS
-            )
-        except (discord.HTTPException, ValueError) as exc:
-            log.warning("discord: could not mark a cut reply: %s", exc)
+        channel = self.client.get_partial_messageable(int(channel_id))
+        await channel.get_partial_message(int(message_id)).edit(
+            content=text, allowed_mentions=NO_PINGS
+        )
 
     # --- events -----------------------------------------------------------------------------
 

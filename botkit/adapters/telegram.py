@@ -38,9 +38,9 @@ from botkit.core.commands import CommandRegistry
 from botkit.core.events import Incoming
 from botkit.core.recent import RecentKeys
 from botkit.core.router import Router
-from botkit.core.streaming import interrupted_ending
 from botkit.secrets import install_redaction
 from botkit.store.cut_marks import CutReply
+from botkit.store.repository import Repository
 
 __all__ = ["TelegramAdapter", "telegram_commands"]
 
@@ -69,8 +69,15 @@ class TelegramAdapter:
         token: str,
         registry: CommandRegistry,
         webhook_secret: str | None = None,
+        *,
+        store: Repository,
+        mark_interval: float,
     ) -> None:
+        """store: where the bot's chats are adopted and its cut replies wait; mark_interval:
+        seconds between looks for cut replies to mark ([service] heartbeat_interval)."""
         self.config = config
+        self._store = store
+        self._mark_interval = mark_interval
         self._access = TelegramAccess(config)
         self._tasks: set[asyncio.Task[None]] = set()
         self._token = token
@@ -114,11 +121,12 @@ class TelegramAdapter:
             raise TokenRefused(str(exc)) from None
         self.username = app.bot.username
         self.bot_id = app.bot.id
-        await router.bot.repo.adopt_chats("telegram", f"{self.bot_id}/")
+        await self._store.adopt_chats("telegram", f"{self.bot_id}/")
         await app.bot.set_my_commands(telegram_commands(self._registry))
         marker = CutReplyMarker(
-            router.bot.repo.cut_marks, "telegram", f"{self.bot_id}/", self._mark_cut_reply,
-            router.bot.config.service.heartbeat_interval,
+            self._store.cut_marks, "telegram", f"{self.bot_id}/", self._edit_cut_reply,
+            max_length=MAX_LENGTH, gives_up=(TelegramError, ValueError),
+            interval=self._mark_interval,
         )  # fmt: skip
         await marker.start()
         if self.config.mode == "webhook":
@@ -193,17 +201,11 @@ class TelegramAdapter:
         except TelegramError as exc:
             log.warning("telegram: could not confirm the last updates: %s", type(exc).__name__)
 
-    async def _mark_cut_reply(self, cut: CutReply) -> None:
-        """End the message of a reply a crash cut with the interrupted mark."""
+    async def _edit_cut_reply(self, cut: CutReply, text: str) -> None:
+        """Put text (the reply, marked as cut) in the reply's message."""
         assert self._app is not None
-        chat_id = int(cut.chat_key.chat_id.rpartition("/")[2].split(":", 1)[0])
-        text = interrupted_ending(cut.content, MAX_LENGTH)
-        try:
-            await self._app.bot.edit_message_text(
-                text, chat_id=chat_id, message_id=int(cut.reply_ref)
-            )
-        except (TelegramError, ValueError) as exc:
-            log.warning("telegram: could not mark a cut reply: %s", exc)
+        chat_id = int(cut.chat_key.platform_id.rpartition("/")[2].split(":", 1)[0])
+        await self._app.bot.edit_message_text(text, chat_id=chat_id, message_id=int(cut.reply_ref))
 
     async def _run_webhook(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Serve Telegram's webhook calls; each must carry the secret token."""

@@ -26,6 +26,7 @@ from botkit.config.runtime import (
     ServiceConfig,
     StorageConfig,
 )
+from botkit.core.settings import max_reply_tokens
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -85,11 +86,11 @@ class Config(BaseSettings):
             )
         for name, backend in self.backends.items():
             window = backend.window_hint
-            if self.defaults.max_tokens >= window // 2:
+            if self.defaults.max_tokens > max_reply_tokens(window):
                 raise ValueError(
                     f"defaults.max_tokens = {self.defaults.max_tokens} leaves too little of "
                     f"the {window}-token context window of backends.{name} for the "
-                    f"conversation (keep it below {window // 2})"
+                    f"conversation (keep it below {max_reply_tokens(window) + 1})"
                 )
         return self
 

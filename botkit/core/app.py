@@ -1,4 +1,5 @@
-"""The Bot: holds config, store, backends, scheduler, command registry and router together."""
+"""The Bot: builds the scheduler, conversation, command registry and router, each given what it
+uses, and owns what lives as long as the process (the store, its lease, the backends)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from botkit.backends.base import Backend, BackendError, Health, ModelNotFound
 from botkit.backends.model_files import bundled_model_path
 from botkit.config import Config
 from botkit.core.commands import CommandRegistry
+from botkit.core.context import Services
 from botkit.core.conversation import Conversation
+from botkit.core.middleware import RateLimit, require_permission
 from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
@@ -61,10 +64,24 @@ class Bot:
         self.backends = backends
         self.scheduler = FairScheduler()
         self.registry = CommandRegistry()
-        self.conversation = Conversation(self)
-        self.router = Router(self)
-        self.plugin_errors: list[str] = []
         self.metrics = Metrics()
+        self.conversation = Conversation(
+            backends, lambda: self.repo, self.scheduler,
+            defaults=config.defaults, history=config.history, metrics=self.metrics,
+            max_queue=config.service.max_queue,
+            checkpoint_interval=config.storage.checkpoint_interval,
+        )  # fmt: skip
+        rate_limit = RateLimit(config.service.rate_limit_per_minute)
+        services = Services(
+            store=lambda: self.repo, conversation=self.conversation, scheduler=self.scheduler,
+            backends=backends, backend_configs=config.backends, defaults=config.defaults,
+            commands=self.registry, plugins=config.plugins, count_request=rate_limit.count,
+            hide_internals=self.hide_internals,
+        )  # fmt: skip
+        self.router = Router(services, metrics=self.metrics)
+        self.router.use(require_permission)
+        self.router.use(rate_limit)
+        self.plugin_errors: list[str] = []
         self._engine: AsyncEngine | None = None
         self._repo: Repository | None = None
         self._lease: Lease | None = None
@@ -163,7 +180,4 @@ class Bot:
 
     def settings_for(self, chat: ChatRecord) -> ChatSettings:
         """A chat's effective settings: its overrides over the config defaults."""
-        settings = self.defaults.with_overrides(chat.overrides)
-        if settings.backend not in self.backends:  # a backend removed from the config
-            settings = self.defaults.with_overrides({**chat.overrides, "backend": None})
-        return settings
+        return self.conversation.settings_for(chat)

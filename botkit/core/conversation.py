@@ -15,10 +15,9 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from botkit.backends.base import (
     Backend,
@@ -31,29 +30,19 @@ from botkit.backends.base import (
     WindowLearned,
     generation_speed,
 )
-from botkit.backends.token_estimate import TokenEstimator
-from botkit.core.planner import Planner, PromptPlan, render
+from botkit.config import HistoryConfig
+from botkit.core.planner import Planner, PromptPlan, count_reply, render
+from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
 from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
+from botkit.core.turn_source import TurnSource
+from botkit.metrics import Metrics
 from botkit.store.models import MessageStatus
-from botkit.store.repository import NewMessage, StoredMessage
+from botkit.store.repository import ChatRecord, NewMessage, Repository, StoredMessage
 
-if TYPE_CHECKING:
-    from botkit.core.app import Bot
-    from botkit.core.context import Context
-
-__all__ = [
-    "Conversation",
-    "NothingToRetry",
-    "Reply",
-]
+__all__ = ["Conversation", "NothingToRetry", "Reply"]
 
 log = logging.getLogger(__name__)
-
-# Stored as a row's tokenizer id when its count is an estimate: no backend has this id, so
-# the row is counted again with the real tokenizer when it is next read.
-ESTIMATED = "estimate"
-_ESTIMATE = TokenEstimator()
 
 
 class NothingToRetry(Exception):
@@ -95,7 +84,7 @@ class _ChatLine:
 
 @dataclass(frozen=True, slots=True)
 class _Turn:
-    ctx: Context
+    ctx: TurnSource
     backend: Backend
     reply_id: int
     before: int  # the history before this message id goes into the prompt
@@ -107,18 +96,43 @@ class _Turn:
 class Conversation:
     """Prompt building, trimming and the turn lifecycle."""
 
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
-        self.planner = Planner(bot.config.history, bot.backends, lambda: bot.repo)
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        store: Callable[[], Repository],
+        scheduler: FairScheduler,
+        *,
+        defaults: ChatSettings | None = None,
+        history: HistoryConfig | None = None,
+        metrics: Metrics | None = None,
+        max_queue: int = 32,
+        checkpoint_interval: float = 2.0,
+    ) -> None:
+        """store: the repository, once the bot has started (asked for at each use). defaults:
+        the settings chats' overrides apply to ([defaults]); max_queue: turns written ahead
+        and not yet generating, per backend, before a new one is refused ([service]);
+        checkpoint_interval: seconds between saves of a growing reply ([storage])."""
+        self._backends = backends
+        self._store = store
+        self._scheduler = scheduler
+        self._defaults = defaults or ChatSettings()
+        self._metrics = metrics or Metrics()
+        self._max_queue = max_queue
+        self._checkpoint_interval = checkpoint_interval
+        self.planner = Planner(history or HistoryConfig(), backends, store)
         self._lines: dict[int, _ChatLine] = {}
         self._admitted: Counter[str] = Counter()  # per backend: written, not yet generating
+
+    def settings_for(self, chat: ChatRecord) -> ChatSettings:
+        """A chat's effective settings: its overrides over the defaults."""
+        return self._defaults.for_chat(chat.overrides, self._backends)
 
     def _admit(self, backend: Backend) -> None:
         """Refuse a turn when the backend's queue is full, before anything is written."""
         # Turns written and not yet generating (waiting for their chat or for a slot); /probs
         # and the like wait in the scheduler only.
-        waiting = max(self._admitted[backend.name], self.bot.scheduler.queued(backend.name))
-        if waiting >= self.bot.config.service.max_queue:
+        waiting = max(self._admitted[backend.name], self._scheduler.queued(backend.name))
+        if waiting >= self._max_queue:
             raise BackendBusy(
                 f"the model is busy ({waiting} replies are waiting); try again in a moment"
             )
@@ -142,7 +156,7 @@ class Conversation:
             if not line.waiting and not line.order.locked():
                 self._lines.pop(chat_id, None)
 
-    async def respond(self, ctx: Context, text: str, *, seed: int | None = None) -> Reply:
+    async def respond(self, ctx: TurnSource, text: str, *, seed: int | None = None) -> Reply:
         """Answer text in ctx's chat: write the turn ahead, wait for the chat's earlier turns,
         stream the reply to the chat and store it. seed overrides the chat's seed setting."""
         backend = ctx.backend
@@ -156,12 +170,12 @@ class Conversation:
         row = NewMessage(
             Role.USER, author, text, tokens, backend.tokenizer_id, MessageStatus.COMPLETE
         )
-        user_id, reply_id = await self.bot.repo.begin_turn(ctx.chat.id, row)
+        user_id, reply_id = await self._store().begin_turn(ctx.chat.id, row)
         assert user_id is not None
         ctx.accepted()  # committed: the platform may now confirm the message as delivered
         return await self._run(_Turn(ctx, backend, reply_id, user_id, new, seed))
 
-    async def regenerate(self, ctx: Context, seed: int | None) -> tuple[Reply, StoredMessage]:
+    async def regenerate(self, ctx: TurnSource, seed: int | None) -> tuple[Reply, StoredMessage]:
         """Generate the chat's last reply again (after its earlier turns); the old reply stays
         until the new one is complete, then is kept as an alternative. Returns the new reply
         and the old one."""
@@ -169,7 +183,7 @@ class Conversation:
         self._admit(backend)
         line = self._line(ctx.chat.id)
         async with line.order:
-            turn = await self.bot.repo.last_turn(ctx.chat.id)
+            turn = await self._store().last_turn(ctx.chat.id)
             if turn is None:
                 if not line.waiting:
                     self._lines.pop(ctx.chat.id, None)  # no turn will forget this line
@@ -177,13 +191,13 @@ class Conversation:
             _, old = turn
             if seed is None and old.seed is not None:
                 seed = old.seed
-            _, reply_id = await self.bot.repo.begin_turn(ctx.chat.id, None, replaces=old.id)
+            _, reply_id = await self._store().begin_turn(ctx.chat.id, None, replaces=old.id)
             ctx.accepted()  # written ahead: the chat's next message may be taken
         reply = await self._run(_Turn(ctx, backend, reply_id, old.id, None, seed, old.id))
         return reply, old
 
     async def complete(
-        self, ctx: Context, messages: list[Message], max_tokens: int | None = None
+        self, ctx: TurnSource, messages: list[Message], max_tokens: int | None = None
     ) -> str:
         """One generation outside the chat's history (for plugins): with the chat's model and
         sampling options, admitted and scheduled like a reply; nothing is stored."""
@@ -198,7 +212,7 @@ class Conversation:
             )
         params = _generation(settings, _concrete(settings.seed), limit)
         chat = str(ctx.chat.key)
-        async with self.bot.scheduler.slot(backend.name, backend.max_parallel, chat):
+        async with self._scheduler.slot(backend.name, backend.max_parallel, chat):
             pieces = [c.text async for c in backend.stream(messages, params, cache_key=f"{chat}+")]
         return "".join(pieces)
 
@@ -241,7 +255,7 @@ class Conversation:
     async def _generate(self, turn: _Turn, line: _ChatLine) -> Reply:
         ctx, backend = turn.ctx, turn.backend
         chat_name = str(ctx.chat.key)
-        scheduler = self.bot.scheduler
+        scheduler = self._scheduler
         stream = ReplyStream(ctx.target)
         ahead = max(scheduler.ahead_of(backend.name, chat_name), line.waiting - 1)
         counted = False
@@ -259,12 +273,12 @@ class Conversation:
 
     async def _answer(self, turn: _Turn, stream: ReplyStream) -> Reply:
         """Plan (now that every earlier turn is stored), generate with checkpoints, store."""
-        ctx, backend, repo = turn.ctx, turn.backend, self.bot.repo
+        ctx, backend, repo = turn.ctx, turn.backend, self._store()
         chat = await repo.chat(ctx.chat.key)  # fresh: earlier turns may have trimmed it
-        settings = self.bot.settings_for(chat)
+        settings = self.settings_for(chat)
         seed = _concrete(settings.seed if turn.seed is None else turn.seed)
-        metrics = self.bot.metrics
-        metrics.queue.labels(backend.name).set(self.bot.scheduler.queued(backend.name))
+        metrics = self._metrics
+        metrics.queue.labels(backend.name).set(self._scheduler.queued(backend.name))
         try:
             rows = await self.planner.history(chat, backend, turn.before)
             new, new_id = turn.new, turn.before
@@ -309,9 +323,9 @@ class Conversation:
         stream: ReplyStream,
     ) -> Usage | None:
         """Generate into stream, checkpointing the reply row as it grows."""
-        backend, metrics = turn.backend, self.bot.metrics
+        backend, metrics = turn.backend, self._metrics
         params = _generation(settings, seed, settings.max_tokens)
-        interval = self.bot.config.storage.checkpoint_interval
+        interval = self._checkpoint_interval
         started = time.perf_counter()
         saved = started
         shown: object = None  # the platform message of the last checkpoint
@@ -332,7 +346,7 @@ class Conversation:
                     saved = time.perf_counter()
                     shown = stream.last_handle
                     ref = self._reference(turn, stream)
-                    await self.bot.repo.checkpoint(turn.reply_id, stream.text, ref)
+                    await self._store().checkpoint(turn.reply_id, stream.text, ref)
             if chunk.usage is not None:
                 usage = chunk.usage
         if usage is not None:
@@ -340,19 +354,6 @@ class Conversation:
             if rate is not None:
                 metrics.tokens_per_second.labels(backend.name).observe(rate)
         return usage
-
-    @staticmethod
-    async def _count_reply(backend: Backend, reply: Message) -> tuple[int, str]:
-        """The reply's tokens and who counted them. If the backend cannot count now (its
-        tokenizer endpoint failed), an estimate is stored under another tokenizer id, so the
-        next turn that reads the row counts it again (Conversation._counted)."""
-        if not reply["content"]:
-            return 0, backend.tokenizer_id
-        try:
-            return await backend.message_tokens(reply), backend.tokenizer_id
-        except Exception as exc:
-            log.warning("could not count a finished reply's tokens (%s); estimated for now", exc)
-            return _ESTIMATE.message(reply), ESTIMATED
 
     @staticmethod
     def _reference(turn: _Turn, stream: ReplyStream) -> str | None:
@@ -371,12 +372,12 @@ class Conversation:
         usage: Usage | None = None,
     ) -> None:
         """Store the reply, with its figures for /stats (kept across restarts)."""
-        repo = self.bot.repo
+        repo = self._store()
         if turn.replaces is not None and (status != MessageStatus.COMPLETE or not stream.text):
             await repo.discard_reply(turn.ctx.chat.id, turn.reply_id)  # a failed retry
             return
         reply: Message = {"role": "assistant", "content": stream.text}
-        tokens, counted_by = await self._count_reply(turn.backend, reply)
+        tokens, counted_by = await count_reply(turn.backend, reply)
         stats = None if usage is None else {"backend": turn.backend.name, **usage.to_json()}
         row = NewMessage(Role.ASSISTANT, None, stream.text, tokens, counted_by, status, seed, stats)
         ref = self._reference(turn, stream)

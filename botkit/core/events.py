@@ -19,13 +19,14 @@ Chunks = Callable[[], AsyncGenerator[bytes, None]]
 
 @dataclass(frozen=True, slots=True)
 class ChatKey:
-    """Identifies one conversation: a platform and that platform's id for the chat or thread."""
+    """Identifies one conversation: a platform and that platform's id for the chat or thread
+    (platform_id, a str: not the database's int id of the chat, ChatRecord.id)."""
 
     platform: str
-    chat_id: str
+    platform_id: str
 
     def __str__(self) -> str:
-        return f"{self.platform}:{self.chat_id}"
+        return f"{self.platform}:{self.platform_id}"
 
 
 @dataclass(frozen=True, slots=True)

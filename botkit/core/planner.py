@@ -10,15 +10,32 @@ own tokenizer and are stored per message with its id (counted again for another 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from botkit.backends.base import Backend, ContextOverflow, Message, PrefixCache
+from botkit.backends.token_estimate import TokenEstimator
 from botkit.config import HistoryConfig
-from botkit.core.settings import ChatSettings, Example
+from botkit.core.settings import ChatSettings, Example, max_reply_tokens
 from botkit.store.repository import ChatRecord, Repository, StoredMessage
 
-__all__ = ["ContextReport", "Planner", "PromptPlan", "example_messages", "render"]
+__all__ = [
+    "ESTIMATED",
+    "ContextReport",
+    "Planner",
+    "PromptPlan",
+    "count_reply",
+    "example_messages",
+    "render",
+]
+
+log = logging.getLogger(__name__)
+
+# Stored as a row's tokenizer id when its count is an estimate: no backend has this id, so
+# the row is counted again with the real tokenizer when it is next read.
+ESTIMATED = "estimate"
+_ESTIMATE = TokenEstimator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +90,19 @@ def render(message: StoredMessage) -> Message:
     return {"role": message.role, "content": content}
 
 
+async def count_reply(backend: Backend, reply: Message) -> tuple[int, str]:
+    """The reply's tokens and who counted them. If the backend cannot count now (its
+    tokenizer endpoint failed), an estimate is stored under another tokenizer id, so the
+    next turn that reads the row counts it again (Planner._counted)."""
+    if not reply["content"]:
+        return 0, backend.tokenizer_id
+    try:
+        return await backend.message_tokens(reply), backend.tokenizer_id
+    except Exception as exc:
+        log.warning("could not count a finished reply's tokens (%s); estimated for now", exc)
+        return _ESTIMATE.message(reply), ESTIMATED
+
+
 def _alternating(messages: list[Message]) -> list[Message]:
     """Messages with no empty one and no two of the same role in a row (merged): strict
     templates (Mistral, Llama 2) refuse anything but system? (user assistant)* user."""
@@ -114,10 +144,10 @@ class Planner:
         /maxtokens) checks the settings it would leave, so no combination of them can make
         every message too long."""
         window = backend.context_window
-        if settings.max_tokens >= window // 2:
+        if settings.max_tokens > max_reply_tokens(window):
             return (
                 f"/maxtokens {settings.max_tokens} would leave too little of the {window}-token "
-                f"context window for the conversation. Allowed: 1 to {window // 2 - 1} on "
+                f"context window for the conversation. Allowed: 1 to {max_reply_tokens(window)} on "
                 f"backend {backend.name!r}"
             )
         persona = await backend.message_tokens({"role": "system", "content": settings.persona})
@@ -128,7 +158,7 @@ class Planner:
         if persona + examples <= budget // 2:
             return None
         margin = self._history.safety_margin_tokens
-        most = min(window // 2 - 1, window - margin - 2 * (persona + examples))
+        most = min(max_reply_tokens(window), window - margin - 2 * (persona + examples))
         lower = [f"/maxtokens to {most} or less"] if most >= 1 else []
         lower.append("shorten the persona")
         if examples:

@@ -55,7 +55,7 @@ class PluginStore:
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value stored under key, or default."""
-        data = self._ctx.bot.repo.plugin_data
+        data = self._ctx.store.plugin_data
         value = await data.get(self._plugin, self._chat_id, self._check(key))
         return default if value is None else value
 
@@ -72,9 +72,9 @@ class PluginStore:
         value. Two updates of one key at once, from one process or two, never lose one:
         `await ctx.data.update("rolls", lambda n: n + 1, 0)`. change runs inside the
         database transaction: keep it quick and pure. None deletes the key."""
-        plugins = self._ctx.bot.config.plugins
+        plugins = self._ctx.services.plugins
         quota = Quota(plugins.data_max_rows, plugins.data_max_bytes)
-        data = self._ctx.bot.repo.plugin_data
+        data = self._ctx.store.plugin_data
         try:
             return await data.update(
                 self._plugin, self._chat_id, self._check(key),
@@ -147,7 +147,7 @@ class PluginContext:
     async def history(self) -> list[HistoryMessage]:
         """The messages the model sees in this chat now, oldest first (a copy)."""
         ctx = self._ctx
-        rows = await ctx.bot.conversation.planner.history(ctx.chat, ctx.backend)
+        rows = await ctx.planner.history(ctx.chat, ctx.backend)
         return [HistoryMessage(r.role, r.author, r.content) for r in rows]
 
     async def generate(
@@ -162,10 +162,10 @@ class PluginContext:
         if self._counted:
             self._counted = False  # the command's own count covers its first generation
         else:
-            ctx.bot.router.check_rate(ctx)
+            ctx.services.count_request(ctx.incoming)
         system = ctx.settings.persona if persona is None else persona
         messages: list[Message] = [
             {"role": "system", "content": system},
             {"role": "user", "content": prompt},
         ]
-        return await ctx.bot.conversation.complete(ctx, messages, max_tokens)
+        return await ctx.conversation.complete(ctx, messages, max_tokens)

@@ -1,4 +1,5 @@
-"""The router: a command goes to its handler, text addressed to the bot to the conversation.
+"""The router: a command goes through the middleware to its handler, text addressed to the
+bot to the conversation.
 
 Every failure ends as a clear reply in the chat; nothing a user sends can stop the bot.
 """
@@ -9,20 +10,18 @@ import asyncio
 import difflib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from botkit.backends.base import BackendError
 from botkit.core.arrival import ArrivalOrder, Place
-from botkit.core.commands import CommandError
-from botkit.core.context import Context
+from botkit.core.commands import Command, CommandError
+from botkit.core.context import Context, Services
 from botkit.core.conversation import NothingToRetry
 from botkit.core.events import Incoming
-from botkit.core.limits import RateLimiter
+from botkit.core.middleware import Middleware, run_chain
 from botkit.core.plugin_context import PluginContext
 from botkit.core.streaming import ReplyTarget
-
-if TYPE_CHECKING:
-    from botkit.core.app import Bot
+from botkit.metrics import Metrics
 
 __all__ = ["Router"]
 
@@ -32,14 +31,30 @@ MAX_MESSAGE_CHARS = 16000
 
 
 class Router:
-    """Dispatches Incoming messages."""
+    """Dispatches Incoming messages.
 
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
+    count_request counts a chat message against its sender's rate limit (the commands that
+    use the model are counted by the rate limit middleware, registered with use()).
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        metrics: Metrics | None = None,
+        count_request: Callable[[Incoming], None] | None = None,
+    ) -> None:
+        self._services = services
+        self._metrics = metrics or Metrics()
+        self._count_request = count_request or services.count_request
+        self.middlewares: list[Middleware] = []
         self.accepting = True
         self._active: set[asyncio.Task[None]] = set()
-        self._limiter = RateLimiter(bot.config.service.rate_limit_per_minute)
         self.arrivals = ArrivalOrder()
+
+    def use(self, middleware: Middleware) -> None:
+        """Run middleware around every command handler, after those registered before it."""
+        self.middlewares.append(middleware)
 
     @property
     def in_flight(self) -> int:
@@ -67,9 +82,10 @@ class Router:
         on_accepted: Callable[[], None] | None = None,
     ) -> Context:
         """Build the handler context for a message (loads the chat and its settings)."""
-        chat = await self.bot.repo.chat(incoming.chat)
-        settings = self.bot.settings_for(chat)
-        return Context(self.bot, incoming, chat, settings, target, on_accepted)
+        services = self._services
+        chat = await services.store().chat(incoming.chat)
+        settings = services.conversation.settings_for(chat)
+        return Context(incoming, chat, settings, target, services, on_accepted)
 
     async def handle(
         self,
@@ -107,7 +123,7 @@ class Router:
                 ctx = await self.context(incoming, target)
                 await ctx.reply_error("the bot is restarting; send that again in a moment")
                 return
-            self.bot.metrics.messages.labels(incoming.chat.platform).inc()
+            self._metrics.messages.labels(incoming.chat.platform).inc()
             task = asyncio.current_task()
             if task is None:
                 await self._handle(incoming, target, text, accept)
@@ -128,70 +144,52 @@ class Router:
             if text.startswith("/"):
                 await self._command(ctx, text)
             elif incoming.addressed_to_bot:
-                await self.chat(ctx, text)
+                await self.converse(ctx, text)
         except (CommandError, BackendError, NothingToRetry) as exc:
-            self.bot.metrics.errors.labels(type(exc).__name__).inc()
+            self._metrics.errors.labels(type(exc).__name__).inc()
             await ctx.reply_error(str(exc))
         except Exception:
-            self.bot.metrics.errors.labels("internal").inc()
+            self._metrics.errors.labels("internal").inc()
             log.exception("unexpected error handling a message in %s", incoming.chat)
             await ctx.reply_error(
                 "Something went wrong on our side; the error is in the bot's log."
             )
 
-    async def chat(self, ctx: Context, text: str) -> None:
-        """Plain chat: validate the length, then let the conversation answer."""
+    async def converse(self, ctx: Context, text: str) -> None:
+        """Plain chat: validate the length, count the rate, then let the conversation answer."""
         if len(text) > MAX_MESSAGE_CHARS:
             raise CommandError(
                 f"your message is {len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}"
             )
-        self.check_rate(ctx)
-        await self.bot.conversation.respond(ctx, text)
-
-    def check_rate(self, ctx: Context) -> None:
-        """Refuse a user over the per-user rate limit (chat and every command that runs the
-        model count alike). The console is exempt: it is the owner at their own terminal
-        (piped lines come as fast as they are read), and the limits are for platforms."""
-        if ctx.incoming.chat.platform == "console":
-            return
-        user = ctx.incoming.user
-        wait = self._limiter.check(f"{ctx.incoming.chat.platform}:{user.id}")
-        if wait:
-            raise CommandError(
-                f"you are sending messages faster than {self._limiter.per_minute} a minute; "
-                f"try again in {wait:.0f} s"
-            )
+        self._count_request(ctx.incoming)
+        await self._services.conversation.respond(ctx, text)
 
     async def _command(self, ctx: Context, text: str) -> None:
         head, _, args = text[1:].partition(" ")
         name = head.split("@", 1)[0].lower()
-        command = self.bot.registry.get(name)
+        commands = self._services.commands
+        command = commands.get(name)
         if command is None:
-            close = difflib.get_close_matches(name, self.bot.registry.names(), n=1)
+            close = difflib.get_close_matches(name, commands.names(), n=1)
             hint = f" Did you mean /{close[0]}?" if close else ""
             raise CommandError(f"unknown command /{name}.{hint} /help lists the commands.")
-        # Without arguments a settings command only shows the value, which anyone may see.
-        guarded = command.changes_history or (command.changes_settings and args.strip())
-        if guarded and not ctx.incoming.user.can_change_settings:
-            raise CommandError(
-                f"only people allowed to change this chat's settings can use /{name}"
-            )
         options = ctx.incoming.options
         values = command.parse(args) if options is None else command.check(options)
         command.check_attachments(len(ctx.incoming.attachments))
-        if command.uses_model:
-            self.check_rate(ctx)
+        result = await run_chain(self.middlewares, ctx, command, values, self._run)
+        if result:
+            await ctx.reply(result)
+
+    async def _run(self, ctx: Context, command: Command, values: dict[str, Any]) -> str | None:
+        """The end of the middleware chain: the handler, in the chat's order."""
         if not (command.writes_ahead or command.changes_history):
             # Answered in arrival order: after the chat's earlier replies, seeing what they
             # and earlier commands stored. The chat's next message waits for this one (its
             # place is released when handling ends). /reset and /retry act on the replies
             # themselves (a /retry queues as a turn).
-            await self.bot.conversation.after_earlier_turns(ctx.chat.id)
+            await self._services.conversation.after_earlier_turns(ctx.chat.id)
             ctx = await self.context(ctx.incoming, ctx.target, ctx.on_accepted)
         if command.internal:
-            result = await command.handler(ctx, **values)
-        else:
-            plugin_ctx = PluginContext(ctx, command.plugin, counted=command.uses_model)
-            result = await command.handler(plugin_ctx, **values)
-        if result:
-            await ctx.reply(result)
+            return await command.handler(ctx, **values)
+        plugin_ctx = PluginContext(ctx, command.plugin, counted=command.uses_model)
+        return await command.handler(plugin_ctx, **values)

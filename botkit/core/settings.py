@@ -11,7 +11,8 @@ where that differs.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from collections.abc import Collection
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,9 +31,11 @@ __all__ = [
     "RepeatPenalty",
     "SamplingOptions",
     "Seed",
+    "SeedValue",
     "Temperature",
     "TopK",
     "TopP",
+    "max_reply_tokens",
     "option_type",
     "valid_overrides",
 ]
@@ -130,6 +133,8 @@ MinP = option_type("min_p")
 RepeatPenalty = option_type("repeat_penalty")
 MaxTokens = option_type("max_tokens")
 Seed = option_type("seed")
+# A seed as /seed and /retry take it: a number, or "random" (RANDOM_SEED in the settings).
+SeedValue = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
 Persona = Annotated[str, Field(min_length=1, max_length=PERSONA_MAX_CHARS)]
 ExampleText = Annotated[str, Field(min_length=1, max_length=EXAMPLE_MAX_CHARS)]
 # A few-shot example: what the user says and what the assistant answers.
@@ -155,10 +160,25 @@ class ChatSettings(SamplingOptions):
         present = {k: v for k, v in overrides.items() if v is not None}
         return self.model_copy(update=present) if present else self
 
+    def for_chat(self, overrides: dict[str, Any], backends: Collection[str]) -> ChatSettings:
+        """A chat's effective settings: these (the defaults) with its overrides, except a
+        backend no longer among backends (removed from the config): the default one then."""
+        settings = self.with_overrides(overrides)
+        if settings.backend not in backends:
+            settings = self.with_overrides({**overrides, "backend": None})
+        return settings
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The setting names, in display order."""
         return ("backend", "persona", "examples", "memory", *SamplingOptions.model_fields)
+
+
+def max_reply_tokens(window: int) -> int:
+    """The largest max_tokens a context window of window tokens allows: the reply reserve
+    stays below half the window, so the conversation keeps room (the one rule for the config,
+    /maxtokens and /model)."""
+    return window // 2 - 1
 
 
 def valid_overrides(raw: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -15,10 +15,11 @@ from botkit.core.context import Context
 from botkit.core.router import MAX_MESSAGE_CHARS
 from botkit.core.settings import (
     RANDOM_SEED,
-    SEED_MAX,
     ChatSettings,
     Persona,
     SamplingOptions,
+    SeedValue,
+    max_reply_tokens,
     option_type,
 )
 from botkit.plugins.charts import context_chart
@@ -30,10 +31,10 @@ plugin = Plugin("builtin", help="The commands every botkit has", internal=True)
 Question = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
 
 
-@plugin.command("ask", writes_ahead=True)
+@plugin.command("ask", writes_ahead=True, uses_model=True)
 async def ask(ctx: Context, question: Question) -> None:
     """Ask the model a question (in group chats: without mentioning the bot)."""
-    await ctx.bot.router.chat(ctx, question)
+    await ctx.conversation.respond(ctx, question)
 
 
 def _show(value: Any) -> str:
@@ -52,12 +53,12 @@ def _setting_command(
 
     async def handler(ctx: Context, value: Any = None) -> str:
         current = getattr(ctx.settings, setting)
-        default = getattr(ctx.bot.defaults, setting)
+        default = getattr(ctx.defaults, setting)
         if value is None:
             return f"{label} is {_show(current)} (default {_show(default)})"
         if check is not None:
             await check(ctx, value)
-        await ctx.bot.repo.set_setting(ctx.chat.id, setting, value)
+        await ctx.store.set_setting(ctx.chat.id, setting, value)
         return f"{label} set to {_show(value)} (was {_show(current)})"
 
     return Command(
@@ -76,7 +77,7 @@ async def _check_max_tokens(ctx: Context, value: int) -> None:
 async def check_fixed_cost(ctx: Context, settings: ChatSettings) -> None:
     """Refuse settings whose persona, examples and reply reserve together leave the
     conversation too little room (the one check for /persona, /examples and /maxtokens)."""
-    problem = await ctx.bot.conversation.planner.fixed_cost_problem(ctx.backend, settings)
+    problem = await ctx.planner.fixed_cost_problem(ctx.backend, settings)
     if problem is not None:
         raise CommandError(problem)
 
@@ -95,19 +96,17 @@ for _name, _info in SamplingOptions.model_fields.items():
             )
         )  # fmt: skip
 
-SeedValue = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
-
 
 @plugin.command("seed", changes_settings=True)
 async def seed(ctx: Context, value: SeedValue | None = None) -> str:
     """Show or set the random seed: a number makes replies repeatable, `random` does not."""
-    last = await ctx.bot.repo.last_reply(ctx.chat.id)
+    last = await ctx.store.last_reply(ctx.chat.id)
     used = f" The last reply used seed {last.seed}." if last and last.seed is not None else ""
     if value is None:
         current = "random" if ctx.settings.seed == RANDOM_SEED else str(ctx.settings.seed)
         return f"seed is {current}.{used}"
     new = RANDOM_SEED if value == "random" else int(value)
-    await ctx.bot.repo.set_setting(ctx.chat.id, "seed", new)
+    await ctx.store.set_setting(ctx.chat.id, "seed", new)
     shown = "random (a new seed for every reply)" if new == RANDOM_SEED else str(new)
     return f"seed set to {shown}.{used}"
 
@@ -119,11 +118,11 @@ async def persona(ctx: Context, text: Persona | None = None) -> str:
         source = "default" if ctx.chat.overrides.get("persona") is None else "set for this chat"
         return f"persona ({source}): {ctx.settings.persona}"
     if text.strip().lower() == "reset":
-        await ctx.bot.repo.set_setting(ctx.chat.id, "persona", None)
-        return f"persona reset to the default: {ctx.bot.defaults.persona}"
+        await ctx.store.set_setting(ctx.chat.id, "persona", None)
+        return f"persona reset to the default: {ctx.defaults.persona}"
     await check_fixed_cost(ctx, ctx.settings.model_copy(update={"persona": text}))
     tokens = await ctx.backend.message_tokens({"role": "system", "content": text})
-    await ctx.bot.repo.set_setting(ctx.chat.id, "persona", text)
+    await ctx.store.set_setting(ctx.chat.id, "persona", text)
     return f"persona set ({tokens} tokens)."
 
 
@@ -134,7 +133,7 @@ async def settings(ctx: Context) -> str:
     ignored = ctx.backend.ignored_settings
     for name in ctx.settings.names():
         value = getattr(ctx.settings, name)
-        default = getattr(ctx.bot.defaults, name)
+        default = getattr(ctx.defaults, name)
         mark = "*" if ctx.chat.overrides.get(name) is not None else " "
         if name == "seed":
             value, default = ("random" if v == RANDOM_SEED else v for v in (value, default))
@@ -151,15 +150,15 @@ async def settings(ctx: Context) -> str:
 @plugin.command("reset", changes_history=True)
 async def reset(ctx: Context) -> str:
     """Forget this chat's history (settings stay); a reply being generated is stopped."""
-    await ctx.bot.conversation.cancel(ctx.chat.id)
-    removed = await ctx.bot.repo.clear_history(ctx.chat.id)
+    await ctx.conversation.cancel(ctx.chat.id)
+    removed = await ctx.store.clear_history(ctx.chat.id)
     return f"History cleared ({removed} messages forgotten); settings are unchanged."
 
 
 @plugin.command("context", uses_model=True)
 async def context(ctx: Context) -> None:
     """How the context window is spent: persona, kept history, reply reserve, free."""
-    report = await ctx.bot.conversation.planner.report(ctx.chat, ctx.settings)
+    report = await ctx.planner.report(ctx.chat, ctx.settings)
     p = report.plan
     lines = [
         f"Context window: {p.window} tokens ({ctx.backend.name})",
@@ -212,7 +211,7 @@ async def model(ctx: Context, name: BackendName | None = None) -> str:
     except BackendError as exc:
         lines.append(f"backend {ctx.backend.name}: {exc}")
     lines.append("Backends (switch with /model NAME):")
-    for backend_name, config in ctx.bot.config.backends.items():
+    for backend_name, config in ctx.services.backend_configs.items():
         here = "  ← this chat" if backend_name == ctx.settings.backend else ""
         what = getattr(config, "model", None) or "bundled model"
         if getattr(config, "model_path", None):
@@ -225,7 +224,7 @@ async def model(ctx: Context, name: BackendName | None = None) -> str:
 
 async def _facts(ctx: Context, backend_name: str) -> str:
     """A backend's quantization and file size for the /model list ("" if it cannot tell)."""
-    backend = ctx.bot.backends.get(backend_name)
+    backend = ctx.backends.get(backend_name)
     if backend is None:
         return ""
     try:
@@ -239,16 +238,16 @@ async def _facts(ctx: Context, backend_name: str) -> str:
 async def _switch_backend(ctx: Context, name: str) -> str:
     if not ctx.incoming.user.can_change_settings:
         raise CommandError("only people allowed to change this chat's settings can switch models")
-    if name not in ctx.bot.backends:
-        names = ", ".join(ctx.bot.backends)
+    if name not in ctx.backends:
+        names = ", ".join(ctx.backends)
         raise CommandError(f"there is no backend named {name!r}. Allowed: {names}")
-    backend = ctx.bot.backends[name]
-    if ctx.settings.max_tokens >= backend.context_window // 2:
+    backend = ctx.backends[name]
+    if ctx.settings.max_tokens > max_reply_tokens(backend.context_window):
         raise CommandError(
             f"this chat's max_tokens ({ctx.settings.max_tokens}) is too large for {name}'s "
             f"{backend.context_window}-token window: lower /maxtokens first"
         )
-    await ctx.bot.repo.set_setting(ctx.chat.id, "backend", name)
+    await ctx.store.set_setting(ctx.chat.id, "backend", name)
     return f"this chat now uses backend {name} (was {ctx.settings.backend})"
 
 
@@ -334,7 +333,7 @@ async def help_(ctx: Context) -> str:
         origin = "" if internal else f"  [{command.plugin}]"
         return f"  {command.usage} — {first}{origin}"
 
-    commands = ctx.bot.registry.all()
+    commands = ctx.commands.all()
     concepts = [c for name in CONCEPTS for c in commands if c.name == name]
     lines = ["Commands:", *(line(c) for c in commands if c not in concepts)]
     if concepts:

@@ -11,7 +11,7 @@ in the last reply (prompt tokens reused, prefill time, time to first token, toke
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field
@@ -20,7 +20,7 @@ from botkit.backends.base import TokenInspector, Usage
 from botkit.core.commands import CommandError, Plugin
 from botkit.core.context import Context
 from botkit.core.sampling import sample_distribution
-from botkit.core.settings import RANDOM_SEED, SEED_MAX, Temperature, TopK, TopP
+from botkit.core.settings import RANDOM_SEED, SeedValue, Temperature, TopK, TopP
 from botkit.plugins.charts import probs_chart, token_label
 
 __all__ = ["plugin"]
@@ -62,7 +62,7 @@ async def probs(
     p = s.top_p if top_p is None else top_p
     # The model's worker is shared: /probs waits for its turn like a reply does.
     model = ctx.backend
-    async with ctx.bot.scheduler.slot(model.name, model.max_parallel, str(ctx.chat.key)):
+    async with ctx.scheduler.slot(model.name, model.max_parallel, str(ctx.chat.key)):
         logits = await backend.next_token_logits([{"role": "system", "content": s.persona}], text)
     cut = sample_distribution(logits, temperature=temp, top_k=k, top_p=p, min_p=s.min_p)
     top = np.argsort(-cut.raw, kind="stable")[:SHOWN]
@@ -105,16 +105,13 @@ async def tokens(ctx: Context, text: Text) -> str:
     return "\n".join(lines)
 
 
-RetrySeed = Annotated[int, Field(ge=0, le=SEED_MAX)] | Literal["random"]
-
-
 @plugin.command("retry", changes_history=True, uses_model=True)
-async def retry(ctx: Context, seed: RetrySeed | None = None) -> None:
+async def retry(ctx: Context, seed: SeedValue | None = None) -> None:
     """Generate the last reply again: with its seed (the same text), `random`, or a given seed.
 
     The earlier reply stays until the new one is complete, and is kept as an alternative."""
     chosen = None if seed is None else RANDOM_SEED if seed == "random" else int(seed)
-    reply, old = await ctx.bot.conversation.regenerate(ctx, chosen)
+    reply, old = await ctx.conversation.regenerate(ctx, chosen)
     if reply.status != "complete":
         return
     same = "the same seed" if reply.seed == old.seed else "a new seed"
@@ -173,9 +170,9 @@ async def stats(ctx: Context) -> str:
 
     Prompt tokens and how many came from the KV cache, prefill time, time to first token,
     tokens/s, and whether the chat's saved state was restored."""
-    data = await ctx.bot.repo.last_stats(ctx.chat.id)
+    data = await ctx.store.last_stats(ctx.chat.id)
     if data is None:
-        if await ctx.bot.repo.last_reply(ctx.chat.id) is None:
+        if await ctx.store.last_reply(ctx.chat.id) is None:
             return "No reply in this chat yet: say something, then /stats."
         return (
             "The last reply has no figures: it was cut before the model finished (or stored "

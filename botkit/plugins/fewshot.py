@@ -57,10 +57,8 @@ def _parse(text: str | None) -> Example:
 
 
 async def _store(ctx: Context, examples: tuple[Example, ...]) -> None:
-    default = ctx.bot.defaults.examples
-    await ctx.bot.repo.set_setting(
-        ctx.chat.id, "examples", None if examples == default else examples
-    )
+    default = ctx.defaults.examples
+    await ctx.store.set_setting(ctx.chat.id, "examples", None if examples == default else examples)
 
 
 async def _add(ctx: Context, text: str | None) -> str:

@@ -41,7 +41,7 @@ class Chats:
         if cached is not None:
             return cached
         query = select(CHATS).where(
-            CHATS.c.platform == key.platform, CHATS.c.chat_key == key.chat_id
+            CHATS.c.platform == key.platform, CHATS.c.chat_key == key.platform_id
         )
         rows = await self._writer.read(query)
         if rows:
@@ -52,7 +52,7 @@ class Chats:
                 now = utc_now()
                 await conn.execute(
                     insert(CHATS).values(
-                        platform=key.platform, chat_key=key.chat_id, overrides={},
+                        platform=key.platform, chat_key=key.platform_id, overrides={},
                         window_start_id=0, created_at=now, updated_at=now,
                     )
                 )  # fmt: skip

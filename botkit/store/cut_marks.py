@@ -8,15 +8,12 @@ between the two marks that message again at its next start (the same text).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 
 from botkit.core.events import ChatKey
 from botkit.store.models import CHATS, CUT_MARKS
-
-if TYPE_CHECKING:
-    from botkit.store.repository import Repository
+from botkit.store.writer import Writer
 
 __all__ = ["CutMarks", "CutReply"]
 
@@ -35,13 +32,13 @@ class CutReply:
 class CutMarks:
     """The queue of cut replies to mark, in the database."""
 
-    def __init__(self, repo: Repository) -> None:
-        self._repo = repo
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
 
     async def pending(self, platform: str, bot_prefix: str) -> list[CutReply]:
         """The cut replies in platform's chats whose key starts with bot_prefix ("BOT/": the
         chats of one bot, which alone can edit its messages), oldest first."""
-        rows = await self._repo.read(
+        rows = await self._writer.read(
             select(CUT_MARKS.c.id, CHATS.c.chat_key, CUT_MARKS.c.content,
                    CUT_MARKS.c.reply_ref)
             .join(CHATS, CHATS.c.id == CUT_MARKS.c.chat_id)
@@ -53,5 +50,5 @@ class CutMarks:
 
     async def done(self, mark_id: int) -> None:
         """The reply's message is marked (or cannot be): forget it."""
-        async with self._repo.transaction() as conn:
+        async with self._writer.transaction() as conn:
             await conn.execute(delete(CUT_MARKS).where(CUT_MARKS.c.id == mark_id))

@@ -12,15 +12,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from botkit.store.models import PLUGIN_DATA
-
-if TYPE_CHECKING:
-    from botkit.store.repository import Repository
+from botkit.store.writer import Writer
 
 __all__ = ["MAX_VALUE", "OWN_SPACE", "PluginData", "Quota", "QuotaExceeded", "json_size"]
 
@@ -58,12 +56,12 @@ def json_size(value: Any) -> int:
 class PluginData:
     """Reads and writes of plugin_data, on the repository's single writer."""
 
-    def __init__(self, repo: Repository) -> None:
-        self._repo = repo
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
 
     async def get(self, plugin: str, chat_id: int, key: str) -> Any:
         """The value stored under key (None if nothing)."""
-        rows = await self._repo.read(
+        rows = await self._writer.read(
             select(PLUGIN_DATA.c.value).where(*_where(plugin, chat_id, key))
         )
         return rows[0][0] if rows else None
@@ -76,7 +74,7 @@ class PluginData:
         would take the plugin over quota in that chat; ValueError for a value that is not
         JSON or is over MAX_VALUE bytes."""
         where = _where(plugin, chat_id, key)
-        async with self._repo.transaction() as conn:
+        async with self._writer.transaction() as conn:
             # First a write: it takes the key before anything is read (see the docstring). A
             # new key gets a placeholder, gone again if the transaction fails.
             taken = await conn.execute(
@@ -123,7 +121,7 @@ class PluginData:
 
     def _insert_absent(self) -> Any:
         """INSERT … ON CONFLICT DO NOTHING in the database's dialect."""
-        dialect = postgresql if self._repo.engine.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if self._writer.engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(PLUGIN_DATA).on_conflict_do_nothing(
             index_elements=["plugin", "chat_id", "key"]
         )

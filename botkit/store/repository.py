@@ -76,8 +76,8 @@ class Repository:
         self.finish_turn = turns.finish_turn
         self.discard_reply = turns.discard_reply
         # The stores beside this one, on the same writer.
-        self.cut_marks = CutMarks(self)
-        self.plugin_data = PluginData(self)
+        self.cut_marks = CutMarks(writer)
+        self.plugin_data = PluginData(writer)
         # Retrieval's rows: chunks with their vectors and keyword index, and documents.
         self.chunks = Chunks(writer)
         self.documents = Documents(writer, self.chunks)

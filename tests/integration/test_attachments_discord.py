@@ -74,7 +74,10 @@ async def discord_bot(make_config: MakeConfig) -> AsyncIterator[Callable[..., Aw
         bot = build_bot(config, backends={"local": ScriptedBackend("local")})
         bot.registry.add_plugin(file_plugin(read_timeout))
         await bot.start()
-        adapter = DiscordAdapter(config.discord, emulator.token, bot.registry)
+        adapter = DiscordAdapter(
+            config.discord, emulator.token, bot.registry,
+            store=bot.repo, mark_interval=config.service.heartbeat_interval,
+        )  # fmt: skip
         log = HandledLog()
         adapter.on_handled = log.add
         task = asyncio.create_task(adapter.start(bot.router))

@@ -62,7 +62,10 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[Callable[..., Await
         bot = build_bot(config, backends={"local": ScriptedBackend("local")})
         bot.registry.add_plugin(file_plugin(read_timeout))
         await bot.start()
-        adapter = TelegramAdapter(config.telegram, emulator.token, bot.registry)
+        adapter = TelegramAdapter(
+            config.telegram, emulator.token, bot.registry,
+            store=bot.repo, mark_interval=config.service.heartbeat_interval,
+        )  # fmt: skip
         handled = HandledLog()
         adapter.on_handled = handled.add
         task = asyncio.create_task(adapter.start(bot.router))

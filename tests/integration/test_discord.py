@@ -97,7 +97,10 @@ async def discord_bot(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = build_bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = DiscordAdapter(config.discord, emulator.token, bot.registry)
+        adapter = DiscordAdapter(
+            config.discord, emulator.token, bot.registry,
+            store=bot.repo, mark_interval=config.service.heartbeat_interval,
+        )  # fmt: skip
         log = HandledLog()
         adapter.on_handled = log.add
         task = asyncio.create_task(adapter.start(bot.router))

@@ -112,7 +112,7 @@ async def test_a_live_process_recovers_one_whose_heartbeat_stopped_and_never_a_l
             "c's reply": MessageStatus.GENERATING,
         }  # the retry row is gone: the reply it was replacing stays as it was
         waiting = await b.cut_marks.pending("t", "")
-        assert [(m.chat_key.chat_id, m.content, m.reply_ref) for m in waiting] == [
+        assert [(m.chat_key.platform_id, m.content, m.reply_ref) for m in waiting] == [
             ("served-by-a", "a's reply", "ref-a"),
             ("served-by-a", "a's retry", "ref-retry"),
         ]

@@ -79,7 +79,10 @@ async def telegram(make_config: MakeConfig) -> AsyncIterator[StartHarness]:
         )  # fmt: skip
         bot = build_bot(config, backends={"local": backend} if backend else None)
         await bot.start()
-        adapter = TelegramAdapter(config.telegram, token, bot.registry, webhook_secret)
+        adapter = TelegramAdapter(
+            config.telegram, token, bot.registry, webhook_secret,
+            store=bot.repo, mark_interval=config.service.heartbeat_interval,
+        )  # fmt: skip
         handled = HandledLog()
         adapter.on_handled = handled.add
         task = asyncio.create_task(adapter.start(bot.router))
@@ -405,7 +408,10 @@ async def test_updates_arriving_during_shutdown_stay_with_telegram_for_the_next_
     # The next start gets the late message (and not the first one again).
     bot = build_bot(tg.bot.config, backends={"local": ScriptedBackend("local")})
     await bot.start()
-    adapter = TelegramAdapter(tg.adapter.config, tg.emulator.token, bot.registry)
+    adapter = TelegramAdapter(
+        tg.adapter.config, tg.emulator.token, bot.registry,
+        store=bot.repo, mark_interval=bot.config.service.heartbeat_interval,
+    )  # fmt: skip
     handled = HandledLog()
     adapter.on_handled = handled.add
     task = asyncio.create_task(adapter.start(bot.router))

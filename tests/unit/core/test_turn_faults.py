@@ -12,7 +12,7 @@ from botkit.backends.base import Chunk, GenerationParams, Message
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
-from botkit.core.conversation import ESTIMATED
+from botkit.core.planner import ESTIMATED
 from botkit.store.models import MessageStatus
 from tests.conftest import MakeConfig, incoming, say
 
