@@ -16,6 +16,7 @@ from botkit.plugins.builtin import plugin as builtin
 from botkit.plugins.explain import plugin as explain
 from botkit.plugins.fewshot import plugin as fewshot
 from botkit.plugins.loader import load_plugins
+from botkit.retrieval.embedders import make_embedder
 
 __all__ = ["build_backend", "build_bot"]
 
@@ -45,7 +46,8 @@ def build_bot(
     commands and the plugins the config enables; plugins that fail are in bot.plugin_errors."""
     if backends is None:
         backends = {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
-    bot = Bot(config, backends=backends, base_dir=base_dir)
+    embedder = make_embedder(config.embedder) if config.retrieval.vectors else None
+    bot = Bot(config, backends=backends, base_dir=base_dir, embedder=embedder)
     bot.registry.add_plugin(builtin)
     bot.registry.add_plugin(explain)
     bot.registry.add_plugin(fewshot)

@@ -21,6 +21,9 @@ from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
 from botkit.metrics import Metrics
+from botkit.retrieval.embedder import Embedder
+from botkit.retrieval.library import Library
+from botkit.retrieval.service import Retrieval
 from botkit.store.db import create_engine, ensure_migrated
 from botkit.store.leases import Lease, LeaseLost
 from botkit.store.repository import ChatRecord, Repository
@@ -56,8 +59,14 @@ class Bot:
     """
 
     def __init__(
-        self, config: Config, *, backends: dict[str, Backend], base_dir: Path | None = None
+        self,
+        config: Config,
+        *,
+        backends: dict[str, Backend],
+        base_dir: Path | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """embedder: retrieval's (None: keywords only)."""
         self.config = config
         self.base_dir = base_dir or Path.cwd()
         self.defaults = config.defaults
@@ -65,18 +74,22 @@ class Bot:
         self.scheduler = FairScheduler()
         self.registry = CommandRegistry()
         self.metrics = Metrics()
+        self.retrieval = Retrieval(
+            config.memory, config.knowledge, config.retrieval, embedder
+        )  # fmt: skip
+        self.library = Library(config.knowledge, self.retrieval, lambda: self.repo)
         self.conversation = Conversation(
             backends, lambda: self.repo, self.scheduler,
             defaults=config.defaults, history=config.history, metrics=self.metrics,
             max_queue=config.service.max_queue,
-            checkpoint_interval=config.storage.checkpoint_interval,
+            checkpoint_interval=config.storage.checkpoint_interval, retrieval=self.retrieval,
         )  # fmt: skip
         rate_limit = RateLimit(config.service.rate_limit_per_minute)
         services = Services(
             store=lambda: self.repo, conversation=self.conversation, scheduler=self.scheduler,
             backends=backends, backend_configs=config.backends, defaults=config.defaults,
             commands=self.registry, plugins=config.plugins, count_request=rate_limit.count,
-            hide_internals=self.hide_internals,
+            hide_internals=self.hide_internals, retrieval=self.retrieval, library=self.library,
         )  # fmt: skip
         self.router = Router(services, metrics=self.metrics)
         self.router.use(require_permission)
@@ -139,6 +152,7 @@ class Bot:
                 await backend.start()
             except BackendError as exc:  # the same kind (a transient one exits 1, not 2)
                 raise type(exc)(f"backend {name!r} did not start: {exc}") from exc
+        await self.retrieval.start(self._repo)
 
     async def _keep_lease(self, lease: Lease) -> None:
         try:
@@ -151,6 +165,10 @@ class Bot:
     async def close(self) -> None:
         """Release backends, the lease (replies still generating then count as cut) and the
         database."""
+        try:
+            await self.retrieval.close()
+        except Exception:
+            log.exception("closing retrieval failed")
         for backend in self.backends.values():
             try:
                 await backend.close()

@@ -15,6 +15,8 @@ from botkit.core.planner import Planner
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
 from botkit.core.streaming import ReplyStream, ReplyTarget
+from botkit.retrieval.library import Library
+from botkit.retrieval.service import Retrieval
 from botkit.store.repository import ChatRecord, Repository
 
 __all__ = ["Context", "Services"]
@@ -37,6 +39,8 @@ class Services:
     count_request: Callable[[Incoming], None]
     # Text without model server addresses and file paths (for untrusted users).
     hide_internals: Callable[[str], str]
+    retrieval: Retrieval  # memory and knowledge: search, budgets, /sources
+    library: Library  # the chats' documents
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,16 @@ class Context:
     def backends(self) -> Mapping[str, Backend]:
         """Every configured backend, by name."""
         return self.services.backends
+
+    @property
+    def retrieval(self) -> Retrieval:
+        """Memory and knowledge: what a message recalls, /sources, /embed."""
+        return self.services.retrieval
+
+    @property
+    def library(self) -> Library:
+        """The chats' documents: add, list, remove."""
+        return self.services.library
 
     @property
     def store(self) -> Repository:

@@ -37,6 +37,7 @@ from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
 from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
 from botkit.core.turn_source import TurnSource
 from botkit.metrics import Metrics
+from botkit.retrieval.service import Retrieval
 from botkit.store.models import MessageStatus
 from botkit.store.repository import ChatRecord, NewMessage, Repository, StoredMessage
 
@@ -107,11 +108,14 @@ class Conversation:
         metrics: Metrics | None = None,
         max_queue: int = 32,
         checkpoint_interval: float = 2.0,
+        retrieval: Retrieval | None = None,
     ) -> None:
         """store: the repository, once the bot has started (asked for at each use). defaults:
         the settings chats' overrides apply to ([defaults]); max_queue: turns written ahead
         and not yet generating, per backend, before a new one is refused ([service]);
-        checkpoint_interval: seconds between saves of a growing reply ([storage])."""
+        checkpoint_interval: seconds between saves of a growing reply ([storage]);
+        retrieval: what a new message recalls and which document passages it is given (None:
+        neither)."""
         self._backends = backends
         self._store = store
         self._scheduler = scheduler
@@ -119,6 +123,7 @@ class Conversation:
         self._metrics = metrics or Metrics()
         self._max_queue = max_queue
         self._checkpoint_interval = checkpoint_interval
+        self.retrieval = retrieval
         self.planner = Planner(history or HistoryConfig(), backends, store)
         self._lines: dict[int, _ChatLine] = {}
         self._admitted: Counter[str] = Counter()  # per backend: written, not yet generating
@@ -288,7 +293,9 @@ class Conversation:
                 question = rows.pop()
                 new, new_id = render(question), question.id
             for last in (False, True):  # planned again, once, for a window the server named
-                plan = await self.planner.plan(chat, settings, rows, new, new_id)
+                plan = await self.planner.plan_turn(
+                    chat, settings, rows, new, new_id, self.retrieval
+                )
                 if plan.start_id > chat.window_start_id:
                     await repo.set_window_start(chat.id, plan.start_id)
                 try:
@@ -382,3 +389,5 @@ class Conversation:
         row = NewMessage(Role.ASSISTANT, None, stream.text, tokens, counted_by, status, seed, stats)
         ref = self._reference(turn, stream)
         await repo.finish_turn(turn.ctx.chat.id, turn.reply_id, row, ref, replaces=turn.replaces)
+        if self.retrieval is not None:
+            self.retrieval.stored()  # index the turn's messages, off this path

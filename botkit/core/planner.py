@@ -18,6 +18,7 @@ from botkit.backends.base import Backend, ContextOverflow, Message, PrefixCache
 from botkit.backends.token_estimate import TokenEstimator
 from botkit.config import HistoryConfig
 from botkit.core.settings import ChatSettings, Example, max_reply_tokens
+from botkit.retrieval.service import Retrieval
 from botkit.store.repository import ChatRecord, Repository, StoredMessage
 
 __all__ = [
@@ -52,11 +53,31 @@ class PromptPlan:
     start_id: int
     examples_tokens: int = 0  # the few-shot pairs after the persona
     examples: int = 0
+    # Kept for retrieval (botkit.retrieval): the history's share gives these up while the chat
+    # recalls or has documents, and what was found goes before the new message.
+    memory_budget: int = 0
+    knowledge_budget: int = 0
+    memory_tokens: int = 0  # recalled messages given (0 until the turn's search)
+    knowledge_tokens: int = 0  # document passages given
 
     @property
     def used(self) -> int:
         """Tokens the prompt takes, reply reserve not included."""
-        return self.persona_tokens + self.examples_tokens + self.history_tokens + self.new_tokens
+        return (
+            self.persona_tokens + self.examples_tokens + self.history_tokens + self.new_tokens
+            + self.memory_tokens + self.knowledge_tokens
+        )  # fmt: skip
+
+    def with_retrieved(self, content: str, memory: int, knowledge: int) -> PromptPlan:
+        """This plan with the new message's text replaced by content (what retrieval found,
+        then the message) costing memory + knowledge tokens more."""
+        last = self.messages[-1]
+        return replace(
+            self,
+            messages=[*self.messages[:-1], {"role": last["role"], "content": content}],
+            memory_tokens=memory,
+            knowledge_tokens=knowledge,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,13 +236,19 @@ class Planner:
         rows: list[StoredMessage],
         new: Message | None,
         new_id: int | None = None,
+        reserve: tuple[int, int] = (0, 0),
     ) -> PromptPlan:
         """Fit persona + newest history + new message into the budget (no side effects: the
         caller stores a moved window start). new_id: the stored id of the new message, where
-        the window starts if no history fits beside it."""
+        the window starts if no history fits beside it. reserve: (memory, knowledge) tokens
+        the history leaves for retrieval."""
         backend = self._backends[settings.backend]
         fixed, persona, examples = await self.fixed_cost(backend, settings, new)
+        # What retrieval may add is never more than the history could have had.
         budget = self.budget(backend, settings)
+        room = max(0, budget - fixed)
+        memory, knowledge = min(reserve[0], room), min(reserve[1], max(0, room - reserve[0]))
+        budget -= memory + knowledge
         history = sum(r.token_count for r in rows)
         start = chat.window_start_id
         if fixed + history > budget:
@@ -253,7 +280,38 @@ class Planner:
             start_id=start,
             examples_tokens=examples,
             examples=len(settings.examples),
+            memory_budget=memory,
+            knowledge_budget=knowledge,
         )
+
+    async def plan_turn(
+        self,
+        chat: ChatRecord,
+        settings: ChatSettings,
+        rows: list[StoredMessage],
+        new: Message | None,
+        new_id: int,
+        retrieval: Retrieval | None,
+    ) -> PromptPlan:
+        """A turn's prompt plan (as plan), with what retrieval found for the new message
+        before it, in the tokens the history left for it."""
+        if retrieval is None or new is None:
+            return await self.plan(chat, settings, rows, new, new_id)
+        backend = self._backends[settings.backend]
+        reserve = await retrieval.reserve(chat.id, settings)
+        plan = await self.plan(chat, settings, rows, new, new_id, reserve=reserve)
+        budgets = (plan.memory_budget, plan.knowledge_budget)
+        found = await retrieval.recall(
+            chat, settings, new["content"], plan.start_id, backend, new, budgets
+        )
+        if found is None or found.content == new["content"]:
+            return plan
+        # The new message is the plan's last (merged into it if history ended with a user's).
+        last = plan.messages[-1]["content"]
+        head = last[: len(last) - len(new["content"])] if last.endswith(new["content"]) else ""
+        # The block's exact count is found.tokens; the per-source split is the entries'.
+        memory = min(found.memory_tokens, found.tokens)
+        return plan.with_retrieved(head + found.content, memory, found.tokens - memory)
 
     async def _next_id(self, chat: ChatRecord) -> int:
         rows = await self._store().window(chat.id, chat.window_start_id)
@@ -273,10 +331,14 @@ class Planner:
             for r in rows
         ]
 
-    async def report(self, chat: ChatRecord, settings: ChatSettings) -> ContextReport:
-        """The window as it would be spent by the next turn (without a new message)."""
+    async def report(
+        self, chat: ChatRecord, settings: ChatSettings, reserve: tuple[int, int] = (0, 0)
+    ) -> ContextReport:
+        """The window as it would be spent by the next turn (without a new message); reserve:
+        what retrieval keeps, as in plan."""
         backend = self._backends[settings.backend]
-        plan = await self.plan(chat, settings, await self.history(chat, backend), None)
+        rows = await self.history(chat, backend)
+        plan = await self.plan(chat, settings, rows, None, reserve=reserve)
         cached = None
         if isinstance(backend, PrefixCache):
             cached = await backend.cached_prefix(plan.messages, str(chat.key))

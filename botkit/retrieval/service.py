@@ -195,11 +195,15 @@ class Retrieval:
         before: int,
         backend: Backend,
         new: Message,
+        budgets: tuple[int, int] | None = None,
     ) -> Recalled | None:
         """new with what is relevant to query before it, within the chat's budgets (before:
-        the kept window's first message id: memory recalls only what lies before it). None:
-        the chat neither recalls nor has documents."""
-        memory_budget, knowledge_budget = await self.reserve(chat.id, settings)
+        the kept window's first message id: memory recalls only what lies before it;
+        budgets: (memory, knowledge) as the prompt plan kept them, else the chat's reserve).
+        None: the chat neither recalls nor has documents."""
+        if budgets is None:
+            budgets = await self.reserve(chat.id, settings)
+        memory_budget, knowledge_budget = budgets
         if not memory_budget and not knowledge_budget:
             return None
         report = SourcesReport(

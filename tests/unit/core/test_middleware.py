@@ -18,6 +18,8 @@ from botkit.core.middleware import CallNext, RateLimit, require_permission
 from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
+from botkit.retrieval.library import Library
+from botkit.retrieval.service import Retrieval
 from botkit.store.repository import Repository
 
 plugin = Plugin("probe", help="commands for the middleware tests", internal=True)
@@ -58,11 +60,14 @@ def router(repo: Repository) -> Router:
     commands.add_plugin(plugin)
     scheduler = FairScheduler()
     conversation = Conversation({"local": backend}, lambda: repo, scheduler, defaults=defaults)
+    config = Config()
+    retrieval = Retrieval(config.memory, config.knowledge, config.retrieval, None)
     services = Services(
         store=lambda: repo, conversation=conversation, scheduler=scheduler,
-        backends={"local": backend}, backend_configs=Config().backends, defaults=defaults,
-        commands=commands, plugins=Config().plugins, count_request=lambda _: None,
-        hide_internals=lambda text: text,
+        backends={"local": backend}, backend_configs=config.backends, defaults=defaults,
+        commands=commands, plugins=config.plugins, count_request=lambda _: None,
+        hide_internals=lambda text: text, retrieval=retrieval,
+        library=Library(config.knowledge, retrieval, lambda: repo),
     )  # fmt: skip
     return Router(services)
 
