@@ -35,11 +35,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> MakeConfig:
-    """Build a Config whose database lives in tmp_path; keyword sections override defaults."""
+    """Build a Config whose database lives in tmp_path; keyword sections override defaults.
+
+    Recall and vectors are off unless a test turns them on (defaults={"memory": True},
+    retrieval={"vectors": True}): recall adds to every prompt that the other tests check, and
+    the embedder is a second model to load (tests/integration/test_retrieval.py tests them).
+    """
 
     def make(**sections: Any) -> Config:
-        data: dict[str, Any] = {"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"}}
-        data.update(sections)
+        data: dict[str, Any] = {
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+            "defaults": {"memory": False},
+            "retrieval": {"vectors": False},
+        }
+        for name, section in sections.items():
+            merged = name in ("defaults", "retrieval") and isinstance(section, dict)
+            data[name] = {**data[name], **section} if merged else section
         return Config(**data)
 
     return make
