@@ -117,7 +117,9 @@ class Retrieval:
                 self.embedder_failure = str(exc)
                 log.warning("retrieval runs on keywords only: %s", exc)
         embedder = self.embedder if self.embedder_failure is None else None
-        self.vectors = VectorSearch(repo.chunks, self.config.vector_cache_bytes)
+        self.vectors = VectorSearch(
+            repo.chunks, self.config.vector_cache_bytes, self.config.index_threshold
+        )
         self._searcher = Searcher(repo.chunks, self.vectors, self.config)
         self.indexer = Indexer(repo.chunks, embedder, self.config.index_batch)
         self._task = asyncio.create_task(self.indexer.run(), name="botkit-indexer")
@@ -129,6 +131,8 @@ class Retrieval:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.vectors is not None:
+            await self.vectors.close()
         if self.embedder is not None:
             await self.embedder.close()
 
