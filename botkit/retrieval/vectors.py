@@ -17,15 +17,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 
 from botkit.retrieval.ann import AnnIndex
-from botkit.store.chunks import Chunks, Source
+from botkit.store.chunks import Source
 
-__all__ = ["VectorSearch", "from_blob", "to_blob"]
+__all__ = ["VectorRows", "VectorSearch", "from_blob", "to_blob"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,18 @@ _GROWTH = 2  # an index is trained again once its scope is this many times what 
 
 # Builds a scope's index from its matrix (an argument so tests can make it fail).
 IndexBuilder = Callable[[npt.NDArray[np.float32]], AnnIndex]
+
+
+class VectorRows(Protocol):
+    """Where a scope's vectors are read from: the store's chunks (botkit.store.chunks)."""
+
+    async def signature(self, chat_id: int, source: Source, embedder: str) -> tuple[int, int]:
+        """(count, newest id) of the scope's vectors."""
+
+    async def vectors(
+        self, chat_id: int, source: Source, embedder: str, after: int = 0
+    ) -> list[tuple[int, int | None, bytes]]:
+        """(chunk id, message id, vector) of the scope's rows with id above after."""
 
 
 def to_blob(vector: npt.NDArray[np.float32]) -> bytes:
@@ -143,7 +156,7 @@ class VectorSearch:
 
     def __init__(
         self,
-        chunks: Chunks,
+        chunks: VectorRows,
         max_bytes: int = 256 * 1024 * 1024,
         threshold: int = 20_000,
         build: IndexBuilder = AnnIndex,
