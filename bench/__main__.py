@@ -21,6 +21,7 @@ BENCHMARKS = [
     "history",
     "throughput",
     "fairness",
+    "retrieval",
 ]
 
 

@@ -43,6 +43,7 @@ class Indexer:
         # for); it stops below a reply still generating, which is indexed once it ends.
         self._mark = 0
         self.failure: str | None = None  # the last batch's error, until one succeeds
+        self.idle = asyncio.Event()  # set while run() waits to be woken (for observers)
 
     def wake(self) -> None:
         """Messages were stored: index them soon."""
@@ -72,8 +73,13 @@ class Indexer:
                     log.exception("indexing failed; retrying")
             pause = _PERIOD if not failures else min(_MOST_PAUSE, 2.0**failures)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 a cancel that arrives as the
+            # event is set is swallowed by wait_for, and close() would wait for ever.
+            self.idle.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
+            self.idle.clear()
 
     async def drain(self, progress: Progress | None = None) -> None:
         """Index messages and embed chunks until none is waiting (raises what fails)."""

@@ -11,7 +11,6 @@ and `sources` keeps what the last reply was given, for /sources. Whatever fails 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -117,7 +116,9 @@ class Retrieval:
                 self.embedder_failure = str(exc)
                 log.warning("retrieval runs on keywords only: %s", exc)
         embedder = self.embedder if self.embedder_failure is None else None
-        self.vectors = VectorSearch(repo.chunks, self.config.vector_cache_bytes)
+        self.vectors = VectorSearch(
+            repo.chunks, self.config.vector_cache_bytes, self.config.index_threshold
+        )
         self._searcher = Searcher(repo.chunks, self.vectors, self.config)
         self.indexer = Indexer(repo.chunks, embedder, self.config.index_batch)
         self._task = asyncio.create_task(self.indexer.run(), name="botkit-indexer")
@@ -126,9 +127,15 @@ class Retrieval:
         """Stop indexing and release the embedder."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this close is being cancelled, not just the indexer
             self._task = None
+        if self.vectors is not None:
+            await self.vectors.close()
         if self.embedder is not None:
             await self.embedder.close()
 
@@ -180,7 +187,8 @@ class Retrieval:
         if embedder is None:
             raise EmbedderError(self.embedder_failure or "no embedder is configured")
         try:
-            vectors = await asyncio.wait_for(embedder.embed([text]), self.config.query_timeout)
+            async with asyncio.timeout(self.config.query_timeout):  # not wait_for: see indexer
+                vectors = await embedder.embed([text])
         except TimeoutError:
             raise EmbedderError(
                 f"the embedder took longer than {self.config.query_timeout:g} s"

@@ -67,6 +67,15 @@ def keyword_terms(query: str) -> list[str]:
     return terms[:_MAX_TERMS]
 
 
+def _recalled() -> ColumnElement[bool]:
+    """A chunk's message is one memory recalls: complete or interrupted, not replaced."""
+    return exists().where(
+        MESSAGES.c.id == CHUNKS.c.message_id,
+        MESSAGES.c.status.in_(_RECALLED),
+        MESSAGES.c.replaces.is_(None),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class NewChunk:
     """A chunk about to be stored."""
@@ -104,17 +113,19 @@ class Chunks:
         self._writer = writer
         self._dialect = writer.engine.dialect.name
 
-    def _scope(self, chat_id: int, source: Source, before: int | None) -> ColumnElement[bool]:
-        """The rows one search may return (before: memory only, the kept window's first id)."""
+    def _scope(
+        self, chat_id: int, source: Source, before: int | None, *, checked: bool = True
+    ) -> ColumnElement[bool]:
+        """The rows one search may return (before: memory only, the kept window's first id).
+        checked=False leaves out the check of each message's status (a reply that /retry
+        replaced is not recalled): an index range scan, for the vector side, which checks
+        the few it returns (texts) instead of every row of the scope."""
         c = CHUNKS.c
         if source == "knowledge":
             return and_(c.document_id.is_not(None), or_(c.chat_id == chat_id, c.chat_id.is_(None)))
-        recalled = exists().where(
-            MESSAGES.c.id == c.message_id,
-            MESSAGES.c.status.in_(_RECALLED),
-            MESSAGES.c.replaces.is_(None),
-        )
-        condition = and_(c.chat_id == chat_id, c.message_id.is_not(None), recalled)
+        condition = and_(c.chat_id == chat_id, c.message_id.is_not(None))
+        if checked:
+            condition = and_(condition, _recalled())
         if before is not None:
             condition = and_(condition, c.message_id < before)
         return condition
@@ -160,7 +171,11 @@ class Chunks:
         c = CHUNKS.c
         rows = await self._writer.read(
             select(c.id, c.message_id, c.vector)
-            .where(self._scope(chat_id, source, None), c.embedder == embedder, c.id > after)
+            .where(
+                self._scope(chat_id, source, None, checked=False),
+                c.embedder == embedder,
+                c.id > after,
+            )
             .order_by(c.id)
         )
         return [(int(r[0]), r[1], bytes(r[2])) for r in rows]
@@ -172,13 +187,14 @@ class Chunks:
         c = CHUNKS.c
         rows = await self._writer.read(
             select(func.count(), func.coalesce(func.max(c.id), 0)).where(
-                self._scope(chat_id, source, None), c.embedder == embedder
+                self._scope(chat_id, source, None, checked=False), c.embedder == embedder
             )
         )
         return int(rows[0][0]), int(rows[0][1])
 
     async def texts(self, ids: Sequence[int]) -> dict[int, ChunkText]:
-        """The chunks by id, with their document's title."""
+        """The chunks by id, with their document's title; a message's only while it is
+        recalled (not a reply that /retry replaced, nor one being generated)."""
         if not ids:
             return {}
         c = CHUNKS.c
@@ -195,7 +211,7 @@ class Chunks:
                 c.seq,
             )
             .select_from(CHUNKS.outerjoin(DOCUMENTS, DOCUMENTS.c.id == c.document_id))
-            .where(c.id.in_(list(ids)))
+            .where(c.id.in_(list(ids)), or_(c.message_id.is_(None), _recalled()))
         )
         return {int(r[0]): ChunkText(*r) for r in rows}
 

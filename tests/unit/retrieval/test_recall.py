@@ -326,3 +326,13 @@ def test_fusion_ranks_by_both_lists_and_breaks_ties_by_age() -> None:
     assert hits[0].vector_rank == 1
     tied = fuse([(3, 1.0)], [(2, 0.5)], k=60)
     assert [h.chunk_id for h in tied] == [2, 3]
+
+
+async def test_close_right_after_a_turn_woke_the_indexer_returns(store: Repository) -> None:
+    found = retrieval(None)
+    await found.start(store)
+    assert found.indexer is not None
+    await found.indexer.idle.wait()  # done with what there was, waiting to be woken
+    found.stored()
+    async with asyncio.timeout(10):  # 30 s (the indexer's idle wait) on the old wait_for
+        await found.close()
