@@ -15,6 +15,7 @@ from botkit.core.app import Bot
 from botkit.plugins.builtin import plugin as builtin
 from botkit.plugins.explain import plugin as explain
 from botkit.plugins.fewshot import plugin as fewshot
+from botkit.plugins.knowledge import plugin as knowledge
 from botkit.plugins.loader import load_plugins
 from botkit.retrieval.embedders import make_embedder
 
@@ -51,6 +52,7 @@ def build_bot(
     bot.registry.add_plugin(builtin)
     bot.registry.add_plugin(explain)
     bot.registry.add_plugin(fewshot)
+    bot.registry.add_plugin(knowledge)
     folders = [p if p.is_absolute() else bot.base_dir / p for p in config.plugins.paths]
     bot.plugin_errors = load_plugins(bot.registry, config.plugins.enabled, folders)
     return bot

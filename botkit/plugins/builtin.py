@@ -23,6 +23,7 @@ from botkit.core.settings import (
     option_type,
 )
 from botkit.plugins.charts import context_chart
+from botkit.retrieval.service import SourcesReport
 
 __all__ = ["check_fixed_cost", "plugin"]
 
@@ -157,14 +158,18 @@ async def reset(ctx: Context) -> str:
 
 @plugin.command("context", uses_model=True)
 async def context(ctx: Context) -> None:
-    """How the context window is spent: persona, kept history, reply reserve, free."""
-    report = await ctx.planner.report(ctx.chat, ctx.settings)
+    """How the context window is spent: persona, kept history, memory and documents, reply
+    reserve, free."""
+    reserve = await ctx.retrieval.reserve(ctx.chat.id, ctx.settings)
+    report = await ctx.planner.report(ctx.chat, ctx.settings, reserve)
     p = report.plan
+    last = ctx.retrieval.sources(ctx.chat.id)
     lines = [
         f"Context window: {p.window} tokens ({ctx.backend.name})",
         f"  persona:        {p.persona_tokens}",
         f"  examples:       {p.examples_tokens} ({p.examples} pairs, /examples)",
         f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
+        *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last),
         f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
         f"  reply reserve:  {p.reserve}",
         f"  free:           {report.free}",
@@ -182,12 +187,36 @@ async def context(ctx: Context) -> None:
         ("persona", p.persona_tokens),
         ("examples", p.examples_tokens),
         ("history", p.history_tokens),
+        ("memory", p.memory_budget),
+        ("documents", p.knowledge_budget),
         ("framing", p.new_tokens),
         ("reply reserve", p.reserve),
         ("free", report.free),
     ]
     chart = await asyncio.to_thread(context_chart, parts, p.window, report.dropped_messages)
     await ctx.reply_image(chart, text)
+
+
+def _retrieval_lines(
+    ctx: Context, memory: int, knowledge: int, last: SourcesReport | None
+) -> list[str]:
+    """/context's lines for what retrieval keeps and what the last reply was given."""
+    state = "on" if ctx.settings.memory else "off"
+    given = [g for g in last.memory if g.used] if last else []
+    passages = [g for g in last.knowledge if g.used] if last else []
+    lines = [
+        f"  memory:         {memory} kept for recalled messages (/memory {state}); the last "
+        f"reply got {sum(g.tokens or 0 for g in given)} ({len(given)} messages)",
+        f"  documents:      {knowledge} kept for passages (/docs); the last reply got "
+        f"{sum(g.tokens or 0 for g in passages)} ({len(passages)} passages)",
+    ]
+    embedder = ctx.retrieval.live_embedder
+    if embedder is None:
+        why = ctx.retrieval.embedder_failure or "[retrieval] vectors = false"
+        lines.append(f"  retrieval:      keywords only ({why}); /sources shows what was found")
+    else:
+        lines.append(f"  retrieval:      keywords + vectors ({embedder.name}); /sources")
+    return lines
 
 
 def _size(n: int | None) -> str:
@@ -320,7 +349,10 @@ async def start(ctx: Context, payload: StartPayload | None = None) -> str:
 
 
 # The commands that show the workshop ideas on the real model, listed together by /help.
-CONCEPTS = ("probs", "tokens", "context", "model", "retry", "stats", "examples")
+CONCEPTS = (
+    "probs", "tokens", "context", "model", "retry", "stats", "examples", "memory", "docs",
+    "sources", "embed",
+)  # fmt: skip
 
 
 @plugin.command("help")
@@ -329,7 +361,7 @@ async def help_(ctx: Context) -> str:
 
     def line(command: Command) -> str:
         first = command.help.splitlines()[0] if command.help else ""
-        internal = command.plugin in {plugin.name, "explain", "fewshot"}
+        internal = command.plugin in {plugin.name, "explain", "fewshot", "knowledge"}
         origin = "" if internal else f"  [{command.plugin}]"
         return f"  {command.usage} — {first}{origin}"
 

@@ -62,13 +62,15 @@ def probs_chart(
 
 
 def context_chart(parts: Sequence[tuple[str, int]], window: int, dropped: int) -> bytes:
-    """One bar: the context window split into its parts (persona, examples, history, reply
-    framing, reserve, free), in that order."""
+    """One bar: the context window split into its parts (persona, examples, history, memory,
+    documents, reply framing, reserve, free), in that order."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(CONTEXT_SIZE[0] / _DPI, CONTEXT_SIZE[1] / _DPI), dpi=_DPI)
     axis = figure.subplots()
-    colours = ["#7b4fa0", "#b07ac8", "#2a7ab0", "#9bbfd9", "#e0a030", "#dddddd"]
+    colours = [
+        "#7b4fa0", "#b07ac8", "#2a7ab0", "#3aa08a", "#8fd1b5", "#9bbfd9", "#e0a030", "#dddddd",
+    ]  # fmt: skip
     start = 0
     for (label, tokens), colour in zip(parts, colours, strict=False):
         axis.barh([0], [tokens], left=start, color=colour, label=f"{label}: {tokens}")
