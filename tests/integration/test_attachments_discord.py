@@ -18,7 +18,7 @@ from botkit.compose import build_bot
 from botkit.core.app import Bot
 from tests.conftest import MakeConfig
 from tests.emulators.discord import GUILD_ID, DiscordEmulator, MessageRecord
-from tests.emulators.discord.constants import JSON
+from tests.emulators.discord.constants import ADMIN_ID, JSON
 from tests.file_plugin import LIMIT, file_plugin
 from tests.handled import HandledLog
 from tests.harness import stop_all
@@ -156,3 +156,26 @@ async def test_a_failed_download_gets_a_clear_reply_and_the_bot_goes_on(
     assert await dc.slash(broken) == expected
     assert dc.emulator.cdn.downloads == [int(broken["id"])]
     assert await dc.slash(dc.emulator.cdn.add(TEXT, "notes.txt")) == NOTES
+
+
+async def test_docs_add_through_a_slash_commands_file_option(discord_bot: Any) -> None:
+    dc = await discord_bot()
+    manual = dc.emulator.cdn.add(b"The boiler pressure must stay between 1.0 and 1.5 bar.\n",
+                                 "boiler.txt")  # fmt: skip
+    # In a guild, documents are settings: an admin adds them; Alice may not.
+    denied = await dc.emulator.slash_command("docs", {"action": "add", "file": manual})
+    async with asyncio.timeout(60):
+        await dc.log.wait(denied.id)
+    assert "only people allowed" in denied.followups[-1].content
+    record = await dc.emulator.slash_command(
+        "docs", {"action": "add", "file": manual}, user_id=ADMIN_ID
+    )
+    async with asyncio.timeout(60):
+        await dc.log.wait(record.id)
+    assert record.original is not None
+    shown = [m for m in [record.original, *record.followups] if m and not m.deleted]
+    assert shown[0].content.startswith("Added boiler.txt: 1 chunks,"), shown[0].content
+    listing = await dc.slash(None, name="docs")  # the same channel's documents
+    assert "  1. boiler.txt — txt," in listing
+    (elsewhere,) = await dc.dm("/docs")  # a DM is another chat
+    assert elsewhere.content.startswith("No documents in this chat.")
