@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from botkit.config import Config
 from botkit.core.events import ChatKey
-from botkit.models.files import human_size
 from botkit.retrieval.embedder import EmbedderError
 from botkit.retrieval.embedders import make_embedder
 from botkit.retrieval.library import DocumentRefused, Library
@@ -199,7 +198,7 @@ def _row(info: DocumentInfo, keys: dict[int, ChatKey]) -> str:
     scope = "every chat" if info.chat_id is None else str(keys.get(info.chat_id, info.chat_id))
     pages = f", {info.pages} pages" if info.pages else ""
     return (
-        f"{info.id:>5}  {scope}  {info.title} ({info.kind}, {human_size(info.size)}{pages}): "
+        f"{info.id:>5}  {scope}  {info.title} ({info.kind}, {info.size:,} bytes{pages}): "
         f"{info.chunks} chunks, {info.tokens} tokens, added {info.created_at:%Y-%m-%d %H:%M}"
     )
 
