@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,7 +92,10 @@ class Retrieval:
         knowledge: KnowledgeConfig,
         config: RetrievalConfig,
         embedder: Embedder | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """clock: what the has-documents cache times its entries by."""
         self.memory = memory
         self.knowledge = knowledge
         self.config = config
@@ -104,7 +108,7 @@ class Retrieval:
         self._task: asyncio.Task[None] | None = None
         # chat: has documents. Timed: `botkit docs add` (another process) may give a chat its
         # first documents, which this process then sees within the indexer's own period.
-        self._documents: TTLCache[int, bool] = TTLCache(maxsize=4096, ttl=30.0)
+        self._documents: TTLCache[int, bool] = TTLCache(maxsize=4096, ttl=30.0, timer=clock)
         self._last: LRUCache[int, SourcesReport] = LRUCache(maxsize=4096)
 
     async def start(self, repo: Repository, *, background: bool = True) -> None:
