@@ -1,4 +1,4 @@
-"""The command line: botkit init | chat | run | db upgrade | check | models | bench."""
+"""The command line: botkit init | chat | run | db upgrade | check | models | docs | bench."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from botkit.compose import build_bot
 from botkit.config import BackendConfig, Config, ConfigError, LlamaCppConfig, load_config
 from botkit.core.app import Bot
 from botkit.models.commands import add_models_parser, run_models
+from botkit.retrieval.commands import add_docs_parser, run_docs
 from botkit.secrets import install_redaction, read_secret, redact
 from botkit.service import AdapterError, AdapterFailed, build_adapters, run_adapters
 from botkit.store.db import NotMigrated, create_engine, ensure_migrated, redact_url, upgrade
@@ -275,6 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     with_config(db_sub.add_parser("upgrade", help="apply Alembic migrations"))
     with_config(sub.add_parser("check", help="validate the config and probe storage and backends"))
     add_models_parser(sub, with_config)
+    add_docs_parser(sub, with_config)
     bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to python -m bench")
     return parser
@@ -303,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(config, base_dir))
         if args.command == "models":
             return run_models(args, config)
+        if args.command == "docs":
+            return run_docs(args, config)
         if args.command == "db":
             return asyncio.run(_db_upgrade(config))
         return asyncio.run(_check(config, base_dir))

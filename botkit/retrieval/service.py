@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from botkit.backends.base import Backend, Message
 from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
@@ -91,7 +92,10 @@ class Retrieval:
         knowledge: KnowledgeConfig,
         config: RetrievalConfig,
         embedder: Embedder | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """clock: what the has-documents cache times its entries by."""
         self.memory = memory
         self.knowledge = knowledge
         self.config = config
@@ -102,12 +106,14 @@ class Retrieval:
         self.vectors: VectorSearch | None = None
         self.indexer: Indexer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._documents: LRUCache[int, bool] = LRUCache(maxsize=4096)  # chat: has documents
+        # chat: has documents. Timed: `botkit docs add` (another process) may give a chat its
+        # first documents, which this process then sees within the indexer's own period.
+        self._documents: TTLCache[int, bool] = TTLCache(maxsize=4096, ttl=30.0, timer=clock)
         self._last: LRUCache[int, SourcesReport] = LRUCache(maxsize=4096)
 
-    async def start(self, repo: Repository) -> None:
+    async def start(self, repo: Repository, *, background: bool = True) -> None:
         """Start the embedder (a failure leaves retrieval on keywords, and says why) and the
-        indexer."""
+        indexer (background=False: only built, for a caller that drains it itself)."""
         self._repo = repo
         if self.embedder is not None:
             try:
@@ -121,7 +127,8 @@ class Retrieval:
         )
         self._searcher = Searcher(repo.chunks, self.vectors, self.config)
         self.indexer = Indexer(repo.chunks, embedder, self.config.index_batch)
-        self._task = asyncio.create_task(self.indexer.run(), name="botkit-indexer")
+        if background:
+            self._task = asyncio.create_task(self.indexer.run(), name="botkit-indexer")
 
     async def close(self) -> None:
         """Stop indexing and release the embedder."""

@@ -60,6 +60,21 @@ class Chats:
                 self._caches.keep_window(row.id, 0, [])  # a new chat: its window is empty
             return self._caches.keep_chat(_record(row))
 
+    async def find(self, key: ChatKey) -> ChatRecord | None:
+        """The chat for key if it exists (never creates it)."""
+        query = select(CHATS).where(
+            CHATS.c.platform == key.platform, CHATS.c.chat_key == key.platform_id
+        )
+        rows = await self._writer.read(query)
+        return _record(rows[0]) if rows else None
+
+    async def keys(self) -> dict[int, ChatKey]:
+        """Every chat's key by its id, oldest first."""
+        rows = await self._writer.read(
+            select(CHATS.c.id, CHATS.c.platform, CHATS.c.chat_key).order_by(CHATS.c.id)
+        )
+        return {int(row.id): ChatKey(row.platform, row.chat_key) for row in rows}
+
     async def set_setting(self, chat_id: int, name: str, value: Any) -> None:
         """Override one setting for a chat (validated here); None returns it to the config
         default. The overrides are one JSON object: a new option needs no migration."""

@@ -87,6 +87,15 @@ class Documents:
         d = DOCUMENTS.c
         return await self._where(or_(d.chat_id == chat_id, d.chat_id.is_(None)))
 
+    async def every(self) -> list[DocumentInfo]:
+        """All documents, of every chat and the bot's, oldest first."""
+        return await self._where()
+
+    async def get(self, document_id: int) -> DocumentInfo | None:
+        """The document with this id, if there is one."""
+        found = await self._where(DOCUMENTS.c.id == document_id)
+        return found[0] if found else None
+
     async def find(self, chat_id: int | None, sha256: str) -> DocumentInfo | None:
         """The document with these bytes in this scope (chat's own or for every chat)."""
         d = DOCUMENTS.c

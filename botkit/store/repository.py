@@ -58,6 +58,8 @@ class Repository:
         self.drop_caches = caches.clear
         # Chats.
         self.chat = chats.chat
+        self.find_chat = chats.find
+        self.chat_keys = chats.keys
         self.set_setting = chats.set_setting
         self.set_window_start = chats.set_window_start
         # Messages.

@@ -336,3 +336,26 @@ async def test_close_right_after_a_turn_woke_the_indexer_returns(store: Reposito
     found.stored()
     async with asyncio.timeout(10):  # 30 s (the indexer's idle wait) on the old wait_for
         await found.close()
+
+
+async def test_documents_another_process_added_are_seen_within_30_seconds(
+    store: Repository,
+) -> None:
+    now = [1000.0]
+    found = Retrieval(
+        MemoryConfig(), KnowledgeConfig(), RetrievalConfig(), None, clock=lambda: now[0]
+    )
+    chat = await store.chat(ChatKey("console", "later"))
+    await found.start(store, background=False)
+    try:
+        assert await found.reserve(chat.id, ChatSettings(memory=False)) == (0, 0)
+        # `botkit docs add` in another process: this one is not told.
+        document = NewDocument(chat.id, "notes.md", "md", 40, None, "1" * 64)
+        await store.documents.add(document, [NewChunk(None, "The code is 42.", 6, seq=0)])
+        now[0] += 29.0
+        assert await found.reserve(chat.id, ChatSettings(memory=False)) == (0, 0)  # cached
+        now[0] += 2.0
+        budget = KnowledgeConfig().budget
+        assert await found.reserve(chat.id, ChatSettings(memory=False)) == (0, budget)
+    finally:
+        await found.close()
