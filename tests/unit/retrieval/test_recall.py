@@ -359,3 +359,25 @@ async def test_documents_another_process_added_are_seen_within_30_seconds(
         assert await found.reserve(chat.id, ChatSettings(memory=False)) == (0, budget)
     finally:
         await found.close()
+
+
+async def test_a_new_embedder_embeds_everything_again_with_progress(store: Repository) -> None:
+    chat = await chat_with_history(store, "My dog's name is Biscuit.", turns=3)
+    first = retrieval(WordEmbedder("words-v1"))
+    await first.start(store)
+    assert first.indexer is not None
+    await first.indexer.drain()
+    await first.close()
+    count, embedded = await store.chunks.count(chat.id, "memory")
+    assert count == embedded > 0
+    second = retrieval(WordEmbedder("words-v2"))
+    await second.start(store, background=False)  # drained below, not by its own task
+    seen: list[tuple[int, int]] = []
+    try:
+        assert second.indexer is not None
+        assert await store.chunks.count_unembedded("words-v2") == (count, count)
+        await second.indexer.drain(lambda done, total: seen.append((done, total)))
+        assert await store.chunks.count_unembedded("words-v2") == (0, count)
+    finally:
+        await second.close()
+    assert seen[-1] == (count, count)
