@@ -60,21 +60,27 @@ def chunk_text(
     levels = [level for _, _, level, _ in pieces]
     sums = [0, *accumulate(tokens for _, _, _, tokens in pieces)]
     chunks: list[Chunk] = []
-    first = 0
+    first = previous = 0  # previous: where the chunk before ended (a piece index)
     while first < len(pieces):
-        # Pieces first..last-1 fit by their summed counts; always at least one piece.
-        last = max(first + 1, bisect_right(sums, sums[first] + size - base) - 1)
+        # Each chunk ends past the one before (else it would repeat part of it and add
+        # nothing): pieces first..last-1 fit by their summed counts; at least one new piece.
+        floor = max(first + 1, previous + 1)
+        last = max(floor, bisect_right(sums, sums[first] + size - base) - 1)
         while True:
-            stop = _best_end(first, last, levels, sums, size - base)
+            stop = _best_end(first, last, levels, sums, size - base, floor)
             start, end = pieces[first][0], ends[stop - 1]
             body = text[start:end].rstrip()
             tokens = count_tokens(body)
-            if tokens <= size or stop == first + 1:
+            if tokens <= size or stop == floor:
                 break
             last = stop - 1  # the estimate was short: end earlier
+        if tokens > size and first < previous:
+            first = previous  # the overlap leaves no room for a new piece: start without it
+            continue
         chunks.append(_chunk(body, start, tokens, page_starts))
         if stop == len(pieces):
             break
+        previous = stop
         first = _next_start(first, stop, levels, sums, overlap)
     return chunks
 
@@ -142,13 +148,16 @@ def _cut(
     return parts
 
 
-def _best_end(first: int, last: int, levels: list[int], sums: list[int], room: int) -> int:
-    """Where to end a chunk that starts at piece first and may reach piece last (exclusive):
-    the strongest boundary past half the room (else anywhere), the latest among equals."""
+def _best_end(
+    first: int, last: int, levels: list[int], sums: list[int], room: int, floor: int
+) -> int:
+    """Where to end a chunk that starts at piece first and may reach piece last (exclusive),
+    at floor or later: the strongest boundary past half the room (else anywhere), the latest
+    among equals."""
     if last == len(levels):
         return last
     best, best_key = last, (False, -1)
-    for stop in range(first + 1, last + 1):
+    for stop in range(floor, last + 1):
         key = (sums[stop] - sums[first] >= room // 2, levels[stop - 1])
         if key >= best_key:
             best, best_key = stop, key

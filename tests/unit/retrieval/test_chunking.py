@@ -147,3 +147,13 @@ def test_two_million_characters_are_cut_in_linear_time_with_few_counts() -> None
     assert calls < 3 * 5000 + 2 * len(chunks)
     assert elapsed < 10, elapsed
     assert all(c.tokens <= 256 for c in chunks)
+
+
+def test_a_chunk_always_ends_past_the_one_before() -> None:
+    # Found by the property test: moving back for the overlap left the next chunk no room to
+    # get past the previous end, so it repeated part of that chunk and added nothing.
+    for overlap in range(3):
+        chunks = chunk_text("? ? a ?", chars, 3, overlap)
+        ends = [c.end for c in chunks]
+        assert ends == sorted(set(ends))
+        assert ends[-1] == 7
