@@ -85,7 +85,8 @@ async def _indexing(bot: Bot, backend: Backend, rounds: int) -> Result:
     return Result("indexing throughput (messages/s)", rate, base, "/s", rate / base, "≥ 0.9",
                   rate / base >= 0.9,
                   f"{MESSAGES}-message chats, index_batch {bot.config.retrieval.index_batch}, "
-                  f"embedder batch {bot.config.embedder.batch_size}; median of {rounds}")  # fmt: skip
+                  f"embedder batch {bot.config.embedder.batch_size}; median of {rounds}",
+                  )  # fmt: skip
 
 
 class _Recorder:
@@ -131,8 +132,10 @@ async def _on_off(bot: Bot, rounds: int) -> tuple[Result, str]:
     given = [g.candidate.chunk.text for g in report.memory if g.used] if report else []
     recalled = f"planted fact recalled: {FACT in given} ({len(given)} messages given)"
     ratio = median(on) / median(off)
-    return Result("TTFT memory on vs off", median(on) * 1000, median(off) * 1000, "ms", ratio,
-                  "≤ 1.1", ratio <= 1.1, f"same question, {rounds} rounds; {recalled}"), recalled  # fmt: skip
+    result = Result("TTFT memory on vs off", median(on) * 1000, median(off) * 1000, "ms", ratio,
+                    "≤ 1.1", ratio <= 1.1, f"same question, {rounds} rounds; {recalled}",
+                    )  # fmt: skip
+    return result, recalled
 
 
 async def _cold(backend: Any, prompt: list[Message], key: str, params: GenerationParams) -> float:
@@ -166,8 +169,10 @@ async def _differences(
         common = common_prefix(before, prompt)
         was = "".join(await backend.token_pieces(before[common : common + 12]))
         now = "".join(await backend.token_pieces(prompt[common : common + 12]))
-        lines.append(f"  follow-up {i}: prompt {len(prompt)} tokens, the slot held {len(before)}; "
-                     f"same for the first {common}, then held {was!r} but sent {now!r}")  # fmt: skip
+        lines.append(
+            f"  follow-up {i}: prompt {len(prompt)} tokens, the slot held {len(before)}; "
+            f"same for the first {common}, then held {was!r} but sent {now!r}"
+        )
     return lines
 
 
@@ -191,7 +196,8 @@ async def _warm_cold(
     lengths = [len(backend._require()[2].prompt(p)) for p in prompts[1:]]
     lines = await _differences(backend, held, prompts)
     ratio = median(warm) / median(cold)
-    note = (f"memory on; prompts {median(lengths):.0f} tokens, of them from the cache "
+    tokens = median([float(n) for n in lengths])
+    note = (f"memory on; prompts {tokens:.0f} tokens, of them from the cache "
             f"{median([c or 0 for c in cached[1:]]):.0f} (median)")  # fmt: skip
     return Result("follow-up TTFT warm/cold, memory on", median(warm) * 1000,
                   median(cold) * 1000, "ms", ratio, "≤ 0.1", ratio <= 0.1, note), lines  # fmt: skip
@@ -204,7 +210,8 @@ async def run(rounds: int = 5, max_tokens: int = 16) -> list[Result]:
         "defaults": {**GREEDY, "persona": PERSONA, "max_tokens": max_tokens},
     }
     async with started_bot(**sections) as bot:
-        assert bot.config.retrieval.vectors and bot.config.defaults.memory
+        assert bot.config.retrieval.vectors
+        assert bot.config.defaults.memory
         backend = bot.backends["local"]
         indexing = await _indexing(bot, backend, 3)
         texts = _texts("Turn")
