@@ -22,6 +22,7 @@ BENCHMARKS = [
     "throughput",
     "fairness",
     "retrieval",
+    "recall",
 ]
 
 
