@@ -169,10 +169,11 @@ async def context(ctx: Context) -> None:
         f"  persona:        {p.persona_tokens}",
         f"  examples:       {p.examples_tokens} ({p.examples} pairs, /examples)",
         f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
-        *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last),
+        *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[:2],
         f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
         f"  reply reserve:  {p.reserve}",
         f"  free:           {report.free}",
+        *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[2:],
     ]
     if report.cached is not None:
         prompt = p.used - p.new_tokens
@@ -200,7 +201,8 @@ async def context(ctx: Context) -> None:
 def _retrieval_lines(
     ctx: Context, memory: int, knowledge: int, last: SourcesReport | None
 ) -> list[str]:
-    """/context's lines for what retrieval keeps and what the last reply was given."""
+    """/context's lines for what retrieval keeps and what the last reply was given (two
+    counts, then how it searches)."""
     state = "on" if ctx.settings.memory else "off"
     given = [g for g in last.memory if g.used] if last else []
     passages = [g for g in last.knowledge if g.used] if last else []
@@ -213,9 +215,9 @@ def _retrieval_lines(
     embedder = ctx.retrieval.live_embedder
     if embedder is None:
         why = ctx.retrieval.embedder_failure or "[retrieval] vectors = false"
-        lines.append(f"  retrieval:      keywords only ({why}); /sources shows what was found")
+        lines.append(f"Retrieval: keywords only ({why}); /sources shows what was found")
     else:
-        lines.append(f"  retrieval:      keywords + vectors ({embedder.name}); /sources")
+        lines.append(f"Retrieval: keywords + vectors ({embedder.name}); /sources")
     return lines
 
 

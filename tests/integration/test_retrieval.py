@@ -89,6 +89,11 @@ async def test_a_fact_from_hundreds_of_turns_ago_is_recalled_into_the_prompt(
         await bot.retrieval.indexer.drain()
         await say(bot, "What is my dog's name?")
         sources = await say(bot, "/sources")
+        context = await say(bot, "/context")
+    assert "  memory:         96 kept for recalled messages (/memory on); the last reply got" in (
+        context.text
+    )
+    assert "Retrieval: keywords + vectors (" in context.text
     last = prompts[-1]
     window_texts = [m["content"] for m in last[1:-1]]
     assert not any("Biscuit" in text for text in window_texts)  # long out of the window
