@@ -23,6 +23,7 @@ BENCHMARKS = [
     "fairness",
     "retrieval",
     "recall",
+    "fusion",
 ]
 
 
