@@ -121,16 +121,10 @@ async def run() -> list[Result]:
         rrf = found[kind]["rrf"]
         for name in ("keywords", "vectors", "weighted"):
             other = found[kind][name]
+            ratio = rrf / other if other else float("inf")
+            note = f"{rrf} and {other} of {total} facts among 600 messages"
+            figure = f"hit@{HIT_AT}, {kind}: RRF vs {name}"
             results.append(
-                Result(
-                    f"hit@{HIT_AT}, {kind}: RRF vs {name}",
-                    rrf / total,
-                    other / total,
-                    "",
-                    rrf / other if other else float("inf"),
-                    "report",
-                    True,
-                    f"{rrf} and {other} of {total} facts among 600 messages",
-                )  # fmt: skip
+                Result(figure, rrf / total, other / total, "", ratio, "report", True, note)
             )
     return results
