@@ -150,10 +150,15 @@ async def settings(ctx: Context) -> str:
 
 @plugin.command("reset", changes_history=True)
 async def reset(ctx: Context) -> str:
-    """Forget this chat's history (settings stay); a reply being generated is stopped."""
+    """Forget this chat's history and its memory (settings and documents stay); a reply being
+    generated is stopped."""
     await ctx.conversation.cancel(ctx.chat.id)
-    removed = await ctx.store.clear_history(ctx.chat.id)
-    return f"History cleared ({removed} messages forgotten); settings are unchanged."
+    removed = await ctx.store.clear_history(ctx.chat.id)  # their memory chunks go with them
+    ctx.retrieval.forget(ctx.chat.id)
+    return (
+        f"History cleared ({removed} messages forgotten; memory recalls none of them); "
+        "settings and documents are unchanged."
+    )
 
 
 @plugin.command("context", uses_model=True)
