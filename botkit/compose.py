@@ -17,6 +17,7 @@ from botkit.plugins.explain import plugin as explain
 from botkit.plugins.fewshot import plugin as fewshot
 from botkit.plugins.knowledge import plugin as knowledge
 from botkit.plugins.loader import load_plugins
+from botkit.retrieval.embedder import Embedder
 from botkit.retrieval.embedders import make_embedder
 
 __all__ = ["build_backend", "build_bot"]
@@ -42,12 +43,15 @@ def build_bot(
     *,
     backends: dict[str, Backend] | None = None,
     base_dir: Path | None = None,
+    embedder: Embedder | None = None,
 ) -> Bot:
     """A Bot (not started) with a backend per [backends.NAME] (unless given), the built-in
-    commands and the plugins the config enables; plugins that fail are in bot.plugin_errors."""
+    commands and the plugins the config enables; plugins that fail are in bot.plugin_errors.
+    embedder: retrieval's, instead of the one [embedder] describes."""
     if backends is None:
         backends = {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
-    embedder = make_embedder(config.embedder) if config.retrieval.vectors else None
+    if embedder is None and config.retrieval.vectors:
+        embedder = make_embedder(config.embedder)
     bot = Bot(config, backends=backends, base_dir=base_dir, embedder=embedder)
     bot.registry.add_plugin(builtin)
     bot.registry.add_plugin(explain)

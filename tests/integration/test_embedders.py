@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from botkit.backends.base import Role
+from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
 from botkit.config.embedders import (
     LlamaCppEmbedderConfig,
     OllamaEmbedderConfig,
@@ -23,6 +26,9 @@ from botkit.retrieval import minilm_gguf
 from botkit.retrieval.embed_llama import LlamaCppEmbedder
 from botkit.retrieval.embedder import Embedder, EmbedderError
 from botkit.retrieval.embedders import make_embedder
+from botkit.store.models import MessageStatus
+from botkit.store.records import NewMessage
+from tests.conftest import MakeConfig, incoming, say
 from tests.emulators.embeddings import EmbedFault
 from tests.emulators.ollama.server import EmulatedModel, OllamaEmulator
 from tests.emulators.openai.server import OpenAIEmulator
@@ -357,3 +363,31 @@ async def test_a_real_llama_cpp_server_gives_the_in_process_vectors(
             await embedder.close()
     cosines = _cosines(vectors, await local.embed(SENTENCES))
     assert min(cosines) > 0.99, cosines
+
+
+@pytest.mark.parametrize("fault", ["hang", "500", "garbage"])
+async def test_a_failing_embedder_costs_a_reply_its_recall_not_the_reply(
+    ollama: OllamaEmulator, make_config: MakeConfig, fault: EmbedFault
+) -> None:
+    config = make_config(
+        defaults={"memory": True}, retrieval={"vectors": True, "query_timeout": 1.0},
+        memory={"budget": 64}, service={"rate_limit_per_minute": 0},
+    )  # fmt: skip
+    backend = ScriptedBackend("local", context_window=600)
+    embedder = _ollama(ollama.url, timeout=1.0)
+    async with build_bot(config, backends={"local": backend}, embedder=embedder) as bot:
+        chat = await bot.repo.chat(incoming("").chat)
+        filler = [f"We talked about trains, turn {i}." for i in range(60)]
+        said = ["My dog's name is Biscuit.", *filler]
+        rows = [NewMessage(Role.USER, None, t, 8, "scripted", MessageStatus.COMPLETE) for t in said]
+        await bot.repo.add_messages(chat.id, rows)
+        await bot.repo.set_window_start(chat.id, (await bot.repo.window(chat.id, 0))[-4].id)
+        assert bot.retrieval.indexer is not None
+        await bot.retrieval.indexer.drain()
+        ollama.embed_fault = fault
+        backend.enqueue("It is Biscuit.")
+        reply = await say(bot, "What is my dog's name?")
+        sources = (await say(bot, "/sources")).text
+    assert reply.text == "It is Biscuit."
+    assert "Biscuit" in backend.prompts[-1][-1]["content"]  # found by its keywords
+    assert "Note: keywords only: the embedder failed (" in sources
