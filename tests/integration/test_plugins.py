@@ -210,8 +210,8 @@ async def test_a_plugin_sees_only_the_plugin_context(
     async with build_bot(config) as bot:
         shown = (await say(bot, "/peek")).text.split()
     assert shown == [
-        "chat_id", "data", "generate", "history", "is_dm", "reply", "reply_error",
-        "reply_image", "settings", "store", "user_name",
+        "attachments", "chat_id", "data", "generate", "history", "is_dm", "reply",
+        "reply_error", "reply_image", "settings", "store", "user_name",
     ]  # fmt: skip
 
 
