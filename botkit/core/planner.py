@@ -244,10 +244,12 @@ class Planner:
         the history leaves for retrieval."""
         backend = self._backends[settings.backend]
         fixed, persona, examples = await self.fixed_cost(backend, settings, new)
-        # What retrieval may add is never more than the history could have had.
+        # Retrieval takes at most half of what the history could have had (a small window
+        # with large [memory]/[knowledge] budgets still keeps a conversation), memory first.
         budget = self.budget(backend, settings)
-        room = max(0, budget - fixed)
-        memory, knowledge = min(reserve[0], room), min(reserve[1], max(0, room - reserve[0]))
+        share = max(0, budget - fixed) // 2
+        memory = min(reserve[0], share)
+        knowledge = min(reserve[1], share - memory)
         budget -= memory + knowledge
         history = sum(r.token_count for r in rows)
         start = chat.window_start_id

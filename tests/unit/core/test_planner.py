@@ -3,7 +3,7 @@ in memory and the history settings."""
 
 from __future__ import annotations
 
-from botkit.backends.base import Role
+from botkit.backends.base import Message, Role
 from botkit.backends.scripted import ScriptedBackend
 from botkit.config import HistoryConfig
 from botkit.core.events import ChatKey
@@ -38,3 +38,20 @@ async def test_a_long_history_is_trimmed_to_the_watermark_and_the_persona_kept(
     assert plan.start_id > chat.window_start_id
     report = await planner.report(chat, settings)  # /context: the rows before the kept ones
     assert report.dropped_messages == report.plan.start_id - 1 > 0
+
+
+async def test_retrieval_takes_at_most_half_of_what_the_history_could_have(
+    repo: Repository,
+) -> None:
+    backend = ScriptedBackend("local", context_window=600)
+    planner = Planner(HistoryConfig(), {"local": backend}, lambda: repo)
+    chat = await repo.chat(ChatKey("test", "half"))
+    settings = ChatSettings(backend="local", max_tokens=64)
+    new: Message = {"role": "user", "content": "hello"}
+    small = await planner.plan(chat, settings, [], new, reserve=(50, 30))
+    assert (small.memory_budget, small.knowledge_budget) == (50, 30)
+    fixed = small.persona_tokens + small.new_tokens
+    room = planner.budget(backend, settings) - fixed
+    large = await planner.plan(chat, settings, [], new, reserve=(1000, 1000))
+    assert large.memory_budget == room // 2
+    assert large.knowledge_budget == 0
