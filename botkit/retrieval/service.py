@@ -184,6 +184,14 @@ class Retrieval:
         knowledge = self.knowledge.budget if await self.has_documents(chat_id) else 0
         return memory, knowledge
 
+    async def _has_older(self, chat_id: int, before: int) -> bool:
+        """Whether the chat has indexed messages before the kept window's first id."""
+        return (
+            before > 0
+            and self._repo is not None
+            and (await self._repo.chunks.has_memory_before(chat_id, before))
+        )
+
     def sources(self, chat_id: int) -> SourcesReport | None:
         """What the chat's last reply was given (since this process started)."""
         return self._last.get(chat_id)
@@ -226,7 +234,16 @@ class Retrieval:
             knowledge_budget=knowledge_budget,
         )  # fmt: skip
         try:
-            recalled = await self._recall(chat, query, before, backend, new, report)
+            # Nothing to search, no vector to make: a chat whose every message is still in
+            # the window (most chats) and that has no documents pays nothing per turn.
+            older = bool(memory_budget) and await self._has_older(chat.id, before)
+            if not older and not knowledge_budget:
+                report.notes.append(
+                    "nothing to recall: every indexed message of this chat is in the window"
+                )
+                recalled = Recalled(new["content"], 0, 0, 0, report)
+            else:
+                recalled = await self._recall(chat, query, before, backend, new, report, older)
         except Exception as exc:
             log.exception("retrieval failed in %s", chat.key)
             report.notes.append(f"retrieval failed ({type(exc).__name__}); nothing was given")
@@ -242,6 +259,7 @@ class Retrieval:
         backend: Backend,
         new: Message,
         report: SourcesReport,
+        older: bool,
     ) -> Recalled:
         assert self._searcher is not None
         vector = None
@@ -257,7 +275,7 @@ class Retrieval:
         name = embedder.name if embedder is not None else None
         count = _Counter(backend)
         memory: list[Given] = []
-        if report.memory_budget:
+        if older:
             found = await self._searcher.search(chat.id, "memory", query, vector, name, before)
             memory = await _fit(found, report.memory_budget, MEMORY_HEADER, count, _memory_entry)
         knowledge: list[Given] = []

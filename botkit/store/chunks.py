@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     and_,
+    bindparam,
     column,
     delete,
     exists,
@@ -288,13 +289,13 @@ class Chunks:
         """Store vectors by chunk id (a chunk deleted meanwhile is skipped)."""
         if not vectors:
             return
-        async with self._writer.transaction() as conn:
-            for chunk_id, vector in vectors:
-                await conn.execute(
-                    update(CHUNKS)
-                    .where(CHUNKS.c.id == chunk_id)
-                    .values(embedder=embedder, vector=vector)
-                )
+        statement = (
+            update(CHUNKS)
+            .where(CHUNKS.c.id == bindparam("chunk"))
+            .values(embedder=embedder, vector=bindparam("blob"))
+        )
+        async with self._writer.transaction() as conn:  # one executemany
+            await conn.execute(statement, [{"chunk": i, "blob": v} for i, v in vectors])
 
     async def count(self, chat_id: int, source: Source) -> tuple[int, int]:
         """(chunks, embedded chunks) in a chat's scope (memory: all its recalled messages)."""
@@ -303,6 +304,16 @@ class Chunks:
             select(func.count(), func.count(c.vector)).where(self._scope(chat_id, source, None))
         )
         return int(rows[0][0]), int(rows[0][1])
+
+    async def has_memory_before(self, chat_id: int, before: int) -> bool:
+        """Whether the chat has message chunks before a message id (one index probe)."""
+        c = CHUNKS.c
+        rows = await self._writer.read(
+            select(c.id)
+            .where(c.chat_id == chat_id, c.message_id.is_not(None), c.message_id < before)
+            .limit(1)
+        )
+        return bool(rows)
 
     async def forget_memory(self, chat_id: int) -> None:
         """Drop a chat's message chunks (its messages stay); they are indexed again later."""

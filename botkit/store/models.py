@@ -211,6 +211,9 @@ class ChunkRow(Base):
         Index("ix_chunks_message_id", "message_id", unique=True),  # a message is one chunk
         Index("ix_chunks_document_id", "document_id", "seq"),
         Index("ix_chunks_embedder", "embedder", "id"),
+        # A scope's embedded chunks, read from the index alone: the check that a cached matrix
+        # is current (count and newest id) runs before every vector search.
+        Index("ix_chunks_scope", "chat_id", "embedder", "message_id", "document_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -76,6 +76,9 @@ def upgrade() -> None:
     op.create_index("ix_chunks_message_id", "chunks", ["message_id"], unique=True)
     op.create_index("ix_chunks_document_id", "chunks", ["document_id", "seq"])
     op.create_index("ix_chunks_embedder", "chunks", ["embedder", "id"])
+    op.create_index(
+        "ix_chunks_scope", "chunks", ["chat_id", "embedder", "message_id", "document_id", "id"]
+    )
     dialect = op.get_bind().dialect.name
     for statement in _SQLITE_FTS if dialect == "sqlite" else _POSTGRES_FTS:
         op.execute(statement)
