@@ -52,9 +52,12 @@ async def _raw_loop(turns: int) -> float:
             return turns / (time.perf_counter() - start)
 
 
-async def _measure(chats: int, per_chat: int) -> tuple[float, float]:
+async def _measure(chats: int, per_chat: int, *, memory: bool = False) -> tuple[float, float]:
     latencies: list[float] = []
-    async with started_bot({"local": ScriptedBackend("local")}) as bot:
+    # Recall off for the core figures (each message would also be embedded and searched:
+    # the last figure measures that, in a chat long enough to recall from).
+    sections = {"defaults": {"memory": memory}, "retrieval": {"vectors": memory}}
+    async with started_bot({"local": ScriptedBackend("local")}, **sections) as bot:
 
         async def one_chat(name: str) -> None:
             target = MemoryTarget()
@@ -85,4 +88,12 @@ async def run() -> list[Result]:
             Result(f"messages/s, {chats} chat(s), vs a raw aiosqlite loop", rate, raw, "msg/s",
                    ratio, f"≥ {GOAL}", ratio >= GOAL, f"p99 latency {latency * 1000:.1f} ms")
         )  # fmt: skip
+    # What recall costs a turn with a null model: a query vector (all-MiniLM-L6-v2 on the
+    # CPU), a keyword and a vector search, the fit; the chat outgrows its window early.
+    on, latency = await _measure(1, 1000, memory=True)
+    off = results[0].botkit
+    results.append(
+        Result("messages/s, 1 chat, memory on vs off", on, off, "msg/s", on / off, "report",
+               True, f"p99 latency {latency * 1000:.1f} ms; the query vector dominates")
+    )  # fmt: skip
     return results
