@@ -156,7 +156,7 @@ async def reset(ctx: Context) -> str:
     removed = await ctx.store.clear_history(ctx.chat.id)  # their memory chunks go with them
     ctx.retrieval.forget(ctx.chat.id)
     return (
-        f"History cleared ({removed} messages forgotten; memory recalls none of them); "
+        f"History cleared ({removed} messages forgotten). Memory recalls none of them; "
         "settings and documents are unchanged."
     )
 

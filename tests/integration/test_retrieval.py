@@ -162,7 +162,7 @@ async def test_reset_forgets_what_memory_recalled(make_config: MakeConfig) -> No
         await bot.retrieval.indexer.drain()
         await say(bot, "What is my dog's name?")
         assert "Biscuit" in (await say(bot, "/sources")).text
-        assert "memory recalls none of them" in (await say(bot, "/reset")).text
+        assert "Memory recalls none of them" in (await say(bot, "/reset")).text
         assert (await say(bot, "/sources")).text.startswith("No retrieval for a reply")
         await say(bot, "What is my dog's name?")
         assert "Biscuit" not in (await say(bot, "/sources")).text
