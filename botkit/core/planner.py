@@ -106,6 +106,9 @@ def example_messages(examples: Sequence[Example]) -> list[Message]:
     return messages
 
 
+_RENDERED = 65536  # rendered messages kept (cleared when full)
+
+
 def render(message: StoredMessage) -> Message:
     content = f"{message.author}: {message.content}" if message.author else message.content
     return {"role": message.role, "content": content}
@@ -152,6 +155,7 @@ class Planner:
         self._history = history
         self._backends = backends
         self._store = store
+        self._rendered: dict[int, tuple[StoredMessage, Message]] = {}
 
     def budget(self, backend: Backend, settings: ChatSettings) -> int:
         """Tokens available to persona + history + new message."""
@@ -267,7 +271,7 @@ class Planner:
             [
                 system,
                 *example_messages(settings.examples),
-                *(render(r) for r in rows),
+                *map(self._render, rows),
                 *([new] if new else []),
             ]
         )
@@ -314,6 +318,19 @@ class Planner:
         # The block's exact count is found.tokens; the per-source split is the entries'.
         memory = min(found.memory_tokens, found.tokens)
         return plan.with_retrieved(head + found.content, memory, found.tokens - memory)
+
+    def _render(self, row: StoredMessage) -> Message:
+        """render(row), kept while the window cache hands out the same row object: a turn
+        renders every kept message, hundreds, and most were rendered for the turn before.
+        (Messages are never mutated once built; _alternating merges into new ones.)"""
+        hit = self._rendered.get(row.id)
+        if hit is not None and hit[0] is row:
+            return hit[1]
+        if len(self._rendered) >= _RENDERED:
+            self._rendered.clear()
+        message = render(row)
+        self._rendered[row.id] = (row, message)
+        return message
 
     async def _next_id(self, chat: ChatRecord) -> int:
         rows = await self._store().window(chat.id, chat.window_start_id)

@@ -5,7 +5,6 @@ prompt is built from, token recounts, the last turn and reply, /retry's alternat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -98,7 +97,7 @@ class Messages:
     async def add_messages(self, chat_id: int, messages: Sequence[NewMessage]) -> list[int]:
         """Store messages in one transaction (a turn is all or nothing); returns their ids."""
         now = utc_now()
-        values = [{"chat_id": chat_id, "created_at": now, **asdict(m)} for m in messages]
+        values = [{"chat_id": chat_id, "created_at": now, **m.columns()} for m in messages]
         async with self._writer.transaction() as conn:
             result = await conn.execute(insert(MESSAGES).values(values).returning(MESSAGES.c.id))
             ids = [int(row[0]) for row in result]

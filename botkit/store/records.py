@@ -49,6 +49,15 @@ class NewMessage:
     seed: int | None = None
     stats: dict[str, Any] | None = None  # a reply's figures for /stats
 
+    def columns(self) -> dict[str, Any]:
+        """The message as messages' column values (a shallow copy: dataclasses.asdict's deep
+        copy of stats cost a tenth of a turn in the throughput profile)."""
+        return {
+            "role": self.role, "author": self.author, "content": self.content,
+            "token_count": self.token_count, "tokenizer_id": self.tokenizer_id,
+            "status": self.status, "seed": self.seed, "stats": self.stats,
+        }  # fmt: skip
+
     def stored(self, row_id: int) -> StoredMessage:
         """This message as it reads back once stored as row row_id."""
         return StoredMessage(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import aiosqlite
@@ -165,7 +165,7 @@ class Turns:
         }  # fmt: skip
         values = [] if user is None else [
             {"chat_id": chat_id, "created_at": now, "replaces": None, "owner": None,
-             **asdict(user)}
+             **user.columns()}
         ]  # fmt: skip
         async with self._transaction() as writes:
             ids = await writes.insert([*values, reply])
