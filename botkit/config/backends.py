@@ -8,23 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
+from botkit.config.gguf_source import GgufSource
 from botkit.config.section import Section
-from botkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = ["BackendConfig", "LlamaCppConfig", "OllamaConfig", "OpenAIConfig"]
 
 
-class LlamaCppConfig(Section):
+class LlamaCppConfig(GgufSource):
     """An in-process llama.cpp model (a GGUF file)."""
 
     kind: Literal["llamacpp"] = "llamacpp"
-    model_path: Path | None = None
-    # Instead of model_path: a model on the Hugging Face Hub, "OWNER/REPO:QUANT" or
-    # "hf://OWNER/REPO/FILE.gguf", downloaded on the first start (as `botkit models pull`
-    # does) and loaded from the cache after that. Neither: the bundled SmolLM2-135M.
-    model: str | None = None
+    # model_path or model (GgufSource); neither: the bundled SmolLM2-135M.
     n_ctx: int = Field(default=2048, ge=256, le=131072)
     # Threads for replies and prompts alike; None: llama_slots.llama_threads chooses.
     n_threads: int | None = Field(default=None, ge=1, le=512)
@@ -42,24 +38,6 @@ class LlamaCppConfig(Section):
     # Seconds a reply may wait for its next piece from llama.cpp (a prompt being read counts):
     # past it the reply is ended as interrupted with a clear message, not waited on for ever.
     stall_timeout: float = Field(default=300.0, gt=0, le=86400, allow_inf_nan=False)
-
-    @field_validator("model")
-    @classmethod
-    def _model_spec(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        return str(parse_model_spec(value))  # ValueError: what is wrong, and the forms
-
-    @property
-    def hub_model(self) -> ModelSpec | None:
-        """The Hub model to resolve at start, if `model` is set."""
-        return parse_model_spec(self.model) if self.model else None
-
-    @model_validator(mode="after")
-    def _one_model(self) -> LlamaCppConfig:
-        if self.model and self.model_path:
-            raise ValueError("set model (a Hub model) or model_path (a local GGUF file), not both")
-        return self
 
     @model_validator(mode="after")
     def _batch_holds_every_slot(self) -> LlamaCppConfig:

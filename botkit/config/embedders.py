@@ -8,13 +8,12 @@ changes the vectors' identity (`Embedder.name`), so everything is indexed again.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag
 
+from botkit.config.gguf_source import GgufSource
 from botkit.config.section import Section
-from botkit.models.spec import ModelSpec, parse_model_spec
 
 __all__ = [
     "EmbedderConfig",
@@ -32,35 +31,14 @@ class _Common(Section):
     batch_size: int = Field(default=32, ge=1, le=2048)
 
 
-class LlamaCppEmbedderConfig(_Common):
+class LlamaCppEmbedderConfig(_Common, GgufSource):
     """An embedding GGUF run in-process by llama.cpp."""
 
     kind: Literal["llamacpp"] = "llamacpp"
-    model_path: Path | None = None
-    # Instead of model_path: an embedding model on the Hub, "OWNER/REPO:QUANT" or
-    # "hf://OWNER/REPO/FILE.gguf" (pulled like a chat model). Neither: the bundled
+    # model_path or model (GgufSource, an embedding model); neither: the bundled
     # all-MiniLM-L6-v2.
-    model: str | None = None
     # None: llama.cpp's default (the machine's cores, up to a limit).
     n_threads: int | None = Field(default=None, ge=1, le=512)
-
-    @field_validator("model")
-    @classmethod
-    def _model_spec(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        return str(parse_model_spec(value))  # ValueError: what is wrong, and the forms
-
-    @property
-    def hub_model(self) -> ModelSpec | None:
-        """The Hub model to resolve at start, if `model` is set."""
-        return parse_model_spec(self.model) if self.model else None
-
-    @model_validator(mode="after")
-    def _one_model(self) -> LlamaCppEmbedderConfig:
-        if self.model and self.model_path:
-            raise ValueError("set model (a Hub model) or model_path (a local GGUF file), not both")
-        return self
 
 
 class OllamaEmbedderConfig(_Common):
