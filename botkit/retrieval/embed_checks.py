@@ -10,7 +10,7 @@ message that says which.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,19 @@ def batches(texts: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     """texts in consecutive slices of at most size."""
     for start in range(0, len(texts), size):
         yield texts[start : start + size]
+
+
+async def embed_batches(
+    texts: Sequence[str],
+    size: int,
+    dimensions: int,
+    one: Callable[[Sequence[str]], Awaitable[Vectors]],
+) -> Vectors:
+    """One vector per text: `one` embeds each slice of at most size texts, in order."""
+    out = [np.zeros((0, dimensions), np.float32)]
+    for batch in batches(texts, size):
+        out.append(await one(batch))
+    return np.concatenate(out)
 
 
 def estimate_tokens(text: str) -> int:

@@ -19,10 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from botkit.config.embedders import LlamaCppEmbedderConfig
-from botkit.retrieval.embed_checks import batches, unit_vectors
+from botkit.retrieval.embed_checks import embed_batches, unit_vectors
 from botkit.retrieval.embedder import EmbedderError, Vectors
 from botkit.retrieval.minilm_gguf import ConversionError, default_gguf, default_name
 
@@ -128,17 +126,18 @@ class LlamaCppEmbedder:
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """One unit vector per text, batch by batch on the worker thread."""
         self._started()
-        out = [np.zeros((0, self._dims), np.float32)]
-        for batch in batches(texts, self.config.batch_size):
-            try:
-                async with asyncio.timeout(self.config.timeout):
-                    out.append(await self._run(functools.partial(self._embed_batch, batch)))
-            except TimeoutError:
-                raise EmbedderError(
-                    f"embedder {self.name} took longer than {self.config.timeout:g} s "
-                    f"for {len(batch)} texts"
-                ) from None
-        return np.concatenate(out)
+        return await embed_batches(texts, self.config.batch_size, self._dims, self._bounded)
+
+    async def _bounded(self, batch: Sequence[str]) -> Vectors:
+        """One batch on the worker thread, within the configured timeout."""
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                return await self._run(functools.partial(self._embed_batch, batch))
+        except TimeoutError:
+            raise EmbedderError(
+                f"embedder {self.name} took longer than {self.config.timeout:g} s "
+                f"for {len(batch)} texts"
+            ) from None
 
     def count_tokens(self, text: str) -> int:
         """Tokens in text by the model's own tokenizer, with its [CLS] and [SEP]."""

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import numpy as np
 import pydantic
 from ollama import AsyncClient, ResponseError
 
 from botkit.config.embedders import OllamaEmbedderConfig
-from botkit.retrieval.embed_checks import batches, estimate_tokens, unit_vectors
+from botkit.retrieval.embed_checks import embed_batches, estimate_tokens, unit_vectors
 from botkit.retrieval.embedder import EmbedderError, Vectors
 
 __all__ = ["OllamaEmbedder"]
@@ -96,10 +95,7 @@ class OllamaEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """One unit vector per text, batch_size texts a request."""
-        out = [np.zeros((0, self.dimensions), np.float32)]
-        for batch in batches(texts, self.config.batch_size):
-            out.append(await self._batch(batch))
-        return np.concatenate(out)
+        return await embed_batches(texts, self.config.batch_size, self.dimensions, self._batch)
 
     def count_tokens(self, text: str) -> int:
         """An estimate (Ollama cannot tokenize over its API) that errs high."""

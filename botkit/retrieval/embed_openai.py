@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import numpy as np
 import openai
 import pydantic
 from openai import AsyncOpenAI
 
 from botkit.backends.openai_errors import error_message
 from botkit.config.embedders import OpenAIEmbedderConfig
-from botkit.retrieval.embed_checks import batches, estimate_tokens, unit_vectors
+from botkit.retrieval.embed_checks import embed_batches, estimate_tokens, unit_vectors
 from botkit.retrieval.embedder import EmbedderError, Vectors
 from botkit.secrets import read_secret
 
@@ -108,10 +107,7 @@ class OpenAIEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """One unit vector per text, batch_size texts a request."""
-        out = [np.zeros((0, self.dimensions), np.float32)]
-        for batch in batches(texts, self.config.batch_size):
-            out.append(await self._batch(batch))
-        return np.concatenate(out)
+        return await embed_batches(texts, self.config.batch_size, self.dimensions, self._batch)
 
     def count_tokens(self, text: str) -> int:
         """An estimate (the API has no tokenizer endpoint) that errs high."""
