@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from botkit.backends.base import Chunk, GenerationParams, Message
 from botkit.backends.scripted import ScriptedBackend
+from botkit.tools.spec import ToolChoice, ToolSpec
 
 
 class GatedBackend(ScriptedBackend):
@@ -21,7 +22,13 @@ class GatedBackend(ScriptedBackend):
         self.started = asyncio.Event()
 
     async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cache_key: str,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         index = 0
         async for chunk in super().stream(messages, params, cache_key=cache_key):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from botkit.core.settings import SamplingOptions
+from botkit.tools.spec import ToolCall, ToolChoice, ToolSpec
 
 __all__ = [
     "Backend",
@@ -29,6 +30,7 @@ __all__ = [
     "PrefixCache",
     "Role",
     "TokenInspector",
+    "ToolCalling",
     "Usage",
     "WindowLearned",
     "generation_speed",
@@ -41,6 +43,7 @@ class Role(StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"  # a tool's result, given back to the model (after the call's assistant row)
 
 
 class Message(TypedDict):
@@ -48,8 +51,14 @@ class Message(TypedDict):
 
     # A Role, or its value written out: a StrEnum member is equal to its value, and the
     # literal spelling keeps message literals ({"role": "user", ...}) short.
-    role: Role | Literal["system", "user", "assistant"]
+    role: Role | Literal["system", "user", "assistant", "tool"]
     content: str
+    # An assistant message that called tools: the calls in OpenAI's shape (tools.spec.wire_call);
+    # each backend converts them to its own.
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    # A tool message: the call it answers, and the tool's name.
+    tool_call_id: NotRequired[str]
+    name: NotRequired[str]
 
 
 class GenerationParams(SamplingOptions):
@@ -72,7 +81,8 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
-    stop_reason: Literal["stop", "length", "cancelled"]
+    # "tool_calls": the model called tools (the last chunk carries the calls).
+    stop_reason: Literal["stop", "length", "cancelled", "tool_calls"]
     # Prompt tokens whose keys and values came from the KV cache instead of being evaluated.
     cached_prompt_tokens: int | None = 0
     prefill_seconds: float | None = None  # evaluating the prompt tokens that were not cached
@@ -103,10 +113,12 @@ def generation_speed(tokens: int, first: float | None, end: float) -> float | No
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of streamed reply text; the last chunk of a stream carries usage."""
+    """A piece of streamed reply text; the last chunk of a stream carries usage, and the tool
+    calls the model made, if any (whole, once every fragment has come)."""
 
     text: str
     usage: Usage | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +227,18 @@ class Backend(Protocol):
         ...
 
     def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cache_key: str,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
-        """Stream a reply. cache_key names the conversation, for backends that cache state."""
+        """Stream a reply. cache_key names the conversation, for backends that cache state.
+
+        tools: what the model may call (only given to a ToolCalling backend whose
+        tool_support() is None); tool_choice: "auto", "none", or the one tool it must call."""
         ...
 
     async def info(self) -> BackendInfo:
@@ -244,6 +265,21 @@ class TokenInspector(Protocol):
 
         continuation is text the reply has already begun with (after the generation prompt).
         """
+        ...
+
+
+@runtime_checkable
+class ToolCalling(Protocol):
+    """A backend whose model can call tools: it takes `tools` in stream() and ends a reply that
+    calls them with a chunk carrying the calls (stop_reason "tool_calls")."""
+
+    async def tool_support(self) -> str | None:
+        """None when this model can call tools; otherwise why not, in words (/tools and /model
+        show it, and the chat goes on without tools)."""
+        ...
+
+    async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
+        """Tokens these declarations add to a prompt (they cost window, like the persona)."""
         ...
 
 

@@ -28,6 +28,7 @@ from botkit.backends.base import (
 )
 from botkit.backends.token_estimate import TokenEstimator
 from botkit.config import OllamaConfig
+from botkit.tools.spec import ToolChoice, ToolSpec
 
 __all__ = ["OllamaBackend"]
 
@@ -168,7 +169,13 @@ class OllamaBackend:
         return self._estimator.message(message)
 
     async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cache_key: str,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         """Stream /api/chat with the chat's sampling options and an explicit num_ctx."""
         await self._probe()

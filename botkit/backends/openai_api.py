@@ -43,6 +43,7 @@ from botkit.backends.openai_window import ServerWindow
 from botkit.backends.server_tokens import ServerTokens
 from botkit.config import OpenAIConfig
 from botkit.secrets import read_secret
+from botkit.tools.spec import ToolChoice, ToolSpec
 
 __all__ = ["OpenAIBackend"]
 
@@ -300,7 +301,13 @@ class OpenAIBackend:
             )  # fmt: skip
 
     async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cache_key: str,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         """Stream /v1/chat/completions with the chat's sampling options: cut a little past
         max_tokens if the server does not stop there, and within reply_timeout in all."""

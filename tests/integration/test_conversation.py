@@ -14,6 +14,7 @@ from botkit.config import LlamaCppConfig
 from botkit.core.app import Bot
 from botkit.core.conversation import Reply
 from botkit.store.models import MessageStatus
+from botkit.tools.spec import ToolChoice, ToolSpec
 from tests.conftest import REPO, MakeConfig, incoming, say
 
 
@@ -150,7 +151,13 @@ class BreaksMidway(LlamaCppBackend):
     """The real backend, failing after a few chunks (as a crashed remote daemon would)."""
 
     async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cache_key: str,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         count = 0
         async for chunk in super().stream(messages, params, cache_key=cache_key):

@@ -18,6 +18,7 @@ from botkit.core.app import Bot
 from botkit.core.events import ChatKey
 from botkit.store.models import MessageStatus
 from botkit.store.repository import NewMessage
+from botkit.tools.spec import ToolChoice, ToolSpec
 from tests.conftest import MakeConfig
 from tests.emulators.discord import (
     ADMIN_ID,
@@ -337,7 +338,13 @@ class FailingBackend(ScriptedBackend):
     """A model server that refuses every request with a very long explanation."""
 
     async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cache_key: str,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         raise BackendUnavailable("the model server said: " + "no " * 900)
         yield Chunk("")  # an async generator, like every backend's stream

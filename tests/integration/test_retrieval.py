@@ -4,6 +4,7 @@ on the bundled model whose early fact is recalled into the prompt by the default
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from botkit.backends.base import Chunk, GenerationParams, Message, Role
 from botkit.compose import build_bot
@@ -68,10 +69,10 @@ async def test_a_fact_from_hundreds_of_turns_ago_is_recalled_into_the_prompt(
         real = backend.stream
 
         def spy(
-            messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+            messages: Sequence[Message], params: GenerationParams, **kw: Any
         ) -> AsyncIterator[Chunk]:
             prompts.append(list(messages))
-            return real(messages, params, cache_key=cache_key)
+            return real(messages, params, **kw)
 
         backend.stream = spy  # type: ignore[method-assign]
         chat = await bot.repo.chat(incoming("").chat)

@@ -14,6 +14,7 @@ from botkit.compose import build_bot
 from botkit.core.app import Bot
 from botkit.core.planner import ESTIMATED
 from botkit.store.models import MessageStatus
+from botkit.tools.spec import ToolChoice, ToolSpec
 from tests.conftest import MakeConfig, incoming, say
 
 
@@ -66,7 +67,13 @@ class Breaking(ScriptedBackend):
         self.fail = True
 
     async def stream(
-        self, messages: Sequence[Message], params: GenerationParams, *, cache_key: str
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        *,
+        cache_key: str,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         if not self.fail:
             async for chunk in super().stream(messages, params, cache_key=cache_key):
