@@ -17,6 +17,7 @@ from botkit.plugins.explain import plugin as explain
 from botkit.plugins.fewshot import plugin as fewshot
 from botkit.plugins.knowledge import plugin as knowledge
 from botkit.plugins.loader import load_plugins
+from botkit.plugins.tools import plugin as tools
 from botkit.retrieval.embedder import Embedder
 from botkit.retrieval.embedders import make_embedder
 
@@ -57,6 +58,7 @@ def build_bot(
     bot.registry.add_plugin(explain)
     bot.registry.add_plugin(fewshot)
     bot.registry.add_plugin(knowledge)
+    bot.registry.add_plugin(tools)
     folders = [p if p.is_absolute() else bot.base_dir / p for p in config.plugins.paths]
     bot.plugin_errors = load_plugins(bot.registry, config.plugins.enabled, folders)
     return bot

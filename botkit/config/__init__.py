@@ -24,6 +24,7 @@ from botkit.config.runtime import (
     ServiceConfig,
     StorageConfig,
 )
+from botkit.config.tools import ToolsConfig
 
 __all__ = [
     "BackendConfig",
@@ -46,5 +47,6 @@ __all__ = [
     "ServiceConfig",
     "StorageConfig",
     "TelegramConfig",
+    "ToolsConfig",
     "load_config",
 ]

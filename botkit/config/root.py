@@ -26,6 +26,7 @@ from botkit.config.runtime import (
     ServiceConfig,
     StorageConfig,
 )
+from botkit.config.tools import ToolsConfig
 from botkit.core.settings import max_reply_tokens
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -54,6 +55,7 @@ class Config(BaseSettings):
     knowledge: KnowledgeConfig = KnowledgeConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     embedder: EmbedderConfig = LlamaCppEmbedderConfig()
+    tools: ToolsConfig = ToolsConfig()
     plugins: PluginsConfig = PluginsConfig()
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()

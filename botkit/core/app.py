@@ -27,6 +27,7 @@ from botkit.retrieval.service import Retrieval
 from botkit.store.db import create_engine, ensure_migrated
 from botkit.store.leases import Lease, LeaseLost
 from botkit.store.repository import ChatRecord, Repository
+from botkit.tools.registry import McpSource, ToolRegistry
 
 __all__ = ["Bot"]
 
@@ -65,8 +66,9 @@ class Bot:
         backends: dict[str, Backend],
         base_dir: Path | None = None,
         embedder: Embedder | None = None,
+        mcp: McpSource | None = None,
     ) -> None:
-        """embedder: retrieval's (None: keywords only)."""
+        """embedder: retrieval's (None: keywords only); mcp: the MCP servers' tools."""
         self.config = config
         self.base_dir = base_dir or Path.cwd()
         self.defaults = config.defaults
@@ -78,11 +80,17 @@ class Bot:
             config.memory, config.knowledge, config.retrieval, embedder
         )  # fmt: skip
         self.library = Library(config.knowledge, self.retrieval, lambda: self.repo)
+        self.mcp = mcp
+        self.tools = ToolRegistry(
+            config.tools, self.registry,
+            lambda ctx, command, values: self.router.run_tool(ctx, command, values), mcp,
+        )  # fmt: skip
         self.conversation = Conversation(
             backends, lambda: self.repo, self.scheduler,
             defaults=config.defaults, history=config.history, metrics=self.metrics,
             max_queue=config.service.max_queue,
             checkpoint_interval=config.storage.checkpoint_interval, retrieval=self.retrieval,
+            tools=self.tools,
         )  # fmt: skip
         rate_limit = RateLimit(config.service.rate_limit_per_minute)
         services = Services(
@@ -90,6 +98,7 @@ class Bot:
             backends=backends, backend_configs=config.backends, defaults=config.defaults,
             commands=self.registry, plugins=config.plugins, count_request=rate_limit.count,
             hide_internals=self.hide_internals, retrieval=self.retrieval, library=self.library,
+            tools=self.tools,
         )  # fmt: skip
         self.router = Router(services, metrics=self.metrics)
         self.router.use(require_permission)
@@ -153,6 +162,8 @@ class Bot:
             except BackendError as exc:  # the same kind (a transient one exits 1, not 2)
                 raise type(exc)(f"backend {name!r} did not start: {exc}") from exc
         await self.retrieval.start(self._repo)
+        if self.mcp is not None:
+            await self.mcp.start()  # each server connects in the background
 
     async def _keep_lease(self, lease: Lease) -> None:
         try:
@@ -169,6 +180,11 @@ class Bot:
             await self.retrieval.close()
         except Exception:
             log.exception("closing retrieval failed")
+        if self.mcp is not None:
+            try:
+                await self.mcp.close()
+            except Exception:
+                log.exception("closing the MCP servers failed")
         for backend in self.backends.values():
             try:
                 await backend.close()

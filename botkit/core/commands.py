@@ -170,6 +170,12 @@ class Command:
     # The command reads files sent with it (ctx.attachments): a Telegram document or photo
     # whose caption is the command, Discord attachments or the slash command's `file` option.
     takes_file: bool = False
+    # The model may call the command as a tool (botkit.tools): its parameters are the tool's
+    # schema, its help the description; confirm: a person confirms each call first.
+    tool: bool = False
+    confirm: bool = False
+    # Answered at once, not after the chat's turns (/confirm answers the turn waiting on it).
+    immediate: bool = False
 
     @property
     def rest_index(self) -> int | None:
@@ -301,15 +307,28 @@ class Plugin:
         uses_model: bool = False,
         writes_ahead: bool = False,
         takes_file: bool = False,
+        tool: bool = False,
+        confirm: bool = False,
+        immediate: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Register the decorated coroutine as a command; its docstring is the default help.
-        takes_file: the command reads files sent with it (ctx.attachments)."""
+        takes_file: the command reads files sent with it (ctx.attachments). tool: the model may
+        call it (its result is what it returns); confirm: someone in the chat confirms each
+        such call. immediate: answered at once, even while the chat's reply is generated."""
 
         def register(handler: Handler) -> Handler:
             params = params_from_signature(handler)
+            label = f"/{name or handler.__name__}"
+            if tool and (uses_model or takes_file or writes_ahead or changes_history):
+                # A tool runs inside the turn that holds the model's slot: one that asked the
+                # model again would wait on itself; files and history are the chat's, not its.
+                raise ValueError(
+                    f"{label} cannot be a tool: a tool may not use the model, take files or "
+                    f"change the history"
+                )
             if takes_file and any(p.name == FILE_OPTION for p in params):
                 raise ValueError(
-                    f"/{name or handler.__name__} takes a file: its parameter {FILE_OPTION!r} "
+                    f"{label} takes a file: its parameter {FILE_OPTION!r} "
                     f"would clash with the file option; rename it"
                 )
             self.add(
@@ -324,6 +343,9 @@ class Plugin:
                     uses_model=uses_model,
                     writes_ahead=writes_ahead,
                     takes_file=takes_file,
+                    tool=tool,
+                    confirm=confirm,
+                    immediate=immediate,
                 )
             )
             return handler

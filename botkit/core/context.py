@@ -18,6 +18,7 @@ from botkit.core.streaming import ReplyStream, ReplyTarget
 from botkit.retrieval.library import Library
 from botkit.retrieval.service import Retrieval
 from botkit.store.repository import ChatRecord, Repository
+from botkit.tools.registry import ToolRegistry
 
 __all__ = ["Context", "Services"]
 
@@ -41,6 +42,7 @@ class Services:
     hide_internals: Callable[[str], str]
     retrieval: Retrieval  # memory and knowledge: search, budgets, /sources
     library: Library  # the chats' documents
+    tools: ToolRegistry  # what the model may call (/tools)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,11 +35,14 @@ from botkit.core.planner import Planner, PromptPlan, count_reply, render
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
 from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
+from botkit.core.tool_turn import RoundState, check_room, run_round
 from botkit.core.turn_source import TurnSource
 from botkit.metrics import Metrics
 from botkit.retrieval.service import Retrieval
 from botkit.store.models import MessageStatus
 from botkit.store.repository import ChatRecord, NewMessage, Repository, StoredMessage
+from botkit.tools.box import Toolbox, ToolOffer
+from botkit.tools.spec import ToolCall
 
 __all__ = ["Conversation", "NothingToRetry", "Reply"]
 
@@ -83,15 +86,21 @@ class _ChatLine:
     running: set[asyncio.Task[Reply]] = field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Turn:
     ctx: TurnSource
     backend: Backend
-    reply_id: int
+    reply_id: int  # the row being generated (a tool round moves it on)
     before: int  # the history before this message id goes into the prompt
     new: Message | None  # the user message (None: it is the last history row, /retry)
     seed: int | None
     replaces: int | None = None
+    shown_from: int = 0  # the reply row's text starts here in the stream (after tool rounds)
+    tools: RoundState = field(default_factory=RoundState)
+
+    def text(self, stream: ReplyStream) -> str:
+        """The text of the row being generated."""
+        return stream.text[self.shown_from :]
 
 
 class Conversation:
@@ -109,14 +118,16 @@ class Conversation:
         max_queue: int = 32,
         checkpoint_interval: float = 2.0,
         retrieval: Retrieval | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         """store: the repository, once the bot has started (asked for at each use). defaults:
         the settings chats' overrides apply to ([defaults]); max_queue: turns written ahead
         and not yet generating, per backend, before a new one is refused ([service]);
         checkpoint_interval: seconds between saves of a growing reply ([storage]);
         retrieval: what a new message recalls and which document passages it is given (None:
-        neither)."""
+        neither); tools: what the model may call (None: nothing)."""
         self._backends = backends
+        self.tools = tools
         self._store = store
         self._scheduler = scheduler
         self._defaults = defaults or ChatSettings()
@@ -292,14 +303,15 @@ class Conversation:
                 # (the reply would answer a prompt without it): it must fit like a new one.
                 question = rows.pop()
                 new, new_id = render(question), question.id
+            offer = await self._offer(turn)
             for last in (False, True):  # planned again, once, for a window the server named
                 plan = await self.planner.plan_turn(
-                    chat, settings, rows, new, new_id, self.retrieval
+                    chat, settings, rows, new, new_id, self.retrieval, offer.tokens
                 )
                 if plan.start_id > chat.window_start_id:
                     await repo.set_window_start(chat.id, plan.start_id)
                 try:
-                    usage = await self._stream(turn, plan, settings, seed, stream)
+                    usage = await self._rounds(turn, plan, settings, seed, stream, offer)
                     break
                 except WindowLearned:
                     if last:
@@ -321,15 +333,53 @@ class Conversation:
         await stream.finish()
         return Reply(stream.text, MessageStatus.COMPLETE, seed, usage)
 
-    async def _stream(
+    async def _offer(self, turn: _Turn) -> ToolOffer:
+        """The tools this turn's model is given (none for a /retry's regenerated answer: it
+        answers from the calls and results already in the history)."""
+        if self.tools is None or turn.replaces is not None:
+            return ToolOffer()
+        return await self.tools.offer(turn.ctx, turn.backend)
+
+    async def _rounds(
         self,
         turn: _Turn,
         plan: PromptPlan,
         settings: ChatSettings,
         seed: int,
         stream: ReplyStream,
+        offer: ToolOffer,
     ) -> Usage | None:
-        """Generate into stream, checkpointing the reply row as it grows."""
+        """Generate; while the model calls tools (up to max_rounds), run them and generate
+        again with their results. The round after the last may not call."""
+        messages = list(plan.messages)
+        rounds = self.tools.max_rounds if self.tools is not None and offer.specs else 0
+        for done in range(rounds + 1):
+            choice = "auto" if done < rounds else "none"
+            usage, calls = await self._stream(turn, messages, settings, seed, stream,
+                                              offer, choice)  # fmt: skip
+            if not calls or done == rounds or self.tools is None:
+                return usage
+            turn.reply_id, added = await run_round(
+                turn.ctx, turn.backend, self._store(), self.tools, turn.reply_id,
+                turn.text(stream), calls, offer.specs, stream, turn.tools,
+            )  # fmt: skip
+            turn.shown_from = len(stream.text)
+            messages.extend(added)
+            await check_room(turn.backend, messages, offer.tokens, settings.max_tokens)
+        return None
+
+    async def _stream(
+        self,
+        turn: _Turn,
+        messages: list[Message],
+        settings: ChatSettings,
+        seed: int,
+        stream: ReplyStream,
+        offer: ToolOffer,
+        choice: str,
+    ) -> tuple[Usage | None, tuple[ToolCall, ...]]:
+        """Generate into stream, checkpointing the reply row as it grows; the usage, and the
+        calls the model made (if any)."""
         backend, metrics = turn.backend, self._metrics
         params = _generation(settings, seed, settings.max_tokens)
         interval = self._checkpoint_interval
@@ -340,7 +390,11 @@ class Conversation:
         first: float | None = None
         usage: Usage | None = None
         chat_name = str(turn.ctx.chat.key)
-        async for chunk in backend.stream(plan.messages, params, cache_key=chat_name):
+        calls: tuple[ToolCall, ...] = ()
+        tools = offer.specs if choice != "none" else ()
+        async for chunk in backend.stream(
+            messages, params, cache_key=chat_name, tools=tools, tool_choice=choice
+        ):
             if chunk.text:
                 if first is None:
                     first = time.perf_counter()
@@ -353,14 +407,15 @@ class Conversation:
                     saved = time.perf_counter()
                     shown = stream.last_handle
                     ref = self._reference(turn, stream)
-                    await self._store().checkpoint(turn.reply_id, stream.text, ref)
+                    await self._store().checkpoint(turn.reply_id, turn.text(stream), ref)
             if chunk.usage is not None:
                 usage = chunk.usage
+            calls = chunk.tool_calls or calls
         if usage is not None:
             rate = generation_speed(usage.completion_tokens, first, time.perf_counter())
             if rate is not None:
                 metrics.tokens_per_second.labels(backend.name).observe(rate)
-        return usage
+        return usage, calls
 
     @staticmethod
     def _reference(turn: _Turn, stream: ReplyStream) -> str | None:
@@ -380,14 +435,20 @@ class Conversation:
     ) -> None:
         """Store the reply, with its figures for /stats (kept across restarts)."""
         repo = self._store()
-        if turn.replaces is not None and (status != MessageStatus.COMPLETE or not stream.text):
-            await repo.discard_reply(turn.ctx.chat.id, turn.reply_id)  # a failed retry
+        chat_id, text, rounds = turn.ctx.chat.id, turn.text(stream), turn.tools
+        for row_id in rounds.pending:  # a tool that never returned (cancelled, failed)
+            interrupted = NewMessage(Role.TOOL, None, "", 0, "", MessageStatus.INTERRUPTED)
+            await repo.finish_result(chat_id, row_id, interrupted)
+        if turn.replaces is not None and (status != MessageStatus.COMPLETE or not text):
+            await repo.discard_reply(chat_id, turn.reply_id)  # a failed retry
             return
-        reply: Message = {"role": "assistant", "content": stream.text}
+        reply: Message = {"role": "assistant", "content": text}
         tokens, counted_by = await count_reply(turn.backend, reply)
         stats = None if usage is None else {"backend": turn.backend.name, **usage.to_json()}
-        row = NewMessage(Role.ASSISTANT, None, stream.text, tokens, counted_by, status, seed, stats)
+        if stats is not None and rounds.rounds:
+            stats |= {"tool_calls": rounds.calls, "tool_seconds": rounds.seconds}
+        row = NewMessage(Role.ASSISTANT, None, text, tokens, counted_by, status, seed, stats)
         ref = self._reference(turn, stream)
-        await repo.finish_turn(turn.ctx.chat.id, turn.reply_id, row, ref, replaces=turn.replaces)
+        await repo.finish_turn(chat_id, turn.reply_id, row, ref, replaces=turn.replaces)
         if self.retrieval is not None:
             self.retrieval.stored()  # index the turn's messages, off this path

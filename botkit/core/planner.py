@@ -23,6 +23,7 @@ from botkit.store.repository import ChatRecord, Repository, StoredMessage
 
 __all__ = [
     "ESTIMATED",
+    "NO_RESULT",
     "ContextReport",
     "Planner",
     "PromptPlan",
@@ -59,13 +60,14 @@ class PromptPlan:
     knowledge_budget: int = 0
     memory_tokens: int = 0  # recalled messages given (0 until the turn's search)
     knowledge_tokens: int = 0  # document passages given
+    tools_tokens: int = 0  # the declarations of the tools offered (botkit.tools)
 
     @property
     def used(self) -> int:
         """Tokens the prompt takes, reply reserve not included."""
         return (
             self.persona_tokens + self.examples_tokens + self.history_tokens + self.new_tokens
-            + self.memory_tokens + self.knowledge_tokens
+            + self.memory_tokens + self.knowledge_tokens + self.tools_tokens
         )  # fmt: skip
 
     def with_retrieved(self, content: str, memory: int, knowledge: int) -> PromptPlan:
@@ -109,9 +111,27 @@ def example_messages(examples: Sequence[Example]) -> list[Message]:
 _RENDERED = 65536  # rendered messages kept (cleared when full)
 
 
+# A tool row whose tool never returned (the process stopped while it ran).
+NO_RESULT = "(no result: the tool was interrupted)"
+
+
 def render(message: StoredMessage) -> Message:
+    """A stored message as the model is given it (a tool round's rows with their calls)."""
     content = f"{message.author}: {message.content}" if message.author else message.content
-    return {"role": message.role, "content": content}
+    tool = message.tool
+    if tool is None:
+        return {"role": message.role, "content": content}
+    if message.role == "tool":
+        return {
+            "role": "tool", "tool_call_id": str(tool.get("call_id", "")),
+            "name": str(tool.get("name", "")), "content": content or NO_RESULT,
+        }  # fmt: skip
+    calls = [
+        {"id": c["id"], "type": "function",
+         "function": {"name": c["name"], "arguments": c["arguments"]}}
+        for c in tool.get("calls", [])
+    ]  # fmt: skip
+    return {"role": message.role, "content": content, "tool_calls": calls}
 
 
 async def count_reply(backend: Backend, reply: Message) -> tuple[int, str]:
@@ -132,9 +152,12 @@ def _alternating(messages: list[Message]) -> list[Message]:
     templates (Mistral, Llama 2) refuse anything but system? (user assistant)* user."""
     result: list[Message] = []
     for message in messages:
-        if not message["content"]:
+        tooled = "tool_calls" in message or message["role"] == "tool"
+        if not message["content"] and not tooled:
             continue  # a reply cut before its first token
-        if result and result[-1]["role"] == message["role"]:
+        if tooled or (result and ("tool_calls" in result[-1] or result[-1]["role"] == "tool")):
+            result.append(message)  # a tool round's rows stay as they are, in order
+        elif result and result[-1]["role"] == message["role"]:
             merged = f"{result[-1]['content']}\n\n{message['content']}"
             result[-1] = {"role": message["role"], "content": merged}
         else:
@@ -203,7 +226,9 @@ class Planner:
         rows = await self._store().window(chat.id, chat.window_start_id)
         if before is not None:
             rows = [r for r in rows if r.id < before]
-        return await self._counted([r for r in rows if r.content], backend)
+        # A reply cut before its first token is left out; a tool round's rows never are (a
+        # call without its result, or a result without its call, is refused by the APIs).
+        return await self._counted([r for r in rows if r.content or r.tool], backend)
 
     async def fixed_cost(
         self, backend: Backend, settings: ChatSettings, new: Message | None
@@ -241,13 +266,15 @@ class Planner:
         new: Message | None,
         new_id: int | None = None,
         reserve: tuple[int, int] = (0, 0),
+        tools_tokens: int = 0,
     ) -> PromptPlan:
         """Fit persona + newest history + new message into the budget (no side effects: the
         caller stores a moved window start). new_id: the stored id of the new message, where
         the window starts if no history fits beside it. reserve: (memory, knowledge) tokens
-        the history leaves for retrieval."""
+        the history leaves for retrieval. tools_tokens: what the tools' declarations cost."""
         backend = self._backends[settings.backend]
         fixed, persona, examples = await self.fixed_cost(backend, settings, new)
+        fixed += tools_tokens
         # Retrieval takes at most half of what the history could have had (a small window
         # with large [memory]/[knowledge] budgets still keeps a conversation), memory first.
         budget = self.budget(backend, settings)
@@ -261,8 +288,10 @@ class Planner:
             target = int(budget * self._history.trim_to)
             rows = list(rows)
             # The persona and the examples are never trimmed: the oldest history goes, and a
-            # reply left first goes too (it would merge into the last example's answer).
-            while rows and (fixed + history > target or rows[0].role == "assistant"):
+            # reply left first goes too (it would merge into the last example's answer). A
+            # tool round goes whole: its calls (an assistant row) first, then each result,
+            # so a call is never kept without its result or a result without its call.
+            while rows and (fixed + history > target or rows[0].role in ("assistant", "tool")):
                 history -= rows.pop(0).token_count
             first = rows[0].id if rows else new_id or await self._next_id(chat)
             start = max(start, first)
@@ -281,13 +310,14 @@ class Planner:
             reserve=settings.max_tokens,
             persona_tokens=persona,
             history_tokens=history,
-            new_tokens=fixed - persona - examples,
+            new_tokens=fixed - persona - examples - tools_tokens,
             kept_messages=len(rows),
             start_id=start,
             examples_tokens=examples,
             examples=len(settings.examples),
             memory_budget=memory,
             knowledge_budget=knowledge,
+            tools_tokens=tools_tokens,
         )
 
     async def plan_turn(
@@ -298,14 +328,17 @@ class Planner:
         new: Message | None,
         new_id: int,
         retrieval: Retrieval | None,
+        tools_tokens: int = 0,
     ) -> PromptPlan:
         """A turn's prompt plan (as plan), with what retrieval found for the new message
         before it, in the tokens the history left for it."""
         if retrieval is None or new is None:
-            return await self.plan(chat, settings, rows, new, new_id)
+            return await self.plan(chat, settings, rows, new, new_id, tools_tokens=tools_tokens)
         backend = self._backends[settings.backend]
         reserve = await retrieval.reserve(chat.id, settings)
-        plan = await self.plan(chat, settings, rows, new, new_id, reserve=reserve)
+        plan = await self.plan(
+            chat, settings, rows, new, new_id, reserve=reserve, tools_tokens=tools_tokens
+        )
         budgets = (plan.memory_budget, plan.knowledge_budget)
         found = await retrieval.recall(
             chat, settings, new["content"], plan.start_id, backend, new, budgets
@@ -351,13 +384,18 @@ class Planner:
         ]
 
     async def report(
-        self, chat: ChatRecord, settings: ChatSettings, reserve: tuple[int, int] = (0, 0)
+        self,
+        chat: ChatRecord,
+        settings: ChatSettings,
+        reserve: tuple[int, int] = (0, 0),
+        tools_tokens: int = 0,
     ) -> ContextReport:
         """The window as it would be spent by the next turn (without a new message); reserve:
-        what retrieval keeps, as in plan."""
+        what retrieval keeps, as in plan; tools_tokens: the declarations offered."""
         backend = self._backends[settings.backend]
         rows = await self.history(chat, backend)
-        plan = await self.plan(chat, settings, rows, None, reserve=reserve)
+        plan = await self.plan(chat, settings, rows, None, reserve=reserve,
+                               tools_tokens=tools_tokens)  # fmt: skip
         cached = None
         if isinstance(backend, PrefixCache):
             cached = await backend.cached_prefix(plan.messages, str(chat.key))

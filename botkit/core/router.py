@@ -21,6 +21,7 @@ from botkit.core.events import Incoming
 from botkit.core.middleware import Middleware, run_chain
 from botkit.core.plugin_context import PluginContext
 from botkit.core.streaming import ReplyTarget
+from botkit.core.turn_source import TurnSource
 from botkit.metrics import Metrics
 
 __all__ = ["Router"]
@@ -180,15 +181,28 @@ class Router:
         if result:
             await ctx.reply(result)
 
+    async def run_tool(
+        self, ctx: TurnSource, command: Command, values: dict[str, Any]
+    ) -> str | None:
+        """A command the model called as a tool, in its turn's chat: through the middleware
+        (the permission and rate checks of its sender) to the handler, without waiting for
+        the chat's turns (the tool runs inside one)."""
+        if not isinstance(ctx, Context):
+            raise TypeError("a tool runs in a turn started by a message's Context")
+        return await run_chain(self.middlewares, ctx, command, values, self._invoke)
+
     async def _run(self, ctx: Context, command: Command, values: dict[str, Any]) -> str | None:
         """The end of the middleware chain: the handler, in the chat's order."""
-        if not (command.writes_ahead or command.changes_history):
+        if not (command.writes_ahead or command.changes_history or command.immediate):
             # Answered in arrival order: after the chat's earlier replies, seeing what they
             # and earlier commands stored. The chat's next message waits for this one (its
             # place is released when handling ends). /reset and /retry act on the replies
             # themselves (a /retry queues as a turn).
             await self._services.conversation.after_earlier_turns(ctx.chat.id)
             ctx = await self.context(ctx.incoming, ctx.target, ctx.on_accepted)
+        return await self._invoke(ctx, command, values)
+
+    async def _invoke(self, ctx: Context, command: Command, values: dict[str, Any]) -> str | None:
         if command.internal:
             return await command.handler(ctx, **values)
         plugin_ctx = PluginContext(ctx, command.plugin, counted=command.uses_model)

@@ -33,6 +33,8 @@ __all__ = [
     "Seed",
     "SeedValue",
     "Temperature",
+    "ToolName",
+    "ToolSwitches",
     "TopK",
     "TopP",
     "max_reply_tokens",
@@ -140,6 +142,10 @@ ExampleText = Annotated[str, Field(min_length=1, max_length=EXAMPLE_MAX_CHARS)]
 # A few-shot example: what the user says and what the assistant answers.
 Example = tuple[ExampleText, ExampleText]
 Examples = Annotated[tuple[Example, ...], Field(max_length=MAX_EXAMPLES)]
+# A tool's name as every model API accepts it (OpenAI: ^[a-zA-Z0-9_-]{1,64}$).
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+MAX_TOOL_SWITCHES = 256
+ToolSwitches = Annotated[dict[ToolName, bool], Field(max_length=MAX_TOOL_SWITCHES)]
 
 
 class ChatSettings(SamplingOptions):
@@ -153,6 +159,9 @@ class ChatSettings(SamplingOptions):
     # Recall: the chat's messages that fell out of the window come back when relevant to a
     # new one (/memory on|off; [memory] sets how many tokens they may take).
     memory: bool = True
+    # Tools this chat turned on or off (/tools on|off NAME), by name; a tool not named here
+    # is on or off as it comes (botkit's on, MCP servers' off).
+    tools: ToolSwitches = {}
 
     def with_overrides(self, overrides: dict[str, Any]) -> ChatSettings:
         """These settings with every non-None override applied (overrides are validated when
@@ -171,7 +180,9 @@ class ChatSettings(SamplingOptions):
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The setting names, in display order."""
-        return ("backend", "persona", "examples", "memory", *SamplingOptions.model_fields)
+        return (
+            "backend", "persona", "examples", "memory", "tools", *SamplingOptions.model_fields
+        )  # fmt: skip
 
 
 def max_reply_tokens(window: int) -> int:

@@ -182,6 +182,10 @@ class ReplyStream:
         if self._clock() - self._last_flush >= self.target.min_edit_interval:
             await self._flush()
 
+    async def flush(self) -> None:
+        """Show what was appended now, whatever the pacing (a tool call waiting on the user)."""
+        await self._flush()
+
     async def finish(self, suffix: str = "") -> None:
         """Show the whole reply (plus an optional note, e.g. "[interrupted]")."""
         self._text += suffix

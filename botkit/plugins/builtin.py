@@ -166,8 +166,14 @@ async def context(ctx: Context) -> None:
     """How the context window is spent: persona, kept history, memory and documents, reply
     reserve, free."""
     reserve = await ctx.retrieval.reserve(ctx.chat.id, ctx.settings)
-    report = await ctx.planner.report(ctx.chat, ctx.settings, reserve)
+    offer = await ctx.services.tools.offer(ctx, ctx.backend)
+    report = await ctx.planner.report(ctx.chat, ctx.settings, reserve, offer.tokens)
     p = report.plan
+    tools = (
+        f"{p.tools_tokens} ({len(offer.specs)} tools' declarations, /tools)"
+        if offer.specs
+        else f"0 ({offer.note})"
+    )
     last = ctx.retrieval.sources(ctx.chat.id)
     lines = [
         f"Context window: {p.window} tokens ({ctx.backend.name})",
@@ -175,6 +181,7 @@ async def context(ctx: Context) -> None:
         f"  examples:       {p.examples_tokens} ({p.examples} pairs, /examples)",
         f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
         *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[:2],
+        f"  tools:          {tools}",
         f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
         f"  reply reserve:  {p.reserve}",
         f"  free:           {report.free}",
@@ -195,6 +202,7 @@ async def context(ctx: Context) -> None:
         ("history", p.history_tokens),
         ("memory", p.memory_budget),
         ("documents", p.knowledge_budget),
+        ("tools", p.tools_tokens),
         ("framing", p.new_tokens),
         ("reply reserve", p.reserve),
         ("free", report.free),
@@ -358,7 +366,7 @@ async def start(ctx: Context, payload: StartPayload | None = None) -> str:
 # The commands that show the workshop ideas on the real model, listed together by /help.
 CONCEPTS = (
     "probs", "tokens", "context", "model", "retry", "stats", "examples", "memory", "docs",
-    "sources", "embed",
+    "sources", "embed", "tools",
 )  # fmt: skip
 
 
@@ -368,7 +376,7 @@ async def help_(ctx: Context) -> str:
 
     def line(command: Command) -> str:
         first = command.help.splitlines()[0] if command.help else ""
-        internal = command.plugin in {plugin.name, "explain", "fewshot", "knowledge"}
+        internal = command.plugin in {plugin.name, "explain", "fewshot", "knowledge", "tools"}
         origin = "" if internal else f"  [{command.plugin}]"
         return f"  {command.usage} — {first}{origin}"
 

@@ -63,13 +63,14 @@ def probs_chart(
 
 def context_chart(parts: Sequence[tuple[str, int]], window: int, dropped: int) -> bytes:
     """One bar: the context window split into its parts (persona, examples, history, memory,
-    documents, reply framing, reserve, free), in that order."""
+    documents, tools, reply framing, reserve, free), in that order."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(CONTEXT_SIZE[0] / _DPI, CONTEXT_SIZE[1] / _DPI), dpi=_DPI)
     axis = figure.subplots()
     colours = [
-        "#7b4fa0", "#b07ac8", "#2a7ab0", "#3aa08a", "#8fd1b5", "#9bbfd9", "#e0a030", "#dddddd",
+        "#7b4fa0", "#b07ac8", "#2a7ab0", "#3aa08a", "#8fd1b5", "#c0504d", "#9bbfd9", "#e0a030",
+        "#dddddd",
     ]  # fmt: skip
     start = 0
     for (label, tokens), colour in zip(parts, colours, strict=False):
@@ -79,6 +80,8 @@ def context_chart(parts: Sequence[tuple[str, int]], window: int, dropped: int) -
     axis.set_yticks([])
     note = f"; {dropped} older messages no longer seen" if dropped else ""
     axis.set_title(f"Context window: {window} tokens{note}", fontsize=10)
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=len(parts), fontsize=8)
+    axis.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=(len(parts) + 1) // 2, fontsize=8
+    )
     figure.tight_layout()
     return _png(figure)

@@ -180,4 +180,9 @@ async def stats(ctx: Context) -> str:
         )
     usage = Usage.from_json(data)
     lines = [f"The last reply (backend {data.get('backend', '?')}):", *describe_usage(usage)]
+    if data.get("tool_calls"):
+        lines.append(
+            f"  tools: {data['tool_calls']} call(s), {float(data.get('tool_seconds', 0)):.2f} s "
+            "in the tools (not counted in the figures above, which are the final answer's)"
+        )
     return "\n".join(lines)

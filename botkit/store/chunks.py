@@ -227,6 +227,7 @@ class Chunks:
                 m.status.in_(_RECALLED),
                 m.replaces.is_(None),
                 m.content != "",
+                m.tool.is_(None),  # a tool round's calls and results are not recalled
                 ~exists().where(CHUNKS.c.message_id == m.id),
             )
             .order_by(m.id)

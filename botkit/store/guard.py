@@ -45,6 +45,13 @@ class OwnerGuard:
         the chat before it ((0, None) if unknown: then nothing is checked)."""
         return self.in_flight.pop(reply_id, (0, None))
 
+    def moved(self, chat_id: int, reply_id: int, next_id: int) -> None:
+        """A tool round: the turn's reply is now row next_id, written after its calls."""
+        found = self.in_flight.pop(reply_id, None)
+        if found is not None:
+            self.in_flight[next_id] = found
+        self.wrote(chat_id, next_id)
+
     def dropped(self, reply_id: int) -> None:
         """The turn of reply_id ended without a reply."""
         self.in_flight.pop(reply_id, None)

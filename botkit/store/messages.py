@@ -28,20 +28,24 @@ _COLUMNS = (
     MESSAGES.c.tokenizer_id,
     MESSAGES.c.status,
     MESSAGES.c.seed,
+    MESSAGES.c.tool,
 )
 
 
 # The enums by value: a dict lookup costs a twentieth of Role(value), read for every row.
 _ROLES = {role.value: role for role in Role}
 _STATUSES = {status.value: status for status in MessageStatus}
+# What a reply answers: a question, or (after a tool round) the tools' results.
+_ASKED = (Role.USER, Role.TOOL)
 
 
 def _stored(row: Any) -> StoredMessage:
     """A row of _COLUMNS as a StoredMessage."""
-    row_id, role, author, content, token_count, tokenizer_id, status, seed = row
+    row_id, role, author, content, token_count, tokenizer_id, status, seed, tool = row
     return StoredMessage(
-        row_id, _ROLES[role], author, content, token_count, tokenizer_id, _STATUSES[status], seed
-    )
+        row_id, _ROLES[role], author, content, token_count, tokenizer_id, _STATUSES[status], seed,
+        tool,
+    )  # fmt: skip
 
 
 class Messages:
@@ -123,7 +127,7 @@ class Messages:
             .order_by(MESSAGES.c.id.desc())
             .limit(2)
         )
-        if len(found) == 2 and found[0].role == Role.ASSISTANT and found[1].role == Role.USER:
+        if len(found) == 2 and found[0].role == Role.ASSISTANT and found[1].role in _ASKED:
             return found[1], found[0]
         return None
 

@@ -34,6 +34,7 @@ class StoredMessage:
     tokenizer_id: str
     status: MessageStatus
     seed: int | None
+    tool: dict[str, Any] | None = None  # a tool round's calls or result (models.MessageRow.tool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class NewMessage:
     status: MessageStatus
     seed: int | None = None
     stats: dict[str, Any] | None = None  # a reply's figures for /stats
+    tool: dict[str, Any] | None = None  # a tool round's calls or result (models.MessageRow.tool)
 
     def columns(self) -> dict[str, Any]:
         """The message as messages' column values (a shallow copy: dataclasses.asdict's deep
@@ -55,12 +57,12 @@ class NewMessage:
         return {
             "role": self.role, "author": self.author, "content": self.content,
             "token_count": self.token_count, "tokenizer_id": self.tokenizer_id,
-            "status": self.status, "seed": self.seed, "stats": self.stats,
+            "status": self.status, "seed": self.seed, "stats": self.stats, "tool": self.tool,
         }  # fmt: skip
 
     def stored(self, row_id: int) -> StoredMessage:
         """This message as it reads back once stored as row row_id."""
         return StoredMessage(
             row_id, self.role, self.author, self.content, self.token_count, self.tokenizer_id,
-            self.status, self.seed,
+            self.status, self.seed, self.tool,
         )  # fmt: skip

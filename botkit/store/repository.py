@@ -77,6 +77,8 @@ class Repository:
         self.checkpoint = turns.checkpoint
         self.finish_turn = turns.finish_turn
         self.discard_reply = turns.discard_reply
+        self.tool_round = turns.tool_round
+        self.finish_result = turns.finish_result
         # The stores beside this one, on the same writer.
         self.cut_marks = CutMarks(writer)
         self.plugin_data = PluginData(writer)

@@ -19,7 +19,7 @@ while they are generated: no other live process touches them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -44,7 +44,7 @@ __all__ = ["Turns"]
 _INSERT_RETURNING_ID = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
 _TURN_COLUMNS = (
     "chat_id", "created_at", "role", "author", "content", "token_count", "tokenizer_id", "status",
-    "seed", "replaces", "owner",
+    "seed", "replaces", "owner", "tool",
 )  # fmt: skip
 # The same rows as one multi-row INSERT, for SQLite's driver path (one statement, one hop).
 _INSERT_ROWS = {
@@ -161,7 +161,7 @@ class Turns:
             "chat_id": chat_id, "created_at": now, "role": Role.ASSISTANT, "author": None,
             "content": "", "token_count": 0, "tokenizer_id": "", "seed": None,
             "status": MessageStatus.GENERATING, "replaces": replaces, "stats": None,
-            "owner": self.owner,
+            "owner": self.owner, "tool": None,
         }  # fmt: skip
         values = [] if user is None else [
             {"chat_id": chat_id, "created_at": now, "replaces": None, "owner": None,
@@ -228,6 +228,46 @@ class Turns:
                         row, content=reply.content, token_count=reply.token_count,
                         tokenizer_id=reply.tokenizer_id, status=reply.status, seed=reply.seed,
                     )  # fmt: skip
+
+    async def tool_round(
+        self, chat_id: int, reply_id: int, call: NewMessage, results: Sequence[NewMessage]
+    ) -> tuple[list[int], int]:
+        """The model called tools: the reply row reply_id becomes the row of the calls, and the
+        calls' result rows (marked generating until each tool returns) and the next reply row
+        (generating) are written after it, in one transaction, before any tool runs. A crash
+        while a tool runs leaves them generating: recovery marks them interrupted, and the
+        history keeps the calls with their (interrupted) results. Returns (the result rows'
+        ids in the calls' order, the next reply's id)."""
+        now = utc_now()
+        fresh = {"chat_id": chat_id, "created_at": now, "replaces": None, "owner": self.owner}
+        next_reply = NewMessage(Role.ASSISTANT, None, "", 0, "", MessageStatus.GENERATING)
+        rows = [{**fresh, **r.columns()} for r in (*results, next_reply)]
+        async with self._writer.transaction() as conn:
+            await conn.execute(
+                update(MESSAGES).where(MESSAGES.c.id == reply_id).values(call.columns())
+            )
+            result = await conn.execute(_INSERT_RETURNING_ID, rows)
+            ids = [int(i) for i in result.scalars()]
+        self._guard.moved(chat_id, reply_id, ids[-1])
+        cached = self._caches.rows(chat_id)
+        if cached is not None:
+            for index, row in enumerate(cached):
+                if row.id == reply_id:
+                    cached[index] = call.stored(reply_id)
+            cached.extend(r.stored(i) for r, i in zip((*results, next_reply), ids, strict=True))
+        return ids[:-1], ids[-1]
+
+    async def finish_result(self, chat_id: int, row_id: int, result: NewMessage) -> None:
+        """Store a tool's result (or why it failed) in its row, written ahead by tool_round."""
+        async with self._writer.transaction() as conn:
+            await conn.execute(
+                update(MESSAGES).where(MESSAGES.c.id == row_id).values(result.columns())
+            )
+        cached = self._caches.rows(chat_id)
+        if cached is not None:
+            for index, row in enumerate(cached):
+                if row.id == row_id:
+                    cached[index] = result.stored(row_id)
 
     async def discard_reply(self, chat_id: int, reply_id: int) -> None:
         """Delete a reply row that never got text (a refused turn, a failed /retry)."""

@@ -17,7 +17,7 @@ plugin = Plugin("dice", help="Dice rolls")
 DiceSpec = Annotated[str, Field(pattern=r"^\d{1,3}d\d{1,4}$", description="like 2d6")]
 
 
-@plugin.command("roll")
+@plugin.command("roll", tool=True)
 async def roll(ctx: PluginContext, spec: DiceSpec = "1d6") -> str:
     """Roll dice, e.g. /roll 2d6 (up to 100 dice with up to 1000 sides)."""
     count, sides = (int(part) for part in spec.split("d"))

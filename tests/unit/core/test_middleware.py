@@ -21,6 +21,7 @@ from botkit.core.settings import ChatSettings
 from botkit.retrieval.library import Library
 from botkit.retrieval.service import Retrieval
 from botkit.store.repository import Repository
+from botkit.tools.registry import ToolRegistry
 
 plugin = Plugin("probe", help="commands for the middleware tests", internal=True)
 ran: list[str] = []
@@ -68,8 +69,10 @@ def router(repo: Repository) -> Router:
         commands=commands, plugins=config.plugins, count_request=lambda _: None,
         hide_internals=lambda text: text, retrieval=retrieval,
         library=Library(config.knowledge, retrieval, lambda: repo),
+        tools=ToolRegistry(config.tools, commands, lambda *call: routed.run_tool(*call)),
     )  # fmt: skip
-    return Router(services)
+    routed = Router(services)
+    return routed
 
 
 async def send(router: Router, text: str, *, may_change: bool = True) -> str:
