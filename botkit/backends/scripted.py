@@ -33,7 +33,8 @@ class ScriptedBackend:
         self.tool_requests: list[tuple[tuple[ToolSpec, ...], ToolChoice]] = []
         self.max_parallel = 1
         self.ignored_settings: frozenset[str] = frozenset()
-        self.tools_unsupported: str | None = None  # a test may say the model cannot
+        # Like a model that was not trained to call tools: a test that wants calls sets None.
+        self.tools_unsupported: str | None = "the scripted model decides no calls itself"
 
     @property
     def context_window(self) -> int:
@@ -65,7 +66,7 @@ class ScriptedBackend:
         return sum([await self.message_tokens(m) for m in messages]) + 4
 
     async def tool_support(self) -> str | None:
-        """None unless a test set tools_unsupported."""
+        """tools_unsupported (None once a test says the model calls tools itself)."""
         return self.tools_unsupported
 
     async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:

@@ -95,6 +95,7 @@ class _Turn:
     new: Message | None  # the user message (None: it is the last history row, /retry)
     seed: int | None
     replaces: int | None = None
+    forced: str | None = None  # the tool the first round must call (/tool NAME)
     shown_from: int = 0  # the reply row's text starts here in the stream (after tool rounds)
     tools: RoundState = field(default_factory=RoundState)
 
@@ -172,9 +173,12 @@ class Conversation:
             if not line.waiting and not line.order.locked():
                 self._lines.pop(chat_id, None)
 
-    async def respond(self, ctx: TurnSource, text: str, *, seed: int | None = None) -> Reply:
+    async def respond(
+        self, ctx: TurnSource, text: str, *, seed: int | None = None, tool: str | None = None
+    ) -> Reply:
         """Answer text in ctx's chat: write the turn ahead, wait for the chat's earlier turns,
-        stream the reply to the chat and store it. seed overrides the chat's seed setting."""
+        stream the reply to the chat and store it. seed overrides the chat's seed setting;
+        tool: a tool the model must call first (its name)."""
         backend = ctx.backend
         author = ctx.incoming.user.name if not ctx.incoming.is_dm else None
         new: Message = {"role": "user", "content": f"{author}: {text}" if author else text}
@@ -189,7 +193,7 @@ class Conversation:
         user_id, reply_id = await self._store().begin_turn(ctx.chat.id, row)
         assert user_id is not None
         ctx.accepted()  # committed: the platform may now confirm the message as delivered
-        return await self._run(_Turn(ctx, backend, reply_id, user_id, new, seed))
+        return await self._run(_Turn(ctx, backend, reply_id, user_id, new, seed, forced=tool))
 
     async def regenerate(self, ctx: TurnSource, seed: int | None) -> tuple[Reply, StoredMessage]:
         """Generate the chat's last reply again (after its earlier turns); the old reply stays
@@ -338,7 +342,7 @@ class Conversation:
         answers from the calls and results already in the history)."""
         if self.tools is None or turn.replaces is not None:
             return ToolOffer()
-        return await self.tools.offer(turn.ctx, turn.backend)
+        return await self.tools.offer(turn.ctx, turn.backend, turn.forced)
 
     async def _rounds(
         self,
@@ -354,7 +358,9 @@ class Conversation:
         messages = list(plan.messages)
         rounds = self.tools.max_rounds if self.tools is not None and offer.specs else 0
         for done in range(rounds + 1):
-            choice = "auto" if done < rounds else "none"
+            choice = "auto" if done < rounds and offer.auto else "none"
+            if done == 0 and offer.forced is not None:
+                choice = offer.forced
             usage, calls = await self._stream(turn, messages, settings, seed, stream,
                                               offer, choice)  # fmt: skip
             if not calls or done == rounds or self.tools is None:

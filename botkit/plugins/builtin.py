@@ -254,6 +254,13 @@ async def model(ctx: Context, name: BackendName | None = None) -> str:
         lines += _describe(await ctx.backend.info())
     except BackendError as exc:
         lines.append(f"backend {ctx.backend.name}: {exc}")
+    tools = ctx.services.tools
+    problem = await tools.support(ctx.backend)
+    forced = "" if tools.can_force(ctx.backend) else "; a call can be forced: /tool NAME …"
+    lines.append(
+        "  tools: the model calls them itself (/tools)" if problem is None
+        else f"  tools: not offered: {problem}{forced}"
+    )  # fmt: skip
     lines.append("Backends (switch with /model NAME):")
     for backend_name, config in ctx.services.backend_configs.items():
         here = "  ← this chat" if backend_name == ctx.settings.backend else ""

@@ -75,6 +75,11 @@ async def tools(
         if problem is None
         else f"The model ({backend.name}) is given no tools: {problem}. The chat goes on "
         "without them."
+        + (
+            ""
+            if registry.can_force(backend)
+            else " A call can still be forced: /tool NAME question"
+        )
     )
     lines = [head, "Tools:"]
     lines += [_line(s, registry.is_on(s, ctx.settings)) for s in specs]
@@ -86,6 +91,21 @@ async def tools(
         "per call. Switch one: /tools on NAME, /tools off NAME"
     )
     return "\n".join(lines)
+
+
+Question = Annotated[str, Field(min_length=1, max_length=16000)]
+
+
+@plugin.command("tool", writes_ahead=True, uses_model=True)
+async def tool(ctx: Context, name: ToolArg, question: Question) -> None:
+    """Ask with a tool the model must call first, e.g. /tool time What day is it? (the call is
+    forced: in-process, a grammar makes it valid JSON for the tool's schema)."""
+    registry = ctx.services.tools
+    registry.find(name, ctx.settings)
+    problem = registry.can_force(ctx.backend)
+    if problem is not None:
+        raise CommandError(f"/tool: {problem}")
+    await ctx.conversation.respond(ctx, question, tool=name)
 
 
 @plugin.command("confirm", immediate=True)

@@ -17,11 +17,14 @@ __all__ = ["ToolOffer", "Toolbox"]
 @dataclass(frozen=True, slots=True)
 class ToolOffer:
     """The tools a turn offers its model, what their declarations cost, and, when none are
-    offered, why (shown in /tools, /context and /model)."""
+    offered, why (shown in /tools, /context and /model). forced: the tool the first round
+    must call (/tool NAME); auto: the model may decide to call after that."""
 
     specs: tuple[ToolSpec, ...] = ()
     tokens: int = 0
     note: str | None = None
+    forced: str | None = None
+    auto: bool = True
 
 
 class Toolbox(Protocol):
@@ -35,8 +38,11 @@ class Toolbox(Protocol):
     def max_calls(self) -> int:
         """Calls per round ([tools] max_calls)."""
 
-    async def offer(self, ctx: TurnSource, backend: Backend) -> ToolOffer:
-        """The tools on in ctx's chat that backend's model can be given."""
+    async def offer(
+        self, ctx: TurnSource, backend: Backend, forced: str | None = None
+    ) -> ToolOffer:
+        """The tools on in ctx's chat that backend's model can be given; forced: the one tool
+        the first round must call."""
         ...
 
     async def run(

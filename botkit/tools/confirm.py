@@ -21,18 +21,27 @@ class Confirmations:
 
     def __init__(self) -> None:
         self._waiting: dict[int, _Waiting] = {}
+        self._asked = asyncio.Event()  # set each time a call starts waiting
 
     async def ask(self, chat_id: int, user_id: str, tool: str, wait: float) -> bool | None:
         """Wait for the user's answer: True (confirmed), False (denied), None (no answer
         within wait seconds)."""
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting[chat_id] = _Waiting(user_id, tool, answer)
+        self._asked.set()
         try:
             return await asyncio.wait_for(answer, wait)
         except TimeoutError:
             return None
         finally:
             self._waiting.pop(chat_id, None)
+
+    async def waiting(self, chat_id: int) -> str:
+        """Return once a call waits for an answer in the chat: its tool's name."""
+        while chat_id not in self._waiting:
+            self._asked.clear()
+            await self._asked.wait()
+        return self._waiting[chat_id].tool
 
     def answer(self, chat_id: int, user_id: str, yes: bool) -> str:
         """Answer the chat's waiting call as user_id; what to tell them."""

@@ -103,28 +103,51 @@ class ToolRegistry:
         """Whether the chat has the tool on (its /tools switch, else the tool's default)."""
         return settings.tools.get(spec.name, spec.default_on)
 
-    async def support(self, backend: Backend) -> str | None:
-        """None when backend's model can be given tools; otherwise why not."""
+    def can_force(self, backend: Backend) -> str | None:
+        """None when a call can be forced on backend (/tool NAME); otherwise why not."""
         if not self.config.enabled:
             return "tools are off for this bot ([tools] enabled = false)"
         if not isinstance(backend, ToolCalling):
             return f"backend {backend.name!r} cannot call tools"
-        return await backend.tool_support()
+        return None
 
-    async def offer(self, ctx: TurnSource, backend: Backend) -> ToolOffer:
-        """The tools on in ctx's chat that backend's model can be given, and their cost."""
-        on = tuple(s for s in self.specs() if self.is_on(s, ctx.settings))
-        if not on:
-            return ToolOffer(note="no tool is on in this chat (/tools lists them)")
+    async def support(self, backend: Backend) -> str | None:
+        """None when backend's model decides on its own to call the tools it is given;
+        otherwise why not (a call may still be forced where can_force allows)."""
+        problem = self.can_force(backend)
+        if problem is not None or not isinstance(backend, ToolCalling):
+            return problem
         try:
-            problem = await self.support(backend)
+            return await backend.tool_support()
         except Exception as exc:
             log.warning("could not ask %s whether it calls tools: %s", backend.name, exc)
-            problem = f"backend {backend.name!r} could not say whether it calls tools ({exc})"
-        if problem is not None:
+            return f"backend {backend.name!r} could not say whether it calls tools ({exc})"
+
+    def find(self, name: str, settings: ChatSettings) -> ToolSpec:
+        """The tool called name, on in this chat (CommandError saying which are, if not)."""
+        specs = self.specs()
+        spec = next((s for s in specs if s.name == name), None)
+        if spec is None or not self.is_on(spec, settings):
+            on = ", ".join(s.name for s in specs if self.is_on(s, settings)) or "none"
+            state = "is off in this chat (/tools on NAME)" if spec else "does not exist"
+            raise CommandError(f"the tool {name!r} {state}; the tools on here: {on}")
+        return spec
+
+    async def offer(
+        self, ctx: TurnSource, backend: Backend, forced: str | None = None
+    ) -> ToolOffer:
+        """The tools on in ctx's chat that backend's model can be given, and their cost;
+        forced: the one tool the first round must call (offered alone)."""
+        on = tuple(s for s in self.specs() if self.is_on(s, ctx.settings))
+        if forced is not None:
+            on = tuple(s for s in on if s.name == forced)
+        if not on:
+            return ToolOffer(note="no tool is on in this chat (/tools lists them)")
+        problem = await self.support(backend)
+        if problem is not None and (forced is None or self.can_force(backend) is not None):
             return ToolOffer(note=problem)
         assert isinstance(backend, ToolCalling)
-        return ToolOffer(on, await backend.tool_tokens(on))
+        return ToolOffer(on, await backend.tool_tokens(on), problem, forced, problem is None)
 
     async def run(
         self,
