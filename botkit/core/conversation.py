@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,26 +22,24 @@ from botkit.backends.base import (
     Backend,
     BackendBusy,
     ContextOverflow,
-    GenerationParams,
     Message,
     Role,
     Usage,
     WindowLearned,
-    generation_speed,
 )
 from botkit.config import HistoryConfig
-from botkit.core.planner import Planner, PromptPlan, count_reply, render
+from botkit.core.generation import Generation, Turn, generation_params
+from botkit.core.planner import Planner, PromptPlan, render
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
-from botkit.core.streaming import INTERRUPTED_MARK, RecoverableTarget, ReplyStream
-from botkit.core.tool_turn import RoundState, check_room, run_round
+from botkit.core.streaming import INTERRUPTED_MARK, ReplyStream
+from botkit.core.tool_turn import check_room, run_round
 from botkit.core.turn_source import TurnSource
 from botkit.metrics import Metrics
 from botkit.retrieval.service import Retrieval
 from botkit.store.models import MessageStatus
 from botkit.store.repository import ChatRecord, NewMessage, Repository, StoredMessage
 from botkit.tools.box import Toolbox, ToolOffer
-from botkit.tools.spec import ToolCall
 
 __all__ = ["Conversation", "NothingToRetry", "Reply"]
 
@@ -68,15 +65,6 @@ def _concrete(seed: int) -> int:
     return random.randint(0, SEED_MAX) if seed == RANDOM_SEED else seed
 
 
-def _generation(settings: ChatSettings, seed: int, max_tokens: int) -> GenerationParams:
-    """The chat's sampling options for one generation; a chat that fixed its seed wants the
-    same reply from the same history (repeatable)."""
-    return GenerationParams(
-        **{**settings.sampling(), "seed": seed, "max_tokens": max_tokens},
-        repeatable=settings.seed != RANDOM_SEED,
-    )
-
-
 @dataclass
 class _ChatLine:
     """One chat's turns: they run one after another, in the order they arrived."""
@@ -84,24 +72,6 @@ class _ChatLine:
     order: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0  # turns admitted and not finished
     running: set[asyncio.Task[Reply]] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _Turn:
-    ctx: TurnSource
-    backend: Backend
-    reply_id: int  # the row being generated (a tool round moves it on)
-    before: int  # the history before this message id goes into the prompt
-    new: Message | None  # the user message (None: it is the last history row, /retry)
-    seed: int | None
-    replaces: int | None = None
-    forced: str | None = None  # the tool the first round must call (/tool NAME)
-    shown_from: int = 0  # the reply row's text starts here in the stream (after tool rounds)
-    tools: RoundState = field(default_factory=RoundState)
-
-    def text(self, stream: ReplyStream) -> str:
-        """The text of the row being generated."""
-        return stream.text[self.shown_from :]
 
 
 class Conversation:
@@ -137,6 +107,7 @@ class Conversation:
         self._checkpoint_interval = checkpoint_interval
         self.retrieval = retrieval
         self.planner = Planner(history or HistoryConfig(), backends, store)
+        self._generation = Generation(store, self._metrics, checkpoint_interval, retrieval)
         self._lines: dict[int, _ChatLine] = {}
         self._admitted: Counter[str] = Counter()  # per backend: written, not yet generating
 
@@ -193,7 +164,7 @@ class Conversation:
         user_id, reply_id = await self._store().begin_turn(ctx.chat.id, row)
         assert user_id is not None
         ctx.accepted()  # committed: the platform may now confirm the message as delivered
-        return await self._run(_Turn(ctx, backend, reply_id, user_id, new, seed, forced=tool))
+        return await self._run(Turn(ctx, backend, reply_id, user_id, new, seed, forced=tool))
 
     async def regenerate(self, ctx: TurnSource, seed: int | None) -> tuple[Reply, StoredMessage]:
         """Generate the chat's last reply again (after its earlier turns); the old reply stays
@@ -213,7 +184,7 @@ class Conversation:
                 seed = old.seed
             _, reply_id = await self._store().begin_turn(ctx.chat.id, None, replaces=old.id)
             ctx.accepted()  # written ahead: the chat's next message may be taken
-        reply = await self._run(_Turn(ctx, backend, reply_id, old.id, None, seed, old.id))
+        reply = await self._run(Turn(ctx, backend, reply_id, old.id, None, seed, old.id))
         return reply, old
 
     async def complete(
@@ -230,7 +201,7 @@ class Conversation:
                 f"that request is {prompt} tokens and its answer may take {limit}: more than "
                 f"the {backend.context_window}-token window"
             )
-        params = _generation(settings, _concrete(settings.seed), limit)
+        params = generation_params(settings, _concrete(settings.seed), limit)
         chat = str(ctx.chat.key)
         async with self._scheduler.slot(backend.name, backend.max_parallel, chat):
             pieces = [c.text async for c in backend.stream(messages, params, cache_key=f"{chat}+")]
@@ -256,7 +227,7 @@ class Conversation:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, turn: _Turn) -> Reply:
+    async def _run(self, turn: Turn) -> Reply:
         chat_id = turn.ctx.chat.id
         async with self._queued(chat_id, turn.backend) as line:
             inner = asyncio.create_task(self._generate(turn, line))
@@ -272,7 +243,7 @@ class Conversation:
             finally:
                 line.running.discard(inner)
 
-    async def _generate(self, turn: _Turn, line: _ChatLine) -> Reply:
+    async def _generate(self, turn: Turn, line: _ChatLine) -> Reply:
         ctx, backend = turn.ctx, turn.backend
         chat_name = str(ctx.chat.key)
         scheduler = self._scheduler
@@ -291,7 +262,7 @@ class Conversation:
             if not counted:
                 self._admitted[backend.name] -= 1
 
-    async def _answer(self, turn: _Turn, stream: ReplyStream) -> Reply:
+    async def _answer(self, turn: Turn, stream: ReplyStream) -> Reply:
         """Plan (now that every earlier turn is stored), generate with checkpoints, store."""
         ctx, backend, repo = turn.ctx, turn.backend, self._store()
         chat = await repo.chat(ctx.chat.key)  # fresh: earlier turns may have trimmed it
@@ -327,17 +298,19 @@ class Conversation:
             reason = "cancelled" if cancelled else f"{type(exc).__name__}: {exc}"
             log.info("reply in %s interrupted: %s", ctx.chat.key, reason)
             # Shielded: the turn is stored even though this task is being cancelled.
-            await asyncio.shield(self._finish(turn, stream, MessageStatus.INTERRUPTED, seed))
+            await asyncio.shield(
+                self._generation.finish(turn, stream, MessageStatus.INTERRUPTED, seed)
+            )
             if not cancelled and stream.text:
                 await stream.finish(INTERRUPTED_MARK)
             metrics.replies.labels(backend.name, MessageStatus.INTERRUPTED).inc()
             raise
-        await self._finish(turn, stream, MessageStatus.COMPLETE, seed, usage)
+        await self._generation.finish(turn, stream, MessageStatus.COMPLETE, seed, usage)
         metrics.replies.labels(backend.name, MessageStatus.COMPLETE).inc()
         await stream.finish()
         return Reply(stream.text, MessageStatus.COMPLETE, seed, usage)
 
-    async def _offer(self, turn: _Turn) -> ToolOffer:
+    async def _offer(self, turn: Turn) -> ToolOffer:
         """The tools this turn's model is given (none for a /retry's regenerated answer: it
         answers from the calls and results already in the history)."""
         if self.tools is None or turn.replaces is not None:
@@ -346,7 +319,7 @@ class Conversation:
 
     async def _rounds(
         self,
-        turn: _Turn,
+        turn: Turn,
         plan: PromptPlan,
         settings: ChatSettings,
         seed: int,
@@ -361,7 +334,7 @@ class Conversation:
             choice = "auto" if done < rounds and offer.auto else "none"
             if done == 0 and offer.forced is not None:
                 choice = offer.forced
-            usage, calls = await self._stream(turn, messages, settings, seed, stream,
+            usage, calls = await self._generation.stream(turn, messages, settings, seed, stream,
                                               offer, choice)  # fmt: skip
             if not calls or done == rounds or self.tools is None:
                 return usage
@@ -373,88 +346,3 @@ class Conversation:
             messages.extend(added)
             await check_room(turn.backend, messages, offer.tokens, settings.max_tokens)
         return None
-
-    async def _stream(
-        self,
-        turn: _Turn,
-        messages: list[Message],
-        settings: ChatSettings,
-        seed: int,
-        stream: ReplyStream,
-        offer: ToolOffer,
-        choice: str,
-    ) -> tuple[Usage | None, tuple[ToolCall, ...]]:
-        """Generate into stream, checkpointing the reply row as it grows; the usage, and the
-        calls the model made (if any)."""
-        backend, metrics = turn.backend, self._metrics
-        params = _generation(settings, seed, settings.max_tokens)
-        interval = self._checkpoint_interval
-        started = time.perf_counter()
-        saved = started
-        shown: object = None  # the platform message of the last checkpoint
-        recoverable = isinstance(turn.ctx.target, RecoverableTarget)
-        first: float | None = None
-        usage: Usage | None = None
-        chat_name = str(turn.ctx.chat.key)
-        calls: tuple[ToolCall, ...] = ()
-        tools = offer.specs if choice != "none" else ()
-        async for chunk in backend.stream(
-            messages, params, cache_key=chat_name, tools=tools, tool_choice=choice
-        ):
-            if chunk.text:
-                if first is None:
-                    first = time.perf_counter()
-                    metrics.ttft.labels(backend.name).observe(first - started)
-                await stream.append(chunk.text)
-                # Also when the reply's end moves to a new platform message that can be found
-                # again, so that a crash right after it can still mark that message as cut.
-                moved = stream.last_handle is not shown and recoverable
-                if time.perf_counter() - saved >= interval or moved:
-                    saved = time.perf_counter()
-                    shown = stream.last_handle
-                    ref = self._reference(turn, stream)
-                    await self._store().checkpoint(turn.reply_id, turn.text(stream), ref)
-            if chunk.usage is not None:
-                usage = chunk.usage
-            calls = chunk.tool_calls or calls
-        if usage is not None:
-            rate = generation_speed(usage.completion_tokens, first, time.perf_counter())
-            if rate is not None:
-                metrics.tokens_per_second.labels(backend.name).observe(rate)
-        return usage, calls
-
-    @staticmethod
-    def _reference(turn: _Turn, stream: ReplyStream) -> str | None:
-        target = turn.ctx.target
-        handle = stream.last_handle
-        if handle is None or not isinstance(target, RecoverableTarget):
-            return None
-        return target.reference(handle)
-
-    async def _finish(
-        self,
-        turn: _Turn,
-        stream: ReplyStream,
-        status: MessageStatus,
-        seed: int,
-        usage: Usage | None = None,
-    ) -> None:
-        """Store the reply, with its figures for /stats (kept across restarts)."""
-        repo = self._store()
-        chat_id, text, rounds = turn.ctx.chat.id, turn.text(stream), turn.tools
-        for row_id in rounds.pending:  # a tool that never returned (cancelled, failed)
-            interrupted = NewMessage(Role.TOOL, None, "", 0, "", MessageStatus.INTERRUPTED)
-            await repo.finish_result(chat_id, row_id, interrupted)
-        if turn.replaces is not None and (status != MessageStatus.COMPLETE or not text):
-            await repo.discard_reply(chat_id, turn.reply_id)  # a failed retry
-            return
-        reply: Message = {"role": "assistant", "content": text}
-        tokens, counted_by = await count_reply(turn.backend, reply)
-        stats = None if usage is None else {"backend": turn.backend.name, **usage.to_json()}
-        if stats is not None and rounds.rounds:
-            stats |= {"tool_calls": rounds.calls, "tool_seconds": rounds.seconds}
-        row = NewMessage(Role.ASSISTANT, None, text, tokens, counted_by, status, seed, stats)
-        ref = self._reference(turn, stream)
-        await repo.finish_turn(chat_id, turn.reply_id, row, ref, replaces=turn.replaces)
-        if self.retrieval is not None:
-            self.retrieval.stored()  # index the turn's messages, off this path
