@@ -126,7 +126,7 @@ class MessageRow(Base):
     # whose owner holds no live lease was cut, and any process marks it interrupted; one of a
     # live process is never touched. NULL, or a name from before leases: no live owner.
     owner: Mapped[str | None] = mapped_column(String(255))
-    # A tool round (migration 0010): on an assistant row that called tools, the calls
+    # A tool round (migration 0011): on an assistant row that called tools, the calls
     # ({"calls": [{"id", "name", "arguments"}]}); on a tool row, the call it answers
     # ({"call_id", "name", "error"}). NULL on every other message.
     tool: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
