@@ -11,12 +11,17 @@ vectors does not fit a few minutes on 2 cores), so there is no keyword figure at
 Each size is searched twice in the same run: as the bot does (exact below [retrieval]
 index_threshold, the faiss index above it) and exactly (the baseline, and the truth for
 recall@10). Queries are new vectors near the same topics and 3-5 words of a stored chunk.
+Keywords are also searched in a second chat of 1k chunks beside the 100k: what a small chat
+pays in a large database.
+
+BOTKIT_BENCH_RETRIEVAL_SIZES (e.g. "1000,100000") runs only those sizes; the default is all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import re
 import sqlite3
 import tempfile
@@ -39,6 +44,7 @@ from botkit.store.db import create_engine, upgrade
 from botkit.store.repository import Repository
 
 SIZES = [1_000, 100_000, 1_000_000]
+SMALL_CHAT = 1_000  # the second chat's chunks, beside IN_DATABASE of the first
 IN_DATABASE = 100_000  # sizes up to this go through the real table
 DIMENSIONS = 384
 TOPICS = 2_000
@@ -215,32 +221,43 @@ def _label(size: int) -> str:
     return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1_000}k"
 
 
-async def _keywords(repo: Repository, corpus: _Corpus, size: int, out: list[Result],
-                    first: list[float]) -> None:  # fmt: skip
-    """Keyword (FTS5) latency: 3-5 words of stored chunks; baseline the first size's p50."""
-    stored = await repo.read(text("SELECT text FROM chunks ORDER BY random() LIMIT 100"))
+async def _keywords(repo: Repository, corpus: _Corpus, chat_id: int, label: str,
+                    out: list[Result], first: list[float]) -> None:  # fmt: skip
+    """Keyword (FTS5) latency in a chat: 3-5 words of its stored chunks; baseline the first
+    size's p50."""
+    stored = await repo.read(
+        text(
+            "SELECT text FROM chunks WHERE chat_id = :chat ORDER BY random() LIMIT 100"
+        ).bindparams(chat=chat_id)
+    )
     times = []
     for (stored_text,) in stored:
         words = stored_text.split()
         pick = corpus.rng.choice(len(words), int(corpus.rng.integers(3, 6)), replace=False)
         start = time.perf_counter()
-        await repo.chunks.keyword(1, "memory", " ".join(words[i] for i in pick), 20)
+        await repo.chunks.keyword(chat_id, "memory", " ".join(words[i] for i in pick), 20)
         times.append(time.perf_counter() - start)
     if not first:
         first.append(median(times))
     out.append(
-        Result(f"keyword search p50, {_label(size)} (vs {_label(SIZES[0])})",
+        Result(f"keyword search p50, {label} (vs {_label(SIZES[0])})",
                median(times) * 1e3, first[0] * 1e3, "ms", median(times) / first[0],
                "p50 ≤ 50 ms", median(times) <= 0.05, f"p99 {p99(times) * 1e3:.1f} ms, FTS5")
     )  # fmt: skip
 
 
-async def run(sizes: Sequence[int] = SIZES) -> list[Result]:
-    """The figures per size, smallest first."""
+def _sizes() -> list[int]:
+    """SIZES, or those BOTKIT_BENCH_RETRIEVAL_SIZES names."""
+    named = os.environ.get("BOTKIT_BENCH_RETRIEVAL_SIZES", "")
+    return [int(n) for n in named.split(",")] if named else SIZES
+
+
+async def run(sizes: Sequence[int] | None = None) -> list[Result]:
+    """The figures per size, smallest first (all sizes unless the environment names some)."""
     out: list[Result] = []
     corpus = _Corpus()
     first: list[float] = []
-    for size in sizes:
+    for size in _sizes() if sizes is None else sizes:
         if size <= IN_DATABASE:
             with tempfile.TemporaryDirectory() as folder:
                 engine = create_engine(f"sqlite+aiosqlite:///{folder}/retrieval.db")
@@ -250,7 +267,13 @@ async def run(sizes: Sequence[int] = SIZES) -> list[Result]:
                 assert chat.id == 1
                 await asyncio.to_thread(_insert, f"{folder}/retrieval.db", chat.id, size, corpus)
                 await _size(size, repo.chunks, corpus, out)
-                await _keywords(repo, corpus, size, out, first)
+                await _keywords(repo, corpus, chat.id, _label(size), out, first)
+                if size == IN_DATABASE:
+                    other = await repo.chat(ChatKey("bench", "small"))
+                    database = f"{folder}/retrieval.db"
+                    await asyncio.to_thread(_insert, database, other.id, SMALL_CHAT, corpus)
+                    label = f"a {_label(SMALL_CHAT)} chat beside {_label(size)}"
+                    await _keywords(repo, corpus, other.id, label, out, first)
                 await repo.close()
                 await engine.dispose()
         else:

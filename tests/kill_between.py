@@ -6,7 +6,8 @@ before what follows it: what a crash at that point leaves in the database.
 
 OPERATION: "recover" (a start's recovery of dead processes' replies, then taking its lease),
 "update" (a plugin's atomic update of an existing key and of a new one), "mark" (an adapter
-marking the cut replies waiting for it; the kill comes right after the platform edit). Exits 0
+marking the cut replies waiting for it; the kill comes right after the platform edit),
+"upgrade" (the pending migrations). Exits 0
 if the operation ended before its Nth statement.
 """
 
@@ -22,7 +23,7 @@ from sqlalchemy import event
 
 from botkit.adapters.cut_marks import CutReplyMarker
 from botkit.store.cut_marks import CutReply
-from botkit.store.db import create_engine
+from botkit.store.db import create_engine, upgrade
 from botkit.store.leases import Lease
 from botkit.store.plugin_data import Quota
 from botkit.store.repository import Repository
@@ -57,6 +58,8 @@ async def _run(url: str, operation: str, kill_at: int) -> None:
     event.listen(engine.sync_engine, "after_cursor_execute", count)
     if operation == "recover":
         await Lease.acquire(repo, None, interval=1.0, stale_after=STALE_AFTER)
+    elif operation == "upgrade":
+        await upgrade(engine)
     elif operation == "update":
         quota = Quota(rows=10, bytes=1000)
         await repo.plugin_data.update("dice", 1, "rolls", lambda n: n + 1, quota)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     and_,
     bindparam,
+    cast,
     column,
     delete,
     exists,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.sql.elements import ColumnElement
 
 from botkit.store.models import CHUNKS, DOCUMENTS, MESSAGES, MessageStatus, utc_now
@@ -53,7 +55,7 @@ _STOPWORD_TEXT = (
     "you your yours yourself yourselves"
 )
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-# SQLite's FTS5 table over chunks.text (made by migration 0009), for joins.
+# SQLite's FTS5 table over chunks.text and each chunk's scope (migration 0010), for joins.
 _FTS = table("chunks_fts", column("rowid"))
 
 
@@ -66,6 +68,12 @@ def keyword_terms(query: str) -> list[str]:
         if len(word) > 1 and word not in _STOPWORDS and word not in terms:
             terms.append(word)
     return terms[:_MAX_TERMS]
+
+
+def _scope_tokens(chat_id: int, source: Source) -> list[str]:
+    """The keyword index's scope tokens of what a search may return (migration 0010): a
+    chat's messages, or its documents and those of every chat."""
+    return [f"m{chat_id}"] if source == "memory" else [f"d{chat_id}", "d0"]
 
 
 def _recalled() -> ColumnElement[bool]:
@@ -140,23 +148,28 @@ class Chunks:
         if not terms:
             return []
         scope = self._scope(chat_id, source, before)
+        tokens = _scope_tokens(chat_id, source)
         if self._dialect == "sqlite":
-            score = func.bm25(literal_column("chunks_fts"))  # lower is better
+            # The scope column weighs 0: its token is in every row searched.
+            score = func.bm25(literal_column("chunks_fts"), 1.0, 0.0)  # lower is better
+            match = f"scope : ({' OR '.join(tokens)}) AND text : ({' OR '.join(terms)})"
             statement = (
                 select(CHUNKS.c.id, score)
                 .select_from(_FTS.join(CHUNKS, CHUNKS.c.id == _FTS.c.rowid))
-                .where(literal_column("chunks_fts").op("MATCH")(" OR ".join(terms)), scope)
+                .where(literal_column("chunks_fts").op("MATCH")(match), scope)
                 .order_by(score)
                 .limit(limit)
             )
             rows = await self._writer.read(statement)
             return [(int(row[0]), -float(row[1])) for row in rows]
-        query_ts = func.to_tsquery(literal_column("'simple'"), " | ".join(terms))
+        words = func.to_tsquery(literal_column("'simple'"), " | ".join(terms))
+        # Quoted lexemes: '@m5' as it is, where to_tsquery would split it at the '@'.
+        in_scope = cast(" | ".join(f"'@{t}'" for t in tokens), TSQUERY)
         tsv: ColumnElement[Any] = literal_column("chunks.tsv")
-        score = func.ts_rank_cd(tsv, query_ts)
+        score = func.ts_rank_cd(tsv, words)
         statement = (
             select(CHUNKS.c.id, score)
-            .where(tsv.op("@@")(query_ts), scope)
+            .where(tsv.op("@@")(words.op("&&")(in_scope)), scope)
             .order_by(score.desc())
             .limit(limit)
         )

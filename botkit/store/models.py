@@ -205,8 +205,9 @@ class ChunkRow(Base):
     """A piece of text retrieval can bring back: a stored message (memory) or a part of a
     document (knowledge), with its vector once embedded.
 
-    The keyword index is kept beside it by the migration, per database: an FTS5 table
-    (chunks_fts) on SQLite, a generated tsvector column (tsv) with a GIN index on PostgreSQL.
+    The keyword index is kept beside it by the migrations, per database: an FTS5 table
+    (chunks_fts) on SQLite, a generated tsvector column (tsv) with a GIN index on PostgreSQL;
+    both hold each chunk's scope token too (0010), which a search ANDs with its words.
     """
 
     __tablename__ = "chunks"
