@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -33,7 +33,7 @@ from botkit.core.planner import Planner, PromptPlan, render
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
 from botkit.core.streaming import INTERRUPTED_MARK, ReplyStream
-from botkit.core.tool_turn import check_room, run_round
+from botkit.core.tool_turn import check_room, fits, run_round
 from botkit.core.turn_source import TurnSource
 from botkit.metrics import Metrics
 from botkit.retrieval.service import Retrieval
@@ -279,14 +279,19 @@ class Conversation:
                 question = rows.pop()
                 new, new_id = render(question), question.id
             offer = await self._offer(turn)
-            for last in (False, True):  # planned again, once, for a window the server named
+
+            async def planned(extra: int = 0) -> PromptPlan:
+                """The prompt, with room for extra tokens of tool rounds after it."""
                 plan = await self.planner.plan_turn(
-                    chat, settings, rows, new, new_id, self.retrieval, offer.tokens
+                    chat, settings, rows, new, new_id, self.retrieval, offer.tokens + extra
                 )
                 if plan.start_id > chat.window_start_id:
                     await repo.set_window_start(chat.id, plan.start_id)
+                return plan
+
+            for last in (False, True):  # planned again, once, for a window the server named
                 try:
-                    usage = await self._rounds(turn, plan, settings, seed, stream, offer)
+                    usage = await self._rounds(turn, planned, settings, seed, stream, offer)
                     break
                 except WindowLearned:
                     if last:
@@ -320,15 +325,19 @@ class Conversation:
     async def _rounds(
         self,
         turn: Turn,
-        plan: PromptPlan,
+        planned: Callable[[int], Awaitable[PromptPlan]],
         settings: ChatSettings,
         seed: int,
         stream: ReplyStream,
         offer: ToolOffer,
     ) -> Usage | None:
         """Generate; while the model calls tools (up to max_rounds), run them and generate
-        again with their results. The round after the last may not call."""
-        messages = list(plan.messages)
+        again with their results. The round after the last may not call. planned(extra): the
+        prompt with room for extra tokens of the rounds (a round that does not fit beside the
+        history trims the history further, like a long message)."""
+        prompt = list((await planned(0)).messages)
+        rounds_so_far: list[Message] = []
+        messages = prompt
         rounds = self.tools.max_rounds if self.tools is not None and offer.specs else 0
         for done in range(rounds + 1):
             choice = "auto" if done < rounds and offer.auto else "none"
@@ -343,6 +352,11 @@ class Conversation:
                 turn.text(stream), calls, offer.specs, stream, turn.tools,
             )  # fmt: skip
             turn.shown_from = len(stream.text)
-            messages.extend(added)
-            await check_room(turn.backend, messages, offer.tokens, settings.max_tokens)
+            rounds_so_far += added
+            messages = prompt + rounds_so_far
+            if not await fits(turn.backend, messages, offer.tokens, settings.max_tokens):
+                extra = sum([await turn.backend.message_tokens(m) for m in rounds_so_far])
+                prompt = list((await planned(extra)).messages)
+                messages = prompt + rounds_so_far
+                await check_room(turn.backend, messages, offer.tokens, settings.max_tokens)
         return None

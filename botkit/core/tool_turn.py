@@ -22,7 +22,10 @@ from botkit.store.repository import Repository
 from botkit.tools.box import Toolbox
 from botkit.tools.spec import ToolCall, ToolResult, ToolSpec, wire_call
 
-__all__ = ["RoundState", "call_message", "result_message", "run_round", "shown_call"]
+__all__ = [
+    "RoundState", "call_message", "check_room", "fits", "result_message", "run_round",
+    "shown_call",
+]  # fmt: skip
 
 _SHOWN_ARGS = 120  # characters of a call's arguments shown in the reply
 _SHOWN_RESULT = 160  # characters of its result
@@ -124,6 +127,13 @@ async def run_round(
         await stream.append(f"\n⚠ {len(over)} more call(s) not run ({names}): at most "
                             f"{toolbox.max_calls} per round\n")  # fmt: skip
     return next_reply, added
+
+
+async def fits(
+    backend: Backend, messages: Sequence[Message], tools_tokens: int, reserve: int
+) -> bool:
+    """Whether the prompt, the tools' declarations and the reply reserve fit the window."""
+    return await backend.count_tokens(messages) + tools_tokens + reserve <= backend.context_window
 
 
 async def check_room(

@@ -5,13 +5,11 @@ model; trimming keeps a call with its results."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
-from pydantic import Field
 from sqlalchemy import text
 
 from botkit.adapters.memory import MemoryTarget
@@ -19,55 +17,14 @@ from botkit.backends.base import Message
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
-from botkit.core.commands import Plugin
 from botkit.core.events import ChatKey, Incoming, User
 from botkit.core.planner import NO_RESULT
-from botkit.plugins.api import PluginContext
 from botkit.store.models import MessageStatus
 from botkit.store.records import NewMessage
 from botkit.store.recovery import recover
 from botkit.store.repository import Repository
-from botkit.tools.spec import ToolCall
 from tests.conftest import MakeConfig, incoming, say
-
-ran: list[str] = []
-release = asyncio.Event()
-tools = Plugin("testtools", help="tools for tests")
-
-
-@tools.command("add", tool=True)
-async def add(ctx: PluginContext, a: Annotated[int, Field(ge=0, le=1000)], b: int = 0) -> str:
-    """Add two whole numbers."""
-    ran.append(f"add {a} {b}")
-    return str(a + b)
-
-
-@tools.command("hang", tool=True)
-async def hang(ctx: PluginContext) -> str:
-    """A tool that never answers."""
-    ran.append("hang")
-    await asyncio.Event().wait()
-    return "never"
-
-
-@tools.command("boom", tool=True)
-async def boom(ctx: PluginContext) -> str:
-    """A tool with a bug."""
-    ran.append("boom")
-    raise ZeroDivisionError("division by zero")
-
-
-@tools.command("big", tool=True)
-async def big(ctx: PluginContext) -> str:
-    """A tool that returns 10 MB."""
-    return "x" * 10_000_000
-
-
-@tools.command("launch", tool=True, confirm=True)
-async def launch(ctx: PluginContext) -> str:
-    """A tool a person must confirm."""
-    ran.append("launch")
-    return "launched"
+from tests.tool_plugin import call, ran, tools
 
 
 @pytest.fixture
@@ -89,11 +46,6 @@ def scripted(bot: Bot) -> ScriptedBackend:
     backend = bot.backends["local"]
     assert isinstance(backend, ScriptedBackend)
     return backend
-
-
-def call(name: str, arguments: Any, call_id: str = "c1") -> ToolCall:
-    raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return ToolCall(call_id, name, raw)
 
 
 def tool_messages(prompt: list[Message]) -> list[Message]:
@@ -351,3 +303,21 @@ async def test_a_crash_while_a_tool_runs_recovers_as_interrupted(repo: Repositor
     async with repo.transaction() as conn:
         found = await conn.execute(text("SELECT count(*) FROM messages WHERE status='generating'"))
         assert found.scalar_one() == 0
+
+
+async def test_a_tool_called_too_often_in_a_chat_is_refused_by_the_limiter(
+    make_config: MakeConfig,
+) -> None:
+    ran.clear()
+    backend = ScriptedBackend("local")
+    backend.tools_unsupported = None
+    config = make_config(service={"rate_limit_per_minute": 0}, tools={"per_minute": 2})
+    built = build_bot(config, backends={"local": backend})
+    built.registry.add_plugin(tools)
+    async with built as bot:
+        backend.enqueue_calls(*(call("add", {"a": n}, f"c{n}") for n in range(3)))
+        await say(bot, "Add three times")
+    results = [m["content"] for m in backend.prompts[1] if m["role"] == "tool"]
+    assert results[:2] == ["0", "1"]
+    assert "more than 2 times a minute in this chat" in results[2]
+    assert ran == ["add 0 0", "add 1 0"]
