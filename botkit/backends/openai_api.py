@@ -334,7 +334,9 @@ class OpenAIBackend:
                 if overflow is not None:
                     raise overflow
             midway = " (in the middle of a tool call)" if fragments else ""
-            raise broken or BackendUnavailable(
+            if broken is not None:
+                raise type(broken)(f"{broken}{midway}")
+            raise BackendUnavailable(
                 f"the reply from {self._where()} ended before it was finished{midway}"
             )
         calls = fragments.calls()

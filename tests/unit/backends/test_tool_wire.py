@@ -105,9 +105,9 @@ def test_a_malformed_stream_is_a_clear_error(fragments: list[dict[str, Any]], sa
 def test_runaway_arguments_are_cut_with_a_clear_error() -> None:
     calls = ToolCallFragments(WHERE)
     calls.add(fragment(0, "c", "weather", '{"city": "'))
+    calls.add(fragment(0, arguments="x" * (MAX_ARGUMENTS - 10)))  # exactly the limit: taken
     with pytest.raises(BackendError, match=r"call 0's arguments ran past 64 KiB \(weather\)"):
-        for _ in range(MAX_ARGUMENTS // 1000 + 1):
-            calls.add(fragment(0, arguments="x" * 1000))
+        calls.add(fragment(0, arguments="x"))
 
 
 def test_too_many_calls_are_refused() -> None:
@@ -195,7 +195,9 @@ def test_ollama_calls_get_ids_and_json_text() -> None:
     raw = [{"function": {"name": "weather", "arguments": {"city": "Paris"}}},
            {"function": {"name": "clock", "arguments": {}}}]  # fmt: skip
     assert ollama_calls(raw, 1, "Ollama") == [
-        ToolCall("call_1", "weather", '{"city": "Paris"}'), ToolCall("call_2", "clock", "{}")]
+        ToolCall("call_1", "weather", '{"city": "Paris"}'),
+        ToolCall("call_2", "clock", "{}"),
+    ]
     with pytest.raises(BackendError, match="Ollama sent a broken tool call: call 0 has no"):
         ollama_calls([{"function": {"arguments": {}}}], 0, "Ollama")
     with pytest.raises(BackendError, match="call 0's arguments came as a list"):
