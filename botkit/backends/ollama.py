@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -208,13 +208,15 @@ class OllamaBackend:
         text = json.dumps([t.to_openai() for t in tools], ensure_ascii=False)
         return self._estimator.message({"role": "system", "content": text})
 
-    async def _open(
+    async def _parts(
         self, messages: Sequence[Message], options: dict[str, Any], tools: list[dict[str, Any]]
-    ) -> Any:
-        """Send /api/chat; a refusal of `tools` is remembered and the request sent without."""
+    ) -> AsyncGenerator[Any]:
+        """The chunks of /api/chat. A refusal of `tools` comes with the first chunk (the
+        client reads the status there): it is remembered and the request sent without them."""
         while True:
+            iterator: Any = None
             try:
-                return await self._call(
+                parts = await self._call(
                     self._client.chat(
                         model=self.config.model,
                         messages=ollama_messages(messages),
@@ -224,13 +226,29 @@ class OllamaBackend:
                         keep_alive=self.config.keep_alive,
                     )
                 )
+                iterator = parts.__aiter__()
+                part = await self._call(iterator.__anext__())
+            except StopAsyncIteration:
+                return
             except BackendUnavailable as exc:
+                if iterator is not None:
+                    await iterator.aclose()
                 if not (tools and "does not support tools" in str(exc)):
                     raise
                 self._tools_refused = f"Ollama refused `tools` for {self.config.model}: {exc}"
                 log.warning("%s: asked again without tools; this backend goes on without",
                             self._tools_refused)  # fmt: skip
                 tools = []
+                continue
+            try:
+                while True:
+                    yield part
+                    try:
+                        part = await self._call(iterator.__anext__())
+                    except StopAsyncIteration:
+                        return
+            finally:
+                await iterator.aclose()
 
     async def stream(
         self,
@@ -260,14 +278,9 @@ class OllamaBackend:
         first: float | None = None
         calls: list[ToolCall] = []
         where = f"Ollama at {self.config.host}"
-        parts = await self._open(messages, options, sent_tools)
-        iterator = parts.__aiter__()
+        parts = self._parts(messages, options, sent_tools)
         try:
-            while True:
-                try:
-                    part = await self._call(iterator.__anext__())
-                except StopAsyncIteration:
-                    break
+            async for part in parts:
                 text = part.message.content or ""
                 if text and first is None:
                     first = time.perf_counter()
@@ -283,7 +296,7 @@ class OllamaBackend:
                 if text:
                     yield Chunk(text)
         finally:
-            await iterator.aclose()
+            await parts.aclose()
         midway = " (after a tool call)" if calls else ""
         raise BackendUnavailable(f"the reply from {where} ended before it was finished{midway}")
 
