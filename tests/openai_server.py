@@ -38,17 +38,23 @@ def _free_port() -> int:
 
 @contextmanager
 def llama_cpp_server(
-    n_ctx: int = SERVER_CTX, model: Path | None = None, alias: str = ALIAS, embedding: bool = False
+    n_ctx: int = SERVER_CTX,
+    model: Path | None = None,
+    alias: str = ALIAS,
+    embedding: bool = False,
+    chat_format: str | None = None,
 ) -> Iterator[RealServer]:
     """Start the server on model (the bundled one by default) with an n_ctx-token context
-    (embedding: serving /v1/embeddings); ready once uvicorn says it is listening (read from
-    its log)."""
+    (embedding: serving /v1/embeddings; chat_format: the server's, e.g.
+    "chatml-function-calling" for tool calls); ready once uvicorn says it is listening (read
+    from its log)."""
     port = _free_port()
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model or bundled_model_path()),
         "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(n_ctx), "--api_key", API_KEY, "--verbose", "false",
         "--embedding", str(embedding).lower(),
+        *(["--chat_format", chat_format] if chat_format else []),
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

@@ -3,13 +3,20 @@
 Ollama has no tokenize endpoint and silently truncates a prompt longer than `num_ctx`, so this
 backend always sends `num_ctx` and counts tokens with a calibrated estimate (TokenEstimator);
 the conversation trims the history to fit before anything is sent.
+
+Tools (ollama_tools.py for the shapes): a model can call them when /api/show lists the `tools`
+capability. A server too old to list capabilities (before 0.6.4) is taken at its word that it
+may: tools are sent, and its 400 "... does not support tools" (server/routes.go, the model's
+template has no .Tools) is remembered as the reason, the request sent again without them, as a
+server that lists `tools` and refuses anyway is.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -26,9 +33,10 @@ from botkit.backends.base import (
     ModelNotFound,
     Usage,
 )
+from botkit.backends.ollama_tools import ollama_calls, ollama_messages, ollama_tools
 from botkit.backends.token_estimate import TokenEstimator
 from botkit.config import OllamaConfig
-from botkit.tools.spec import ToolChoice, ToolSpec
+from botkit.tools.spec import ToolCall, ToolChoice, ToolSpec
 
 __all__ = ["OllamaBackend"]
 
@@ -40,7 +48,7 @@ log = logging.getLogger(__name__)
 _OPTION_NAMES = {"max_tokens": "num_predict"}
 
 
-def _usage(final: Any, first: float | None, sent: float) -> Usage:
+def _usage(final: Any, first: float | None, sent: float, called: bool) -> Usage:
     """Usage from the last chunk of /api/chat: prompt_eval_count and eval_count with their
     durations in nanoseconds (Ollama's api.Metrics). Ollama does not say how much of the
     prompt its cache served, nor that it restored anything; the time to the first token is
@@ -52,7 +60,11 @@ def _usage(final: Any, first: float | None, sent: float) -> Usage:
     return Usage(
         prompt_tokens=final.prompt_eval_count or 0,
         completion_tokens=count,
-        stop_reason="length" if final.done_reason == "length" else "stop",
+        stop_reason="tool_calls"
+        if called
+        else "length"
+        if final.done_reason == "length"
+        else "stop",
         cached_prompt_tokens=None,
         prefill_seconds=prompt_ns / 1e9 if prompt_ns else None,
         first_token_seconds=None if first is None else first - sent,
@@ -74,6 +86,7 @@ class OllamaBackend:
         self._show: dict[str, Any] | None = None
         self._trained_ctx: int | None = None
         self._num_ctx = config.num_ctx
+        self._tools_refused: str | None = None  # the server refused `tools` for this model
 
     @property
     def context_window(self) -> int:
@@ -130,6 +143,11 @@ class OllamaBackend:
             raise BackendUnavailable(
                 f"the connection to Ollama at {self.config.host} failed: {type(exc).__name__}"
             ) from None
+        except ValueError as exc:  # a line that is not JSON, or not Ollama's shape (pydantic)
+            raise BackendUnavailable(
+                f"Ollama at {self.config.host} answered something that is not its API "
+                f"({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
 
     async def _probe(self) -> dict[str, Any]:
         if self._show is None:
@@ -142,6 +160,7 @@ class OllamaBackend:
                 self._num_ctx = min(self._trained_ctx, self.config.max_num_ctx)
             details = show.details
             self._show = {
+                "capabilities": None if show.capabilities is None else list(show.capabilities),
                 "info": info,
                 "family": getattr(details, "family", None),
                 "parameter_size": getattr(details, "parameter_size", None),
@@ -168,6 +187,69 @@ class OllamaBackend:
         """Estimated tokens of one message."""
         return self._estimator.message(message)
 
+    async def tool_support(self) -> str | None:
+        """None when the model lists the `tools` capability, or the server lists none at all
+        (older than capabilities; see the module docstring) and has not refused them."""
+        if self._tools_refused:
+            return self._tools_refused
+        try:
+            capabilities = (await self._probe())["capabilities"]
+        except BackendError as exc:
+            return f"the model's capabilities cannot be asked now ({exc})"
+        if capabilities is not None and "tools" not in capabilities:
+            return f"this Ollama model has no `tools` capability ({self.config.model})"
+        return None
+
+    async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
+        """Estimated, as every count here (Ollama has no tokenizer endpoint): the
+        declarations' JSON as one message's text. Ollama's template renders them its own way."""
+        if not tools:
+            return 0
+        text = json.dumps([t.to_openai() for t in tools], ensure_ascii=False)
+        return self._estimator.message({"role": "system", "content": text})
+
+    async def _parts(
+        self, messages: Sequence[Message], options: dict[str, Any], tools: list[dict[str, Any]]
+    ) -> AsyncGenerator[Any]:
+        """The chunks of /api/chat. A refusal of `tools` comes with the first chunk (the
+        client reads the status there): it is remembered and the request sent without them."""
+        while True:
+            iterator: Any = None
+            try:
+                parts = await self._call(
+                    self._client.chat(
+                        model=self.config.model,
+                        messages=ollama_messages(messages),
+                        tools=tools or None,
+                        stream=True,
+                        options=options,
+                        keep_alive=self.config.keep_alive,
+                    )
+                )
+                iterator = parts.__aiter__()
+                part = await self._call(iterator.__anext__())
+            except StopAsyncIteration:
+                return
+            except BackendUnavailable as exc:
+                if iterator is not None:
+                    await iterator.aclose()
+                if not (tools and "does not support tools" in str(exc)):
+                    raise
+                self._tools_refused = f"Ollama refused `tools` for {self.config.model}: {exc}"
+                log.warning("%s: asked again without tools; this backend goes on without",
+                            self._tools_refused)  # fmt: skip
+                tools = []
+                continue
+            try:
+                while True:
+                    yield part
+                    try:
+                        part = await self._call(iterator.__anext__())
+                    except StopAsyncIteration:
+                        return
+            finally:
+                await iterator.aclose()
+
     async def stream(
         self,
         messages: Sequence[Message],
@@ -177,9 +259,14 @@ class OllamaBackend:
         tools: Sequence[ToolSpec] = (),
         tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
-        """Stream /api/chat with the chat's sampling options and an explicit num_ctx."""
+        """Stream /api/chat with the chat's sampling options and an explicit num_ctx; the
+        calls a reply made come whole in the last chunk."""
         await self._probe()
-        estimate = self._estimator.prompt(messages)
+        sent_tools = [] if await self.tool_support() else ollama_tools(tools, tool_choice)
+        names = {w["function"]["name"] for w in sent_tools}
+        estimate = self._estimator.prompt(messages) + await self.tool_tokens(
+            [t for t in tools if t.name in names]
+        )
         if estimate + params.max_tokens > self.context_window:
             raise ContextOverflow(
                 f"the prompt is about {estimate} tokens and the reply may take "
@@ -189,38 +276,29 @@ class OllamaBackend:
         options["num_ctx"] = self.context_window
         sent = time.perf_counter()
         first: float | None = None
-        parts = await self._call(
-            self._client.chat(
-                model=self.config.model,
-                messages=list(messages),
-                stream=True,
-                options=options,
-                keep_alive=self.config.keep_alive,
-            )
-        )
-        iterator = parts.__aiter__()
+        calls: list[ToolCall] = []
+        where = f"Ollama at {self.config.host}"
+        parts = self._parts(messages, options, sent_tools)
         try:
-            while True:
-                try:
-                    part = await self._call(iterator.__anext__())
-                except StopAsyncIteration:
-                    break
+            async for part in parts:
                 text = part.message.content or ""
                 if text and first is None:
                     first = time.perf_counter()
+                raw = [c.model_dump() for c in part.message.tool_calls or ()]
+                calls.extend(ollama_calls(raw, len(calls), where))
                 if part.done:
                     prompt_tokens = part.prompt_eval_count or 0
                     if prompt_tokens:
                         self._estimator.observe(messages, prompt_tokens)
-                    yield Chunk(text, usage=_usage(part, first, sent))
+                    usage = _usage(part, first, sent, bool(calls))
+                    yield Chunk(text, usage=usage, tool_calls=tuple(calls))
                     return
                 if text:
                     yield Chunk(text)
         finally:
-            await iterator.aclose()
-        raise BackendUnavailable(
-            f"the reply from Ollama at {self.config.host} ended before it was finished"
-        )
+            await parts.aclose()
+        midway = " (after a tool call)" if calls else ""
+        raise BackendUnavailable(f"the reply from {where} ended before it was finished{midway}")
 
     async def version(self) -> str:
         """The server's version (/api/version)."""

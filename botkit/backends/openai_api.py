@@ -9,7 +9,9 @@ and the timeouts; this module maps its errors to the chat's messages.
 Token counts are exact where the server can tokenize (server_tokens.py); otherwise the
 calibrated estimate that the Ollama backend uses. The window is the server's, learnt from its
 refusal where it reports none (openai_window.py); every reply ends, however the server
-streams (openai_reply.py).
+streams (openai_reply.py). Tools are sent as `tools` and `tool_choice`, and streamed calls
+assembled from their fragments (openai_tools.py); a server that refuses `tools` is asked again
+without them, and the chat goes on without tools from then on (tool_support says why).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from botkit.backends.base import (
-    BackendBusy,
     BackendError,
     BackendInfo,
     BackendUnavailable,
@@ -37,13 +38,15 @@ from botkit.backends.base import (
     ModelNotFound,
     Usage,
 )
-from botkit.backends.openai_errors import error_message, refused_argument
+from botkit.backends.openai_errors import mapped_error
 from botkit.backends.openai_reply import ReplyClock, StreamedReply, server_usage
+from botkit.backends.openai_request import EXTENSIONS, RequestArguments
+from botkit.backends.openai_tools import ToolCallFragments, chosen_tools, wire_tool_choice
 from botkit.backends.openai_window import ServerWindow
 from botkit.backends.server_tokens import ServerTokens
 from botkit.config import OpenAIConfig
 from botkit.secrets import read_secret
-from botkit.tools.spec import ToolChoice, ToolSpec
+from botkit.tools.spec import ToolCall, ToolChoice, ToolSpec
 
 __all__ = ["OpenAIBackend"]
 
@@ -52,10 +55,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PROBE_TIMEOUT = 30.0  # the most a tokenize probe waits (llama_cpp.server's waits for the model)
-# Not in the OpenAI API: sent in the body under the names llama.cpp's servers (top_k, min_p,
-# repeat_penalty) and vLLM (top_k, min_p, repetition_penalty) read; each ignores the others.
-_EXTENSIONS = {"top_k": ("top_k",), "min_p": ("min_p",),
-               "repeat_penalty": ("repeat_penalty", "repetition_penalty")}  # fmt: skip
 
 
 class OpenAIBackend:
@@ -81,11 +80,7 @@ class OpenAIBackend:
         self._tokens = ServerTokens(self._client, probing, config.base_url, config.model)
         self._window = ServerWindow(name, self._where(), config.n_ctx)
         self._served: list[str] = []
-        # What is sent beyond the plain request until the server refuses it (api.openai.com
-        # answers 400 "Unrecognized request argument supplied: top_k"; llama.cpp and vLLM
-        # take both): then the rest of this process goes without.
-        self._send_extensions = config.sampling_extensions
-        self._send_stream_options = True
+        self._sent = RequestArguments(self._where(), config.sampling_extensions)
         self._warned_runaway = False
 
     # --- facts ----------------------------------------------------------------------------
@@ -110,7 +105,7 @@ class OpenAIBackend:
     def ignored_settings(self) -> frozenset[str]:
         """Sampling options the server is not sent (no extensions: top_k, min_p, repeat
         penalty)."""
-        return frozenset() if self._send_extensions else frozenset(_EXTENSIONS)
+        return frozenset() if self._sent.extensions_on else frozenset(EXTENSIONS)
 
     # --- errors ---------------------------------------------------------------------------
 
@@ -119,31 +114,9 @@ class OpenAIBackend:
 
     def _mapped(self, exc: BaseException) -> BackendError:
         """A client or transport error as a message fit for the chat (never the key)."""
-        cfg = self.config
-        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-            where = f"${cfg.api_key_env} or the systemd credential {cfg.credential!r}"
-            what = "refused the API key" if self._has_key else "needs an API key"
-            return BackendUnavailable(
-                f"{self._where()} {what} ({exc.status_code}): set the key in {where}"
-            )
         if isinstance(exc, openai.NotFoundError):
             return self._not_found()
-        if isinstance(exc, openai.RateLimitError) or (
-            isinstance(exc, openai.APIStatusError) and exc.status_code == 503
-        ):
-            return BackendBusy(
-                f"{self._where()} is busy ({exc.status_code}, still after "
-                f"{cfg.max_retries} retries); try again in a moment"
-            )
-        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
-            limits = f"{cfg.connect_timeout:g} s to connect, {cfg.read_timeout:g} s to read"
-            return BackendUnavailable(f"{self._where()} did not answer in time ({limits})")
-        if isinstance(exc, openai.APIConnectionError):
-            return BackendUnavailable(f"{self._where()} is not reachable: is it running?")
-        if isinstance(exc, openai.APIStatusError):
-            detail = error_message(exc)
-            return BackendUnavailable(f"{self._where()} answered {exc.status_code}: {detail}")
-        return BackendUnavailable(f"the connection to {self._where()} failed: {type(exc).__name__}")
+        return mapped_error(exc, self.config, self._where(), self._has_key)
 
     def _not_found(self) -> ModelNotFound:
         served = ", ".join(self._served[:20]) or "none"
@@ -206,44 +179,41 @@ class OpenAIBackend:
         except (openai.APIError, httpx.TransportError) as exc:
             raise self._mapped(exc) from None
 
+    # --- tools ----------------------------------------------------------------------------
+
+    async def tool_support(self) -> str | None:
+        """None (an OpenAI-compatible server takes `tools`) until the server refused them;
+        then what it said."""
+        return self._sent.tools_refused
+
+    async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
+        """The declarations' JSON counted with the server's tokenizer, else estimated: exact
+        for templates that embed that JSON, an estimate for others (server_tokens.py)."""
+        try:
+            return await self._tokens.declarations(tools)
+        except (openai.APIError, httpx.TransportError) as exc:
+            raise self._mapped(exc) from None
+
     # --- generation -----------------------------------------------------------------------
 
-    def _extensions(self, options: dict[str, Any]) -> dict[str, Any] | None:
-        if not self._send_extensions:
-            return None
-        return {wire: options[name] for name, wires in _EXTENSIONS.items() for wire in wires}
-
-    def _drop_refused(self, exc: openai.APIStatusError) -> bool:
-        """Stop sending what the server refused by name (a 400 or 422 whose error names an
-        argument beyond the plain request); True if something was dropped, so the request is
-        worth sending again."""
-        refused, detail = refused_argument(exc), error_message(exc)
-        if self._send_extensions and any(refused in wires for wires in _EXTENSIONS.values()):
-            self._send_extensions = False
-            log.warning(
-                "%s refused an argument beyond the OpenAI API (%s): top_k, min_p and "
-                "repeat_penalty are no longer sent, and /settings says so "
-                "(sampling_extensions = false makes this the start)", self._where(), detail,
-            )  # fmt: skip
-            return True
-        if self._send_stream_options and refused == "stream_options":
-            self._send_stream_options = False
-            log.warning("%s refused stream_options (%s): usage is counted here instead",
-                        self._where(), detail)  # fmt: skip
-            return True
-        return False
-
     async def _open(
-        self, messages: Sequence[Message], params: GenerationParams
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        tools: Sequence[ToolSpec],
+        tool_choice: ToolChoice,
     ) -> tuple[int, int, float, AsyncStream[ChatCompletionChunk]]:
         """Count the prompt and send the request: (prompt tokens, the window it was checked
         against, when sent, the stream)."""
         await self._probe()
-        prompt, window = await self.count_tokens(messages), self.context_window
+        sent_tools = [] if self._sent.tools_refused else chosen_tools(tools, tool_choice)
+        prompt = await self.count_tokens(messages) + await self.tool_tokens(sent_tools)
+        window = self.context_window
         if prompt + params.max_tokens > window:
             raise self._window.too_long(prompt, params.max_tokens)
         options = params.sampling()
         while True:
+            with_tools = bool(sent_tools) and self._sent.tools_refused is None
             sent = time.perf_counter()
             try:
                 stream = await self._client.chat.completions.create(
@@ -251,7 +221,7 @@ class OpenAIBackend:
                     messages=_wire(messages),
                     stream=True,
                     stream_options=(
-                        {"include_usage": True} if self._send_stream_options else openai.omit
+                        {"include_usage": True} if self._sent.stream_options_on else openai.omit
                     ),
                     temperature=options["temperature"],
                     top_p=options["top_p"],
@@ -259,15 +229,24 @@ class OpenAIBackend:
                     max_tokens=options["max_tokens"],
                     presence_penalty=options["presence_penalty"],
                     frequency_penalty=options["frequency_penalty"],
-                    extra_body=self._extensions(options),
-                )
+                    extra_body=self._sent.extensions(options),
+                    tools=(
+                        cast("Any", [t.to_openai() for t in sent_tools])
+                        if with_tools else openai.omit
+                    ),
+                    tool_choice=(
+                        cast("Any", wire_tool_choice(tool_choice)) if with_tools else openai.omit
+                    ),
+                )  # fmt: skip
                 return prompt, window, sent, stream
             except openai.APIStatusError as exc:
                 overflow = self._window.refused(exc, prompt, window)
                 if overflow is not None:
                     raise overflow from None
+                if with_tools and self._sent.refuse_tools(exc):
+                    continue
                 refusal = isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError)
-                if not (refusal and self._drop_refused(exc)):
+                if not (refusal and self._sent.drop_refused(exc)):
                     raise await self._failure(exc) from None
             except (openai.APIError, httpx.TransportError) as exc:
                 raise await self._failure(exc) from None
@@ -310,13 +289,17 @@ class OpenAIBackend:
         tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         """Stream /v1/chat/completions with the chat's sampling options: cut a little past
-        max_tokens if the server does not stop there, and within reply_timeout in all."""
+        max_tokens if the server does not stop there, and within reply_timeout in all. Tool
+        calls end the stream in one chunk, once every fragment has come."""
         cfg = self.config
         clock = ReplyClock(self._where(), cfg.read_timeout, cfg.reply_timeout)
-        prompt, window, sent, stream = await clock.within(self._open(messages, params))
+        prompt, window, sent, stream = await clock.within(
+            self._open(messages, params, tools, tool_choice)
+        )
         finish: str | None = None
         broken: BackendError | None = None
         reply = StreamedReply(sent, params.max_tokens)
+        fragments = ToolCallFragments(self._where())
         try:
             parts = aiter(stream)
             while (part := await clock.next(parts)) is not None:
@@ -326,6 +309,9 @@ class OpenAIBackend:
                     if text:
                         reply.text(text)
                         yield Chunk(text)
+                    for fragment in (choice.delta.tool_calls or []) if choice.delta else []:
+                        fragments.add(fragment.model_dump(warnings=False, exclude_unset=True))
+                        reply.text("")  # a piece of the reply (for max_tokens), with no text
                     if choice.finish_reason:
                         finish = choice.finish_reason
                 if reply.runaway:
@@ -347,17 +333,33 @@ class OpenAIBackend:
                 overflow = await self._why_empty(messages, prompt, window, clock)
                 if overflow is not None:
                     raise overflow
-            raise broken or BackendUnavailable(
-                f"the reply from {self._where()} ended before it was finished"
+            midway = " (in the middle of a tool call)" if fragments else ""
+            if broken is not None:
+                raise type(broken)(f"{broken}{midway}")
+            raise BackendUnavailable(
+                f"the reply from {self._where()} ended before it was finished{midway}"
             )
-        yield Chunk("", usage=await self._usage(messages, prompt, reply, finish))
+        calls = fragments.calls()
+        if finish == "tool_calls" and not calls:
+            raise BackendError(f"{self._where()} said the model called tools but sent no call")
+        usage = await self._usage(messages, prompt, reply, finish, calls)
+        yield Chunk("", usage=usage, tool_calls=calls)
 
     async def _usage(
-        self, messages: Sequence[Message], prompt: int, reply: StreamedReply, finish: str
+        self,
+        messages: Sequence[Message],
+        prompt: int,
+        reply: StreamedReply,
+        finish: str,
+        calls: tuple[ToolCall, ...],
     ) -> Usage:
         """The server's figures where it sent them (usage with stream_options.include_usage;
-        llama-server's timings), else counted and timed here."""
-        stop: Literal["stop", "length"] = "length" if finish == "length" else "stop"
+        llama-server's timings), else counted and timed here. Calls end a reply as
+        "tool_calls" whatever finish_reason the server gave (some say "stop"; arguments cut
+        at "length" reach the core as the model wrote them, which tells the model)."""
+        stop: Literal["stop", "length", "tool_calls"] = (
+            "tool_calls" if calls else "length" if finish == "length" else "stop"
+        )
         reported = reply.usage
         if reported is not None:
             self._tokens.observe(messages, int(reported.prompt_tokens))
@@ -365,7 +367,8 @@ class OpenAIBackend:
             completion = int(reported.completion_tokens)
         else:
             try:
-                completion = await self._tokens.text("".join(reply.pieces))
+                written = "".join(reply.pieces) + "".join(c.name + c.arguments for c in calls)
+                completion = await self._tokens.text(written)
             except (openai.APIError, httpx.TransportError):
                 completion = 0  # the reply is complete; only its count is unknown
         return server_usage(reply, prompt, completion, stop, time.perf_counter())

@@ -1,5 +1,5 @@
 """What an OpenAI-compatible server's error says: its message, the request argument it
-refused, and the context length it names when a prompt did not fit.
+refused, the context length it names when a prompt did not fit, and the chat's message for it.
 
 Each server words these its own way; the forms read here, with where they come from:
 
@@ -31,9 +31,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import openai
 
-__all__ = ["error_message", "named_window", "refused_argument"]
+from botkit.backends.base import BackendBusy, BackendError, BackendUnavailable
+from botkit.config import OpenAIConfig
+
+__all__ = ["error_message", "mapped_error", "named_window", "refused_argument"]
 
 _UNRECOGNIZED = re.compile(r"Unrecognized request argument supplied: (\w+)")
 _WINDOW_WORDINGS = (
@@ -84,3 +88,27 @@ def named_window(exc: openai.APIError) -> int | None:
         if found and int(found[1]) > 0:
             return int(found[1])
     return None
+
+
+def mapped_error(exc: BaseException, cfg: OpenAIConfig, where: str, has_key: bool) -> BackendError:
+    """A client or transport error (not a 404: the model's absence is the backend's to tell)
+    as a message fit for the chat (never the key)."""
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        place = f"${cfg.api_key_env} or the systemd credential {cfg.credential!r}"
+        what = "refused the API key" if has_key else "needs an API key"
+        return BackendUnavailable(f"{where} {what} ({exc.status_code}): set the key in {place}")
+    if isinstance(exc, openai.RateLimitError) or (
+        isinstance(exc, openai.APIStatusError) and exc.status_code == 503
+    ):
+        return BackendBusy(
+            f"{where} is busy ({exc.status_code}, still after {cfg.max_retries} retries); "
+            "try again in a moment"
+        )
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        limits = f"{cfg.connect_timeout:g} s to connect, {cfg.read_timeout:g} s to read"
+        return BackendUnavailable(f"{where} did not answer in time ({limits})")
+    if isinstance(exc, openai.APIConnectionError):
+        return BackendUnavailable(f"{where} is not reachable: is it running?")
+    if isinstance(exc, openai.APIStatusError):
+        return BackendUnavailable(f"{where} answered {exc.status_code}: {error_message(exc)}")
+    return BackendUnavailable(f"the connection to {where} failed: {type(exc).__name__}")

@@ -118,7 +118,7 @@ def server_usage(
     reply: StreamedReply,
     prompt: int,
     completion: int,
-    stop: Literal["stop", "length"],
+    stop: Literal["stop", "length", "tool_calls"],
     end: float,
 ) -> Usage:
     """A reply's Usage: the cache and timing figures the server sent where it sent them

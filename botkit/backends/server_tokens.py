@@ -15,10 +15,18 @@ with no tokenize endpoint, gets the calibrated estimate the Ollama backend uses
 (TokenEstimator). So does a server whose endpoint fails while it is probed, whatever the way
 (an error status, an answer that is no list of token ids, no answer in time): one probe at
 start, its reason logged once, never a failed message.
+
+Tool calls: an assistant message's calls count as their JSON text (token_estimate.counted_text)
+and a tool result with the user's framing (the probes measure no tool turn). Tool declarations
+count as their JSON text with the server's tokenizer: exact for that text, which templates in
+the Hermes style (Qwen2.5, llama-server's --jinja) embed as it is; an estimate for templates that
+rewrite the declarations (llama_cpp.server's chatml-function-calling writes TypeScript-like
+signatures), whose wording around them is not measured.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any, cast
@@ -30,7 +38,8 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from botkit.backends.base import Message
-from botkit.backends.token_estimate import TokenEstimator
+from botkit.backends.token_estimate import TokenEstimator, counted_text
+from botkit.tools.spec import ToolSpec
 
 __all__ = ["ServerTokens"]
 
@@ -205,7 +214,13 @@ class ServerTokens:
         if self._endpoint is None:
             return self._estimator.message(message)
         framing = self._framing.get(message["role"], self._framing.get("user", 0))
-        return framing + await self.text(message["content"])
+        return framing + await self.text(counted_text(message))
+
+    async def declarations(self, tools: Sequence[ToolSpec]) -> int:
+        """Tokens of tool declarations: their JSON text (see the module docstring)."""
+        if not tools:
+            return 0
+        return await self.text(json.dumps([t.to_openai() for t in tools], ensure_ascii=False))
 
     async def prompt(self, messages: Sequence[Message]) -> int:
         """Tokens of a whole prompt, the generation prompt included."""

@@ -8,13 +8,24 @@ Ollama, an under-full one only wastes a little context.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Sequence
 
 from botkit.backends.base import Message
 
-__all__ = ["TokenEstimator"]
+__all__ = ["TokenEstimator", "counted_text"]
+
+
+def counted_text(message: Message) -> str:
+    """The text of a message that costs tokens: its content, and the calls an assistant
+    message made as their JSON (each template renders calls its own way; their JSON is what
+    every way carries). A tool message's name is in its framing."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return message["content"]
+    return message["content"] + json.dumps(calls, ensure_ascii=False)
 
 
 class TokenEstimator:
@@ -35,7 +46,7 @@ class TokenEstimator:
 
     def message(self, message: Message) -> int:
         """Estimated tokens of one message, template framing included."""
-        return math.ceil(len(message["content"]) * self.ratio) + self.framing
+        return math.ceil(len(counted_text(message)) * self.ratio) + self.framing
 
     def prompt(self, messages: Sequence[Message]) -> int:
         """Estimated tokens of a whole prompt, generation prompt included."""
@@ -43,7 +54,7 @@ class TokenEstimator:
 
     def observe(self, messages: Sequence[Message], actual_tokens: int) -> None:
         """Learn from the server's count of the prompt built from messages."""
-        chars = sum(len(m["content"]) for m in messages)
+        chars = sum(len(counted_text(m)) for m in messages)
         content_tokens = actual_tokens - self.framing * (len(messages) + 1)
         if chars < 200 or content_tokens <= 0:
             return  # too little text to say anything about the ratio

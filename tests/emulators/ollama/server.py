@@ -20,7 +20,9 @@ sending after that many chunks and keeps the stream open until the emulator stop
 set then); `stall` makes chat requests hang until the emulator stops; `records` lists
 every chat request as received; `max_in_flight` is the most chats generated at once;
 `embed_fault` makes /api/embed misbehave (tests/emulators/embeddings.py), `embed_records`
-lists its requests.
+lists its requests. Tools (tools.py, its rules there): each model's `capabilities` are listed by
+/api/show (`lists_capabilities` False: left out, as servers before 0.6.4 do) and a request with
+tools for a model without `tools` is refused 400; `tool_replies` queues scripted replies.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from botkit.backends.llamacpp import LlamaCppBackend
 from botkit.config import LlamaCppConfig
 from tests.emulators.embeddings import EmbeddingModel, EmbedFault
 from tests.emulators.ollama.embed import embed
+from tests.emulators.ollama.tools import OllamaToolReply, tool_chat
 
 VERSION = "0.12.11"
 _MODIFIED = "2026-11-01T12:00:00.000000000Z"
@@ -55,6 +58,8 @@ class EmulatedModel:
     quantization_level: str = "Q4_1"
     parameter_count: int = 134_515_008
     context_length: int = 8192
+    capabilities: tuple[str, ...] = ("completion",)  # add "tools" for a model that calls them
+    lists_capabilities: bool = True
 
 
 @dataclass
@@ -80,6 +85,7 @@ class OllamaEmulator:
     stall: bool = False
     records: list[ChatRecord] = field(default_factory=list)
     max_in_flight: int = 0
+    tool_replies: list[OllamaToolReply] = field(default_factory=list)
     # /api/embed (embed.py): how it misbehaves (None: it does not), and the requests seen.
     embed_fault: EmbedFault | None = None
     embed_records: list[dict[str, Any]] = field(default_factory=list)
@@ -184,8 +190,10 @@ class OllamaEmulator:
         model = self._model(name)
         if model is None:
             return self._not_found(name)
+        capabilities = {"capabilities": list(model.capabilities)}
         return self._json(
             {
+                **(capabilities if model.lists_capabilities else {}),
                 "modelfile": f"FROM {model.name}",
                 "parameters": "",
                 "template": "{{ .Prompt }}",
@@ -195,7 +203,6 @@ class OllamaEmulator:
                     "general.parameter_count": model.parameter_count,
                     f"{model.family}.context_length": model.context_length,
                 },
-                "capabilities": ["completion"],
                 "modified_at": _MODIFIED,
             }
         )
@@ -233,8 +240,12 @@ class OllamaEmulator:
         record = ChatRecord(body=body)
         self.records.append(record)
         name = body.get("model", "")
-        if self._model(name) is None:
+        model = self._model(name)
+        if model is None:
             return self._not_found(name)
+        scripted = await tool_chat(self, request, body, model)
+        if scripted is not None:
+            return scripted
         if self.stall:  # a daemon that accepts the request and never answers
             await self._released.wait()
             raise asyncio.CancelledError  # the client is gone; nothing to answer

@@ -2,5 +2,6 @@
 to produce on demand (see server.py)."""
 
 from tests.emulators.openai.server import OpenAIEmulator
+from tests.emulators.openai.tools import ToolReply
 
-__all__ = ["OpenAIEmulator"]
+__all__ = ["OpenAIEmulator", "ToolReply"]

@@ -23,8 +23,7 @@ the real service where botkit could get it wrong:
 - 429 carries `Retry-After` (the client honours it), as do 503s.
 
 - SSE lines that begin with ":" are comments, which a client ignores (WHATWG HTML, "Server-sent
-  events", interpreting an event stream); servers send them as keep-alives (sse-starlette,
-  under llama_cpp.server and others: ": ping - <time>" every 15 s).
+  events"); servers send them as keep-alives (sse-starlette, under llama_cpp.server: ": ping").
 
 Replies are made of the last user message's words (the model is not the point here); tokens
 are counted as words, plus 4 per message.
@@ -35,6 +34,10 @@ are counted as words, plus 4 per message.
 Hooks: `busy` answers the next N chat requests with 429 (or `busy_status`); `cut_after` breaks
 the next streams off after that many content chunks (no finish_reason, no [DONE]); `stall`
 makes chat requests hang until the emulator stops; `records` lists the chat requests.
+Tools (tools.py, its rules there): `tool_replies` queues replies that call tools (for requests
+that carry tools), `tool_records` lists the requests they answered; `tools_refusal` "jinja"
+refuses tools as llama-server without --jinja does (500), and `unknown={"tools"}` as a server
+that does not know the argument (400).
 
 Misbehaviour on demand:
 - `runaway`: stream that many words, whatever max_tokens says (a server that ignores it);
@@ -80,17 +83,9 @@ from aiohttp import web
 
 from tests.emulators.embeddings import EmbeddingModel, EmbedFault
 from tests.emulators.openai.embed import embeddings
+from tests.emulators.openai.rules import invalid, unrecognized
+from tests.emulators.openai.tools import ToolReply, tool_chat
 
-_ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
-# The request body of POST /v1/chat/completions in OpenAI's API reference (chat/create).
-_API_FIELDS = frozenset({
-    "messages", "model", "audio", "frequency_penalty", "function_call", "functions",
-    "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata", "modalities",
-    "n", "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key",
-    "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier", "stop",
-    "store", "stream", "stream_options", "temperature", "tool_choice", "tools", "top_logprobs",
-    "top_p", "user", "verbosity", "web_search_options",
-})  # fmt: skip
 # What llama.cpp's servers and vLLM take beyond the API (the sampling botkit sends there).
 SERVER_FIELDS = frozenset({"top_k", "min_p", "repeat_penalty", "repetition_penalty"})
 KEEPALIVE_EVERY = 0.05  # seconds between keep-alive comments
@@ -122,6 +117,9 @@ class OpenAIEmulator:
     window_wording: Literal["vllm", "llama-server", "llama-cpp-python"] = "vllm"
     refuse_together: int = 1  # the first refusals of too-long prompts wait for this many
     records: list[dict[str, Any]] = field(default_factory=list)
+    tool_replies: list[ToolReply] = field(default_factory=list)
+    tool_records: list[dict[str, Any]] = field(default_factory=list)
+    tools_refusal: Literal["jinja"] | None = None
     tokenize_calls: int = 0
     # /v1/embeddings (embed.py): how it misbehaves (None: it does not), and the requests seen.
     embed_fault: EmbedFault | None = None
@@ -215,7 +213,7 @@ class OpenAIEmulator:
             body = await request.json()
         except json.JSONDecodeError:
             return self._error(400, "We could not parse the JSON body of your request.", None)
-        problem = _invalid(body) or _unrecognized(body, self.accepted, self.unknown)
+        problem = invalid(body) or unrecognized(body, self.accepted, self.unknown)
         if problem:
             return self._error(400, problem, None)
         self.records.append(body)
@@ -235,7 +233,7 @@ class OpenAIEmulator:
         if self.stall:
             await self._released.wait()
             raise web.HTTPServiceUnavailable()
-        echoed = self._echoed(body)
+        echoed = self._echoed(body) or await tool_chat(self, request, body)
         if echoed is not None:
             return echoed
         if self._overflows(body):
@@ -368,32 +366,3 @@ class OpenAIEmulator:
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
     return sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
-
-
-def _invalid(body: Any) -> str | None:
-    """What is wrong with a chat request, in the API's words, or None."""
-    if not isinstance(body, dict):
-        return "The request body must be a JSON object."
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        return "you must provide a model parameter"
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "'messages' must contain at least one message."
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            return f"Invalid value for 'messages[{i}].role'."
-        if not isinstance(message.get("content"), str):
-            return f"Invalid type for 'messages[{i}].content': expected a string."
-    if body.get("stream_options") is not None and not body.get("stream"):
-        return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
-    return None
-
-
-def _unrecognized(
-    body: dict[str, Any], accepted: frozenset[str], unknown: frozenset[str]
-) -> str | None:
-    """OpenAI's refusal of the first argument it does not define, or None."""
-    for name in body:
-        if name in unknown or (name not in _API_FIELDS and name not in accepted):
-            return f"Unrecognized request argument supplied: {name}"
-    return None
