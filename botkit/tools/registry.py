@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -32,6 +33,9 @@ from botkit.tools.spec import ToolCall, ToolCallError, ToolResult, ToolSpec
 __all__ = ["McpSource", "RunCommand", "ToolRegistry"]
 
 log = logging.getLogger(__name__)
+
+# What every model API accepts as a function's name (OpenAI: ^[a-zA-Z0-9_-]{1,64}$).
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Runs a command as a tool in the turn's chat (the router's middleware and handler, without
 # waiting for the chat's turns: the tool runs inside one).
@@ -79,6 +83,7 @@ class ToolRegistry:
         self.mcp = mcp
         self.confirmations = Confirmations()
         self._limiter = RateLimiter(config.per_minute)
+        self._warned: set[str] = set()
 
     @property
     def max_rounds(self) -> int:
@@ -94,9 +99,17 @@ class ToolRegistry:
         return {c.name: (command_tool(c), c) for c in self._commands.all() if c.tool}
 
     def specs(self) -> list[ToolSpec]:
-        """Every tool: botkit's and the plugins', then the MCP servers'."""
+        """Every tool: botkit's and the plugins', then the MCP servers' (a name no model API
+        accepts is left out, with a warning: one bad name would make a server refuse all)."""
         mcp = self.mcp.specs() if self.mcp is not None else []
-        return [spec for spec, _ in self._local().values()] + mcp
+        found = [spec for spec, _ in self._local().values()] + mcp
+        kept = [s for s in found if _NAME.fullmatch(s.name)]
+        for spec in found:
+            if spec not in kept and spec.name not in self._warned:
+                self._warned.add(spec.name)
+                log.warning("tool %r from %s left out: a tool's name must match %s",
+                            spec.name, spec.source, _NAME.pattern)  # fmt: skip
+        return kept
 
     @staticmethod
     def is_on(spec: ToolSpec, settings: ChatSettings) -> bool:
