@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from telegram import BotCommand, Update
+from telegram import Message as TgMessage
 from telegram import User as TgUser
-from telegram.constants import ChatAction
+from telegram.constants import ChatAction, ChatType
 from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
@@ -47,6 +48,14 @@ __all__ = ["TelegramAdapter", "telegram_commands"]
 log = logging.getLogger(__name__)
 
 _SEEN_UPDATES = 4096
+UNCAPTIONED_DOCUMENT = (
+    "I got a file without a command. To add it to this chat's documents, send it again with "
+    "the caption /docs add (/help lists the commands)."
+)
+UNCAPTIONED_PHOTO = (
+    "I got a photo without a command; I cannot look at pictures. Send text, or a document "
+    "with the caption /docs add (/help lists the commands)."
+)
 
 
 def telegram_commands(registry: CommandRegistry) -> list[BotCommand]:
@@ -274,12 +283,28 @@ class TelegramAdapter:
             if self.on_handled is not None:
                 self.on_handled(str(update.update_id))
 
+    async def _uncaptioned(self, message: TgMessage) -> None:
+        """A file sent without a caption in a DM (in a group it is not for the bot): say what
+        it takes, rather than nothing."""
+        if message.chat.type != ChatType.PRIVATE or self._app is None:
+            return
+        if message.document is not None:
+            hint = UNCAPTIONED_DOCUMENT
+        elif message.photo:
+            hint = UNCAPTIONED_PHOTO
+        else:
+            return  # a sticker, a location…: nothing botkit reads
+        await self._app.bot.send_message(message.chat.id, hint)
+
     async def _handle(self, update: Update, accept: Callable[[], None]) -> None:
         message = update.effective_message
         sender: TgUser | None = update.effective_user
-        if message is None or sender is None or not text_of(message) or self._router is None:
+        if message is None or sender is None or self._router is None:
             return
         if not self._access.admits(message.chat.id, sender.id):
+            return
+        if not text_of(message):
+            await self._uncaptioned(message)
             return
         read = for_bot(message, self.username, self.bot_id)
         if read is None:
