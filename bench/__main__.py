@@ -24,6 +24,7 @@ BENCHMARKS = [
     "retrieval",
     "recall",
     "fusion",
+    "tools",
 ]
 
 

@@ -16,7 +16,6 @@ generated tokens; its reply is evaluated again that way right after it ends (a s
 
 from __future__ import annotations
 
-import codecs
 import logging
 import queue
 import threading
@@ -35,7 +34,7 @@ from botkit.backends.base import (
     Usage,
     generation_speed,
 )
-from botkit.backends.llama_jobs import BatchJob, Slot, discard, sampler_chain
+from botkit.backends.llama_jobs import BatchJob, Slot, arm, discard, switch
 from botkit.backends.llama_lora import apply_lora
 from botkit.backends.state_cache import CachedState, StateCache, common_prefix, reuse_point
 
@@ -203,6 +202,10 @@ class BatchEngine:
         return min(free, key=lambda i: self._slots[i].used)
 
     def _start(self, index: int, job: BatchJob) -> None:
+        error = None if job.settle or job.logits_only else arm(job, self._llm._model)
+        if error is not None:  # e.g. a grammar llama.cpp refused: this reply alone fails
+            self._abort(job, error)
+            return
         slot = self._slots[index]
         job.started = time.perf_counter()
         if slot.key != job.cache_key:
@@ -216,10 +219,6 @@ class BatchEngine:
         self._clock += 1
         slot.key, slot.job, slot.used = job.cache_key, job, self._clock
         job.slot, job.fed, job.reused = index, reuse, reuse
-        if job.settle or job.logits_only:
-            return  # nothing is sampled
-        job.sampler = sampler_chain(job.params, self._n_vocab)
-        job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def _swap(self, index: int, slot: Slot, job: BatchJob) -> bool:
         """Another chat takes this slot: keep the leaving chat's sequence state, and bring
@@ -361,6 +360,8 @@ class BatchEngine:
         piece = job.decoder.decode(self._llm.detokenize([token], special=False))
         if piece:
             job.emit(Chunk(piece))
+            if job.watch is not None and (grammar := job.watch.seen(piece)) is not None:
+                switch(job, self._llm._model, grammar)  # the reply has started a tool call
         slot = self._slots[job.slot]
         if len(job.completion) >= job.params.max_tokens or len(slot.tokens) + 1 >= self._n_ctx:
             self._finish(job, "length")
@@ -390,10 +391,9 @@ class BatchEngine:
                 self._settle(job)
 
     def _settle(self, job: BatchJob) -> None:
-        """A seeded reply's tokens were decoded one at a time, which is not how a cold prompt
-        holding them is evaluated: evaluate them again in prompt-sized chunks right after the
-        reply, so the chat's next turn reuses them and its
-        reply is the same as from a cold start."""
+        """A seeded reply's tokens were decoded one at a time, not as a cold prompt holding them
+        is evaluated: evaluate them again in prompt-sized chunks right after the reply, so the
+        chat's next turn reuses them and its reply is the same as from a cold start."""
         tokens = job.prompt + job.completion  # _start re-evaluates what is not canonical
         settle = BatchJob(tokens, job.params, job.cache_key, threading.Event(), discard,
                           settle=True)  # fmt: skip

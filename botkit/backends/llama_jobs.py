@@ -1,19 +1,27 @@
 """What the batch engine works on: a job (one reply, a settle, a logits request), a slot (one
-chat's sequence in the batched context), and a job's sampler chain."""
+chat's sequence in the batched context), and a job's sampler chain (with a tool-call grammar:
+the whole reply's for a forced call, or switched in by a CallWatch once an "auto" reply
+starts a call)."""
 
 from __future__ import annotations
 
+import codecs
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import llama_cpp
 from llama_cpp import _internals
 
-from botkit.backends.base import Chunk, GenerationParams
+from botkit.backends.base import BackendError, Chunk, GenerationParams
+from botkit.backends.hermes import CALL_OPEN
 from botkit.backends.llama_worker import Emit
 
-__all__ = ["BatchJob", "Slot", "discard", "sampler_chain"]
+__all__ = ["BatchJob", "CallWatch", "Slot", "arm", "discard", "sampler_chain", "switch"]
+
+log = logging.getLogger(__name__)
 
 # llama-cpp-python's thin wrappers (sampler chain) are untyped.
 internals: Any = _internals
@@ -54,6 +62,60 @@ class BatchJob:
     prefilled: float | None = None
     first: float | None = None
     restored: bool = False
+    # GBNF that constrains the whole reply (a forced tool call), or None.
+    grammar: str | None = None
+    watch: CallWatch | None = None  # an "auto" reply with tools: switches to a call grammar
+
+
+@dataclass
+class CallWatch:
+    """Watches an "auto" reply's text for the start of a tool call, and hands out the grammar
+    for the rest of it once (llama.cpp's lazy-grammar idea, done here: a lazy grammar whose
+    trigger token also carries text the grammar refuses aborts the process).
+
+    The switch happens only when the token that completed the tag carried nothing after it
+    but whitespace (the grammar's start); otherwise the call stays free and is parsed."""
+
+    grammar: str
+    tail: str = ""
+    fired: bool = False
+
+    def seen(self, piece: str) -> str | None:
+        """The grammar to switch to after this piece, if it is the moment."""
+        if self.fired:
+            return None
+        self.tail = (self.tail + piece)[-(len(CALL_OPEN) + len(piece)) :]
+        at = self.tail.find(CALL_OPEN)
+        if at < 0:
+            return None
+        self.fired = True
+        rest = self.tail[at + len(CALL_OPEN) :]
+        return self.grammar if not rest.strip() else None
+
+
+def arm(job: BatchJob, model: Any) -> BackendError | None:
+    """Give a reply its sampler chain and text decoder; the error, fit for the user, when the
+    chain cannot be built (nothing of the engine's is touched before this, so only this job
+    fails)."""
+    try:
+        job.sampler = sampler_chain(job.params, model, job.grammar)
+    except Exception as exc:  # the job's own objects only: the engine goes on
+        log.error("could not build a sampler chain: %r", exc)
+        return BackendError(f"llama.cpp could not prepare this reply's sampling: {exc}")
+    job.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return None
+
+
+def switch(job: BatchJob, model: Any, grammar: str) -> None:
+    """Replace a generating job's chain with one constrained by grammar; if that fails the
+    reply goes on unconstrained (its call is parsed as written)."""
+    try:
+        chain = sampler_chain(job.params, model, grammar)
+    except Exception as exc:  # the job keeps its working chain
+        log.error("could not switch to a tool-call grammar: %r", exc)
+        return
+    job.sampler.close()
+    job.sampler = chain
 
 
 def discard(_item: Chunk | BaseException | None) -> None:
@@ -69,16 +131,25 @@ class Slot:
     used: int = 0  # when it last started a job (for choosing which free slot to reuse)
 
 
-def sampler_chain(params: GenerationParams, n_vocab: int) -> Any:
-    """The chat's own chain, in the order llama-cpp-python's Llama builds it."""
+def sampler_chain(params: GenerationParams, model: Any, grammar: str | None = None) -> Any:
+    """The chat's own chain, in the order llama-cpp-python's Llama builds it; a grammar goes
+    before the truncating samplers, so top-k cannot leave it only refused tokens."""
     sampler = internals.LlamaSampler()
     sampler.add_penalties(
-        n_vocab=n_vocab,
+        n_vocab=model.n_vocab(),
         penalty_last_n=_PENALTY_LAST_N,
         penalty_repeat=params.repeat_penalty,
         penalty_freq=params.frequency_penalty,
         penalty_present=params.presence_penalty,
     )
+    if grammar is not None:
+        constrained = llama_cpp.llama_sampler_init_grammar(
+            model.vocab, grammar.encode("utf-8"), b"root"
+        )
+        if not constrained:
+            sampler.close()
+            raise BackendError("llama.cpp refused the tool-call grammar (see its log)")
+        llama_cpp.llama_sampler_chain_add(sampler.sampler, constrained)
     if params.temperature == 0:
         sampler.add_greedy()
     else:
