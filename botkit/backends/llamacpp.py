@@ -207,9 +207,18 @@ class LlamaCppBackend:
         return logits
 
     async def tool_support(self) -> str | None:
-        """None: every model can call tools here, in Hermes `<tool_call>` blocks; /model's
-        "tool calls" line says whether its template knows them or botkit renders them."""
-        return None
+        """None when the model's own chat template renders tools and Hermes `<tool_call>`
+        blocks (a model trained to call them, like Qwen2.5). Otherwise why not: botkit can
+        render the tools for it, but a model never trained on them does not call them by
+        itself (the bundled SmolLM2-135M made 0 correct calls in 20 prompts that needed one,
+        bench/unforced_calls.py), and the declarations would cost every prompt their tokens.
+        A forced call (/tool NAME) still works: the grammar makes it valid."""
+        if self._require()[2].native_tools:
+            return None
+        return (
+            "its chat template has no tool calls, so it does not call tools by itself (a "
+            "call can still be forced, grammar-constrained)"
+        )
 
     async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
         """Exact: the prompt with these declarations minus the prompt without them."""

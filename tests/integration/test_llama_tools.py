@@ -240,7 +240,9 @@ async def test_a_call_that_runs_out_of_tokens_is_not_returned(backend: LlamaCppB
 
 
 async def test_model_says_how_it_calls_tools(backend: LlamaCppBackend) -> None:
-    assert await backend.tool_support() is None
+    reason = await backend.tool_support()
+    assert reason is not None
+    assert "chat template has no tool calls" in reason  # SmolLM2 was not trained to call
     info = await backend.info()
     assert info.extra["tool calls"].startswith("Hermes <tool_call> (botkit's rendering")
     assert await backend.tool_tokens([]) == 0
