@@ -84,6 +84,8 @@ class ToolRegistry:
         self.confirmations = Confirmations()
         self._limiter = RateLimiter(config.per_minute)
         self._warned: set[str] = set()
+        self._local_cache: dict[str, tuple[ToolSpec, Command]] = {}
+        self._local_for = -1  # how many commands the cache was built from
 
     @property
     def max_rounds(self) -> int:
@@ -96,7 +98,13 @@ class ToolRegistry:
         return self.config.max_calls
 
     def _local(self) -> dict[str, tuple[ToolSpec, Command]]:
-        return {c.name: (command_tool(c), c) for c in self._commands.all() if c.tool}
+        """The commands declared as tools, with their specs (built once per set of commands:
+        a schema from a signature is a pydantic model, too dear to build every turn)."""
+        commands = self._commands.all()
+        if self._local_for != len(commands):
+            self._local_cache = {c.name: (command_tool(c), c) for c in commands if c.tool}
+            self._local_for = len(commands)
+        return self._local_cache
 
     def specs(self) -> list[ToolSpec]:
         """Every tool: botkit's and the plugins', then the MCP servers' (a name no model API
@@ -160,7 +168,12 @@ class ToolRegistry:
         if problem is not None and (forced is None or self.can_force(backend) is not None):
             return ToolOffer(note=problem)
         assert isinstance(backend, ToolCalling)
-        return ToolOffer(on, await backend.tool_tokens(on), problem, forced, problem is None)
+        try:
+            tokens = await backend.tool_tokens(on)
+        except Exception as exc:  # the server's tokenizer is down: the chat goes on without
+            log.warning("could not count the tools' tokens on %s: %s", backend.name, exc)
+            return ToolOffer(note=f"the tools' tokens could not be counted ({exc})")
+        return ToolOffer(on, tokens, problem, forced, problem is None)
 
     async def run(
         self,

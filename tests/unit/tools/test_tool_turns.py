@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from botkit.adapters.memory import MemoryTarget
-from botkit.backends.base import Message
+from botkit.backends.base import BackendUnavailable, Message
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
@@ -23,6 +23,7 @@ from botkit.store.models import MessageStatus
 from botkit.store.records import NewMessage
 from botkit.store.recovery import recover
 from botkit.store.repository import Repository
+from botkit.tools.spec import ToolSpec
 from tests.conftest import MakeConfig, incoming, say
 from tests.tool_plugin import call, ran, tools
 
@@ -321,3 +322,24 @@ async def test_a_tool_called_too_often_in_a_chat_is_refused_by_the_limiter(
     assert results[:2] == ["0", "1"]
     assert "more than 2 times a minute in this chat" in results[2]
     assert ran == ["add 0 0", "add 1 0"]
+
+
+class CannotCount(ScriptedBackend):
+    """A server whose tokenizer endpoint is down when the tools are counted."""
+
+    async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
+        raise BackendUnavailable("the tokenize endpoint answered 503")
+
+
+async def test_tools_that_cannot_be_counted_are_left_out_and_the_chat_goes_on(
+    make_config: MakeConfig,
+) -> None:
+    backend = CannotCount("local")
+    backend.tools_unsupported = None
+    backend.enqueue("Hello without tools.")
+    config = make_config(service={"rate_limit_per_minute": 0})
+    async with build_bot(config, backends={"local": backend}) as bot:
+        assert (await say(bot, "Hi")).text == "Hello without tools."
+        assert backend.tool_requests[-1] == ((), "none")
+        context = (await say(bot, "/context")).text
+        assert "could not be counted (the tokenize endpoint answered 503)" in context
