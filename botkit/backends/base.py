@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from botkit.core.settings import SamplingOptions
+from botkit.images.spec import Image
 from botkit.tools.spec import ToolCall, ToolChoice, ToolSpec
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "TokenInspector",
     "ToolCalling",
     "Usage",
+    "Vision",
     "WindowLearned",
     "generation_speed",
 ]
@@ -59,6 +61,10 @@ class Message(TypedDict):
     # A tool message: the call it answers, and the tool's name.
     tool_call_id: NotRequired[str]
     name: NotRequired[str]
+    # A user message's pictures (only given to a backend that can see; see Vision). Each
+    # backend sends them its own way: Ollama `images`, OpenAI `image_url` parts, llama.cpp
+    # through its multimodal projector.
+    images: NotRequired[list[Image]]
 
 
 class GenerationParams(SamplingOptions):
@@ -280,6 +286,22 @@ class ToolCalling(Protocol):
 
     async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
         """Tokens these declarations add to a prompt (they cost window, like the persona)."""
+        ...
+
+
+@runtime_checkable
+class Vision(Protocol):
+    """A backend that may see images: whether this model can is asked, never guessed from its
+    name (Ollama's `/api/show` capabilities, the GGUF's projector, the server's model info)."""
+
+    async def vision_support(self) -> str | None:
+        """None when this model can see images; otherwise why not, in words (/model shows
+        it, and a chat's image then goes to [vision] backend to be described, or is refused)."""
+        ...
+
+    async def image_tokens(self, image: Image) -> int:
+        """Tokens this image costs in a prompt (the projector's, counted or asked where the
+        backend can, else the documented estimate)."""
         ...
 
 

@@ -25,6 +25,7 @@ from botkit.config.runtime import (
     StorageConfig,
 )
 from botkit.config.tools import ToolsConfig
+from botkit.config.vision import VisionConfig
 
 __all__ = [
     "BackendConfig",
@@ -48,5 +49,6 @@ __all__ = [
     "StorageConfig",
     "TelegramConfig",
     "ToolsConfig",
+    "VisionConfig",
     "load_config",
 ]

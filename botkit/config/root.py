@@ -27,6 +27,7 @@ from botkit.config.runtime import (
     StorageConfig,
 )
 from botkit.config.tools import ToolsConfig
+from botkit.config.vision import VisionConfig
 from botkit.core.settings import max_reply_tokens
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -56,6 +57,7 @@ class Config(BaseSettings):
     retrieval: RetrievalConfig = RetrievalConfig()
     embedder: EmbedderConfig = LlamaCppEmbedderConfig()
     tools: ToolsConfig = ToolsConfig()
+    vision: VisionConfig = VisionConfig()
     plugins: PluginsConfig = PluginsConfig()
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()
@@ -94,6 +96,12 @@ class Config(BaseSettings):
                     f"the {window}-token context window of backends.{name} for the "
                     f"conversation (keep it below {max_reply_tokens(window) + 1})"
                 )
+        if self.vision.backend is not None and self.vision.backend not in self.backends:
+            names = ", ".join(sorted(self.backends))
+            raise ValueError(
+                f"vision.backend = {self.vision.backend!r} is not a configured backend "
+                f"(configured: {names})"
+            )
         return self
 
 
