@@ -90,11 +90,12 @@ async def test_context_accounts_for_the_whole_window(bot: Bot) -> None:
     await say(bot, "Hello there!")
     text = (await say(bot, "/context")).text
     numbers = {}
-    for line in text.splitlines()[1:9]:
+    for line in text.splitlines()[1:10]:
         label, value = line.split(":", 1)
         numbers[label.strip()] = int(value.split()[0])
     assert sum(numbers.values()) == 2048
     assert numbers["reply reserve"] == 256
+    assert numbers["tools"] == 0  # the bundled model is given no tools on its own
     assert numbers["memory"] == 0  # recall is off in this chat (the tests' default)
     assert "Retrieval: keywords only ([retrieval] vectors = false)" in text
     assert "(2 messages)" in text
