@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
 from botkit.config.embedders import EmbedderConfig, LlamaCppEmbedderConfig
+from botkit.config.mcp import McpConfig
 from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
 from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.config.runtime import (
@@ -55,6 +56,7 @@ class Config(BaseSettings):
     retrieval: RetrievalConfig = RetrievalConfig()
     embedder: EmbedderConfig = LlamaCppEmbedderConfig()
     plugins: PluginsConfig = PluginsConfig()
+    mcp: McpConfig = McpConfig()
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
