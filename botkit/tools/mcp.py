@@ -8,7 +8,6 @@ name leads to one server; each server supervises itself (botkit/tools/mcp_server
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,9 @@ from botkit.tools.spec import ToolResult, ToolSpec
 
 __all__ = ["Backoff", "McpServer", "McpTools", "probe"]
 
-log = logging.getLogger(__name__)
+# The SDK's stdio shutdown: 2 s for the server to exit on its own, 2 s after SIGTERM, 2 s to
+# reap it after SIGKILL (mcp.client.stdio), plus a margin.
+_SHUTDOWN_SECONDS = 10.0
 
 
 class McpTools:
@@ -70,6 +71,11 @@ async def probe(name: str, config: McpServerConfig) -> tuple[bool, str]:
     server = McpServer(name, config, Backoff(first=3600.0, most=3600.0))
     try:
         await server.start()
+        # The supervisor's own deadline ends a start that hangs; past it, the SDK's shutdown of
+        # the server (bounded) may take some seconds more.
+        await server.wait_until(
+            lambda s: s.ready or s.failures > 0, config.startup_timeout + _SHUTDOWN_SECONDS
+        )
         if server.ready:
             return True, f"ok, {len(server.specs)} tools"
         if server.last_error is not None:

@@ -89,6 +89,8 @@ class McpServer:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ready_at: float | None = None
+        self._retry_at: float | None = None  # when the next start begins, in backoff
+        self._closing = False
         self._connecting = False  # a session is being set up (or torn down to restart)
 
     # -- what the bot reads --------------------------------------------------------------
@@ -147,10 +149,14 @@ class McpServer:
         SIGTERM, then SIGKILL: the SDK bounds each wait)."""
         task, self._task = self._task, None
         if task is not None:
+            # The flag is what ends the loop: the SDK's anyio scopes may turn the cancellation
+            # into an ordinary end of the session (seen with streamable HTTP).
+            self._closing = True
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
         self._session = None
+        self._connecting, self._retry_at = False, None
         self._set_status("stopped")
 
     # -- calls --------------------------------------------------------------------------
@@ -173,10 +179,15 @@ class McpServer:
             seconds = time.monotonic() - started
             return ToolResult(call_id, exposed, text, is_error=is_error, seconds=seconds)
 
-        if not self.ready and self._status.startswith("starting"):
-            await self.wait_until(
-                lambda s: s.ready or not s._status.startswith("starting"), timeout
-            )
+        deadline = started + timeout
+
+        def hopeless(s: McpServer) -> bool:
+            # Not starting, and the next start is after this call's deadline (or never).
+            return not s._connecting and (s._retry_at is None or s._retry_at >= deadline)
+
+        # A server coming up, or retried before the deadline, is waited for: a call right
+        # after a restart gets the new session, not "not available".
+        await self.wait_until(lambda s: s.ready or hopeless(s), timeout)
         session, generation = self._session, self._generation
         if session is None:
             return result(f"the MCP server {self.name} is not available ({self._status})", True)
@@ -229,12 +240,15 @@ class McpServer:
                 else f"starting again after: {self.last_error}"
             )
             self._ready_at = None
+            self._retry_at = None
             self._connecting = True
             try:
                 await self._run_session()
                 reason = "the session ended"
             except Exception as exc:  # a server's failure never escapes
                 reason = _describe(exc)
+            if self._closing:
+                return
             self._session = None
             self._connecting = False
             self._generation += 1
@@ -246,6 +260,7 @@ class McpServer:
             failures_in_row += 1
             delay = self.backoff.delay(failures_in_row)
             log.warning("mcp %s: %s; restarting in %g s", self.name, reason, delay)
+            self._retry_at = time.monotonic() + delay
             self._set_status(f"restarting in {delay:g} s after: {reason}")
             await asyncio.sleep(delay)
 
