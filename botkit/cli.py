@@ -207,10 +207,27 @@ async def _check(config: Config, base_dir: Path) -> int:
             problems.append(f"backend {name}: {exc}")
         finally:
             await backend.close()
+    problems += await _check_mcp(config)
     problems += _check_tokens(config)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+async def _check_mcp(config: Config) -> list[str]:
+    """Each MCP server: started (or reached), initialized and its tools listed, all at once,
+    each within its startup_timeout."""
+    from botkit.tools.mcp import probe
+
+    servers = config.mcp.servers
+    outcomes = await asyncio.gather(*(probe(name, server) for name, server in servers.items()))
+    problems = []
+    for name, (ok, line) in zip(servers, outcomes, strict=True):
+        if ok:
+            print(f"mcp {name}: {line}")
+        else:
+            problems.append(f"mcp {name}: {line}")
+    return problems
 
 
 def _not_downloaded(backend: BackendConfig) -> str | None:
@@ -274,7 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database commands")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     with_config(db_sub.add_parser("upgrade", help="apply Alembic migrations"))
-    with_config(sub.add_parser("check", help="validate the config and probe storage and backends"))
+    check_help = "validate the config and probe storage, backends and MCP servers"
+    with_config(sub.add_parser("check", help=check_help))
     add_models_parser(sub, with_config)
     add_docs_parser(sub, with_config)
     bench = sub.add_parser("bench", help="run the benchmarks (from a source checkout)")

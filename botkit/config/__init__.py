@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
 from botkit.config.embedders import EmbedderConfig
+from botkit.config.mcp import McpConfig, McpServerConfig
 from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
 from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.config.root import Config, ConfigError, load_config
@@ -39,6 +40,8 @@ __all__ = [
     "KnowledgeConfig",
     "LlamaCppConfig",
     "LoggingConfig",
+    "McpConfig",
+    "McpServerConfig",
     "MemoryConfig",
     "MetricsConfig",
     "OllamaConfig",

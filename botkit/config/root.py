@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from botkit.config.backends import BackendConfig, LlamaCppConfig, OllamaConfig, OpenAIConfig
 from botkit.config.embedders import EmbedderConfig, LlamaCppEmbedderConfig
+from botkit.config.mcp import McpConfig
 from botkit.config.platforms import ConsoleConfig, DiscordConfig, TelegramConfig
 from botkit.config.retrieval import KnowledgeConfig, MemoryConfig, RetrievalConfig
 from botkit.config.runtime import (
@@ -59,6 +60,7 @@ class Config(BaseSettings):
     tools: ToolsConfig = ToolsConfig()
     vision: VisionConfig = VisionConfig()
     plugins: PluginsConfig = PluginsConfig()
+    mcp: McpConfig = McpConfig()
     console: ConsoleConfig = ConsoleConfig()
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
