@@ -7,7 +7,8 @@ before what follows it: what a crash at that point leaves in the database.
 OPERATION: "recover" (a start's recovery of dead processes' replies, then taking its lease),
 "update" (a plugin's atomic update of an existing key and of a new one), "mark" (an adapter
 marking the cut replies waiting for it; the kill comes right after the platform edit),
-"upgrade" (the pending migrations). Exits 0
+"upgrade" (the pending migrations), "image_turn" (a turn written ahead with two pictures,
+one of them already stored, in chat "t"/"img"), "image_reset" (that chat's /reset). Exits 0
 if the operation ended before its Nth statement.
 """
 
@@ -22,15 +23,25 @@ from typing import Any
 from sqlalchemy import event
 
 from botkit.adapters.cut_marks import CutReplyMarker
+from botkit.backends.base import Role
+from botkit.core.events import ChatKey
+from botkit.images.spec import Image
 from botkit.store.cut_marks import CutReply
 from botkit.store.db import create_engine, upgrade
 from botkit.store.leases import Lease
+from botkit.store.models import MessageStatus
 from botkit.store.plugin_data import Quota
-from botkit.store.repository import Repository
+from botkit.store.repository import NewMessage, Repository
 
 # The recovering process's bound: the tests' live leases are never that old, their dead ones
 # are older.
 STALE_AFTER = 3600.0
+
+
+def picture(n: int) -> Image:
+    """A stand-in picture (the store never decodes what it keeps)."""
+    data = bytes([n]) * 100
+    return Image(f"{n:064x}", "image/png", 10, 10, data)
 
 
 async def _run(url: str, operation: str, kill_at: int) -> None:
@@ -60,6 +71,12 @@ async def _run(url: str, operation: str, kill_at: int) -> None:
         await Lease.acquire(repo, None, interval=1.0, stale_after=STALE_AFTER)
     elif operation == "upgrade":
         await upgrade(engine)
+    elif operation == "image_turn":
+        chat = await repo.chat(ChatKey("t", "img"))
+        question = NewMessage(Role.USER, "ann", "what is this?", 4, "t", MessageStatus.COMPLETE)
+        await repo.begin_turn(chat.id, question, images=[picture(1), picture(2)])
+    elif operation == "image_reset":
+        await repo.clear_history((await repo.chat(ChatKey("t", "img"))).id)
     elif operation == "update":
         quota = Quota(rows=10, bytes=1000)
         await repo.plugin_data.update("dice", 1, "rolls", lambda n: n + 1, quota)

@@ -12,7 +12,8 @@ from sqlalchemy import delete, func, insert, select, update
 from botkit.backends.base import Role
 from botkit.store.caches import Caches
 from botkit.store.guard import OwnerGuard
-from botkit.store.models import MESSAGES, MessageStatus, utc_now
+from botkit.store.images import Images, collect_images, link_images
+from botkit.store.models import MESSAGE_IMAGES, MESSAGES, MessageStatus, utc_now
 from botkit.store.records import NewMessage, StoredMessage
 from botkit.store.writer import Writer
 
@@ -29,6 +30,7 @@ _COLUMNS = (
     MESSAGES.c.status,
     MESSAGES.c.seed,
     MESSAGES.c.tool,
+    MESSAGES.c.images,
 )
 
 
@@ -41,20 +43,21 @@ _ASKED = (Role.USER, Role.TOOL)
 
 def _stored(row: Any) -> StoredMessage:
     """A row of _COLUMNS as a StoredMessage."""
-    row_id, role, author, content, token_count, tokenizer_id, status, seed, tool = row
+    row_id, role, author, content, token_count, tokenizer_id, status, seed, tool, images = row
     return StoredMessage(
         row_id, _ROLES[role], author, content, token_count, tokenizer_id, _STATUSES[status], seed,
-        tool,
+        tool, tuple(images) if images else (),
     )  # fmt: skip
 
 
 class Messages:
     """Reads and writes of a chat's messages, through the window cache."""
 
-    def __init__(self, writer: Writer, caches: Caches, guard: OwnerGuard) -> None:
+    def __init__(self, writer: Writer, caches: Caches, guard: OwnerGuard, images: Images) -> None:
         self._writer = writer
         self._caches = caches
         self._guard = guard
+        self._images = images
 
     async def _messages(self, query: Any) -> list[StoredMessage]:
         return [_stored(row) for row in await self._writer.read(query)]
@@ -105,6 +108,7 @@ class Messages:
         async with self._writer.transaction() as conn:
             result = await conn.execute(insert(MESSAGES).values(values).returning(MESSAGES.c.id))
             ids = [int(row[0]) for row in result]
+            await link_images(conn, ((i, m.images) for i, m in zip(ids, messages, strict=True)))
         if ids:
             self._guard.wrote(chat_id, max(ids))
         rows = self._caches.rows(chat_id)
@@ -113,10 +117,21 @@ class Messages:
         return ids
 
     async def clear_history(self, chat_id: int) -> int:
-        """Forget a chat's messages (its settings stay); returns how many were deleted."""
+        """Forget a chat's messages (its settings stay) and the pictures they carried that no
+        other message carries, in one transaction; returns how many messages were deleted."""
         async with self._writer.transaction() as conn:
+            carried = await conn.execute(
+                select(MESSAGE_IMAGES.c.image_id)
+                .distinct()
+                .join(MESSAGES, MESSAGES.c.id == MESSAGE_IMAGES.c.message_id)
+                .where(MESSAGES.c.chat_id == chat_id)
+            )
+            candidates = [int(i) for i in carried.scalars()]
+            # Their links go with them (ON DELETE CASCADE).
             result = await conn.execute(delete(MESSAGES).where(MESSAGES.c.chat_id == chat_id))
+            deleted = await collect_images(conn, candidates)
         self._caches.forget(chat_id)
+        self._images.forget(deleted)
         return int(result.rowcount or 0)
 
     async def last_turn(self, chat_id: int) -> tuple[StoredMessage, StoredMessage] | None:

@@ -1,6 +1,7 @@
 """The database tables: chats (with their setting overrides), messages (with token counts),
-the processes' leases, the cut replies waiting for their platform mark, plugin data, and
-retrieval's documents and chunks (with their keyword index, built by the migration)."""
+the images users sent (content-addressed) and their links to messages, the processes' leases,
+the cut replies waiting for their platform mark, plugin data, and retrieval's documents and
+chunks (with their keyword index, built by the migration)."""
 
 from __future__ import annotations
 
@@ -30,15 +31,19 @@ __all__ = [
     "CHUNKS",
     "CUT_MARKS",
     "DOCUMENTS",
+    "IMAGES",
     "LEASES",
     "MESSAGES",
+    "MESSAGE_IMAGES",
     "PLUGIN_DATA",
     "Base",
     "ChatRow",
     "ChunkRow",
     "CutMarkRow",
     "DocumentRow",
+    "ImageRow",
     "LeaseRow",
+    "MessageImageRow",
     "MessageRow",
     "MessageStatus",
     "PluginDataRow",
@@ -130,6 +135,48 @@ class MessageRow(Base):
     # ({"calls": [{"id", "name", "arguments"}]}); on a tool row, the call it answers
     # ({"call_id", "name", "error"}). NULL on every other message.
     tool: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # The ids (images.id) of the pictures a user message carries, in order (migration 0012):
+    # read with the window at no extra cost. message_images holds the same links for the
+    # database's integrity (no message points at a missing image) and for clearing them.
+    # NULL on every message without images.
+    images: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class ImageRow(Base):
+    """A picture a user sent, as botkit re-encoded it (botkit.images.decode), stored once
+    however many messages carry it (sha256 of data is unique)."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("sha256", name="uq_images_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    mime: Mapped[str] = mapped_column(String(16))  # image/png or image/jpeg
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)  # bytes of data
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    # What [vision] backend said the picture shows, for a chat model that cannot see (asked
+    # once per picture), and that backend's name. NULL: not described yet.
+    description: Mapped[str | None] = mapped_column(Text)
+    described_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class MessageImageRow(Base):
+    """A message's picture at its place in the message: deleted with the message, and an
+    image no link names any more is deleted with the chat's history (/reset)."""
+
+    __tablename__ = "message_images"
+    __table_args__ = (
+        PrimaryKeyConstraint("message_id", "position", name="pk_message_images"),
+        # Whether any message still carries an image: what clearing a chat asks of each.
+        Index("ix_message_images_image_id", "image_id"),
+    )
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
 
 
 class LeaseRow(Base):
@@ -254,3 +301,5 @@ CUT_MARKS = Base.metadata.tables[CutMarkRow.__tablename__]
 PLUGIN_DATA = Base.metadata.tables[PluginDataRow.__tablename__]
 DOCUMENTS = Base.metadata.tables[DocumentRow.__tablename__]
 CHUNKS = Base.metadata.tables[ChunkRow.__tablename__]
+IMAGES = Base.metadata.tables[ImageRow.__tablename__]
+MESSAGE_IMAGES = Base.metadata.tables[MessageImageRow.__tablename__]

@@ -35,6 +35,7 @@ class StoredMessage:
     status: MessageStatus
     seed: int | None
     tool: dict[str, Any] | None = None  # a tool round's calls or result (models.MessageRow.tool)
+    images: tuple[int, ...] = ()  # the pictures a user message carries (images.id, in order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class NewMessage:
     seed: int | None = None
     stats: dict[str, Any] | None = None  # a reply's figures for /stats
     tool: dict[str, Any] | None = None  # a tool round's calls or result (models.MessageRow.tool)
+    images: tuple[int, ...] = ()  # stored images (images.id) the message carries, in order
 
     def columns(self) -> dict[str, Any]:
         """The message as messages' column values (a shallow copy: dataclasses.asdict's deep
@@ -58,11 +60,12 @@ class NewMessage:
             "role": self.role, "author": self.author, "content": self.content,
             "token_count": self.token_count, "tokenizer_id": self.tokenizer_id,
             "status": self.status, "seed": self.seed, "stats": self.stats, "tool": self.tool,
+            "images": list(self.images) if self.images else None,
         }  # fmt: skip
 
     def stored(self, row_id: int) -> StoredMessage:
         """This message as it reads back once stored as row row_id."""
         return StoredMessage(
             row_id, self.role, self.author, self.content, self.token_count, self.tokenizer_id,
-            self.status, self.seed, self.tool,
+            self.status, self.seed, self.tool, self.images,
         )  # fmt: skip

@@ -3,10 +3,10 @@ operations.
 
 The parts, one job each: the single writer (writer.py), the chat and window caches (caches.py),
 the one-process-per-chat guard (guard.py), chats (chats.py), messages (messages.py), the
-turn's writes (turns.py), chat adoption (adoption.py), and beside them the cut replies' queue
-(cut_marks.py), plugin data (plugin_data.py) and retrieval's chunks and documents
-(chunks.py, documents.py). A lease (leases.py) takes a Repository for
-its writer and caches, and runs crash recovery (recovery.py) in its own transactions.
+pictures they carry (images.py), the turn's writes (turns.py), chat adoption (adoption.py),
+and beside them the cut replies' queue (cut_marks.py), plugin data (plugin_data.py) and
+retrieval's chunks and documents (chunks.py, documents.py). A lease (leases.py) takes a
+Repository for its writer and caches, and runs crash recovery (recovery.py) in its own transactions.
 
 A facade, because the parts share one writer, one set of caches and one guard, which it wires
 once, while the core, the plugins' context, the adapters and the tests call some twenty of
@@ -25,6 +25,7 @@ from botkit.store.chunks import Chunks
 from botkit.store.cut_marks import CutMarks
 from botkit.store.documents import Documents
 from botkit.store.guard import OwnerGuard
+from botkit.store.images import Images
 from botkit.store.messages import Messages
 from botkit.store.plugin_data import PluginData
 from botkit.store.records import ChatRecord, NewMessage, StoredMessage
@@ -50,7 +51,10 @@ class Repository:
         self._guard = guard = OwnerGuard(caches, cached_chats)
         self._turns = turns = Turns(writer, caches, guard, owner)
         chats = Chats(writer, caches)
-        messages = Messages(writer, caches, guard)
+        # The pictures users sent: saved with their turn (begin_turn's images), loaded by id,
+        # their descriptions kept; cleared with the chat's history.
+        self.images = Images(writer)
+        messages = Messages(writer, caches, guard, self.images)
         # The database, for the stores beside this one (leases, cut marks, plugin data).
         self.transaction = writer.transaction
         self.read = writer.read

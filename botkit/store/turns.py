@@ -31,8 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
 
 from botkit.backends.base import Role
+from botkit.images.spec import Image
 from botkit.store.caches import Caches
 from botkit.store.guard import OwnerGuard
+from botkit.store.images import link_images, store_images
 from botkit.store.models import MESSAGES, MessageStatus, utc_now
 from botkit.store.records import NewMessage, StoredMessage
 from botkit.store.sqlite_driver import DriverStatement
@@ -152,23 +154,40 @@ class Turns:
             yield _DriverWrites(db, engine.dialect, self._prepared)
 
     async def begin_turn(
-        self, chat_id: int, user: NewMessage | None, *, replaces: int | None = None
-    ) -> tuple[int | None, int]:
+        self, chat_id: int, user: NewMessage | None, *, replaces: int | None = None,
+        images: Sequence[Image] = (),
+    ) -> tuple[int | None, int]:  # fmt: skip
         """Write a turn ahead of generation: the user message (None for a /retry) and an empty
-        reply row marked generating, in one transaction. Returns (user id, reply id)."""
+        reply row marked generating, in one transaction. Returns (user id, reply id).
+
+        images: the pictures the user message carries, stored (once each) in the same
+        transaction and linked to it after any ids already in user.images: a crash leaves
+        either all of the turn or none of it, never a message without its pictures.
+        """
         now = utc_now()
         reply = {
             "chat_id": chat_id, "created_at": now, "role": Role.ASSISTANT, "author": None,
             "content": "", "token_count": 0, "tokenizer_id": "", "seed": None,
             "status": MessageStatus.GENERATING, "replaces": replaces, "stats": None,
-            "owner": self.owner, "tool": None,
+            "owner": self.owner, "tool": None, "images": None,
         }  # fmt: skip
-        values = [] if user is None else [
-            {"chat_id": chat_id, "created_at": now, "replaces": None, "owner": None,
-             **user.columns()}
-        ]  # fmt: skip
-        async with self._transaction() as writes:
-            ids = await writes.insert([*values, reply])
+        if user is None or not (images or user.images):
+            values = [] if user is None else [
+                {"chat_id": chat_id, "created_at": now, "replaces": None, "owner": None,
+                 **user.columns()}
+            ]  # fmt: skip
+            if images:
+                raise ValueError("images need the user message that carries them")
+            async with self._transaction() as writes:
+                ids = await writes.insert([*values, reply])
+        else:
+            # A turn with pictures: rare, so through SQLAlchemy on both databases.
+            async with self._writer.transaction() as conn:
+                saved = await store_images(conn, images)
+                user = replace(user, images=(*user.images, *saved))
+                row = {"chat_id": chat_id, "created_at": now, "replaces": None, "owner": None}
+                ids = await _CoreWrites(conn).insert([{**row, **user.columns()}, reply])
+                await link_images(conn, [(ids[0], user.images)])
         user_id = ids[0] if user is not None else None
         self._guard.began(chat_id, user_id, ids[-1])
         rows = self._caches.rows(chat_id)
