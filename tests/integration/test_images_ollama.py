@@ -26,7 +26,8 @@ async def ollama() -> AsyncIterator[OllamaEmulator]:
     emulator = OllamaEmulator(models=[
         EmulatedModel("gemma3:4b", family="gemma3", capabilities=("completion", "vision"),
                       image_tokens=256, vision_info=GEMMA_INFO),
-        EmulatedModel("moondream:1.8b", capabilities=("completion", "vision"), image_tokens=729),  # SigLIP 27 × 27
+        # moondream's SigLIP encoder: 27 × 27 patches an image
+        EmulatedModel("moondream:1.8b", capabilities=("completion", "vision"), image_tokens=729),
         EmulatedModel("smollm2:135m"),
         EmulatedModel("old:1b", lists_capabilities=False),
     ])  # fmt: skip
@@ -128,7 +129,7 @@ async def test_a_reply_broken_off_after_an_image_is_a_clear_error(ollama: Ollama
     backend = await backend_for(ollama, "moondream:1.8b")
     try:
         ollama.cut_after = 1
-        with pytest.raises(BackendUnavailable, match="ended before it was finished|failed"):
+        with pytest.raises(BackendUnavailable, match=r"ended before it was finished|failed"):
             [c async for c in backend.stream(asking(picture()), PARAMS, cache_key="c")]
         ollama.cut_after = None
         chunks = [c async for c in backend.stream(asking(picture()), PARAMS, cache_key="c")]
