@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from botkit.backends.base import (
+    BackendError,
     BackendInfo,
     BackendUnavailable,
     Chunk,
@@ -43,12 +44,18 @@ from botkit.backends.llama_worker import Mailbox, receive
 from botkit.backends.model_files import model_file
 from botkit.backends.state_cache import StateCache, common_prefix
 from botkit.config import LlamaCppConfig
+from botkit.images.spec import Image
 from botkit.machine import cpu_cores
 from botkit.tools.spec import ToolChoice, ToolSpec
 
 __all__ = ["LlamaCppBackend"]
 
 log = logging.getLogger(__name__)
+
+NO_INPROCESS_VISION = (
+    "in-process vision is not available in this build: no vision GGUF with a projector "
+    "could be installed to test it"
+)
 
 # The Llama object's own context is never used to generate (the engine has its own), so it
 # holds only this many tokens of KV cache.
@@ -220,6 +227,16 @@ class LlamaCppBackend:
             "call can still be forced, grammar-constrained)"
         )
 
+    async def vision_support(self) -> str | None:
+        """Always why not: llama-cpp-python 0.3.36 has the libmtmd bindings (mtmd_cpp,
+        MTMDChatHandler), but no vision GGUF with its projector could be installed here to
+        test the path, so it is not offered (README, "Images")."""
+        return NO_INPROCESS_VISION
+
+    async def image_tokens(self, image: Image) -> int:
+        """0: no image reaches this backend (vision_support says why)."""
+        return 0
+
     async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
         """Exact: the prompt with these declarations minus the prompt without them."""
         return self._require()[2].tool_tokens(tools)
@@ -240,6 +257,8 @@ class LlamaCppBackend:
         if tool_choice == "none":
             tools = ()
         plan = tool_plan(tools, tool_choice)  # BackendError before anything runs
+        if any(m.get("images") for m in messages):
+            raise BackendError(f"images cannot be sent to this model: {NO_INPROCESS_VISION}")
         prompt = self._require()[2].prompt(messages, tools=tools)
         if len(prompt) + params.max_tokens > self.config.n_ctx:
             raise ContextOverflow(
@@ -290,4 +309,5 @@ class LlamaCppBackend:
             self.name, self._require()[0], self._path, self.config.n_ctx, self._slots, self._lora
         )
         info.extra["tool calls"] = tool_format(prompts.native_tools)
+        info.extra["vision"] = NO_INPROCESS_VISION
         return info

@@ -9,10 +9,15 @@ capability. A server too old to list capabilities (before 0.6.4) is taken at its
 may: tools are sent, and its 400 "... does not support tools" (server/routes.go, the model's
 template has no .Tools) is remembered as the reason, the request sent again without them, as a
 server that lists `tools` and refuses anyway is.
+
+Images (ollama_vision.py): sent as a message's `images` only to a model that lists the
+`vision` capability (Ollama itself would drop them silently); their tokens are estimated from
+the model's details until a reply's prompt_eval_count tells (image_cost.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -33,9 +38,12 @@ from botkit.backends.base import (
     ModelNotFound,
     Usage,
 )
+from botkit.backends.image_cost import ImageCost, image_count
 from botkit.backends.ollama_tools import ollama_calls, ollama_messages, ollama_tools
+from botkit.backends.ollama_vision import OLLAMA_IMAGE_TOKENS, image_estimate, vision_reason
 from botkit.backends.token_estimate import TokenEstimator
 from botkit.config import OllamaConfig
+from botkit.images.spec import Image
 from botkit.tools.spec import ToolCall, ToolChoice, ToolSpec
 
 __all__ = ["OllamaBackend"]
@@ -87,6 +95,9 @@ class OllamaBackend:
         self._trained_ctx: int | None = None
         self._num_ctx = config.num_ctx
         self._tools_refused: str | None = None  # the server refused `tools` for this model
+        self._image_cost = ImageCost(
+            lambda _image: OLLAMA_IMAGE_TOKENS, f"{OLLAMA_IMAGE_TOKENS} per image (not asked yet)"
+        )
 
     @property
     def context_window(self) -> int:
@@ -159,6 +170,8 @@ class OllamaBackend:
             if self.config.num_ctx is None and self._trained_ctx:
                 self._num_ctx = min(self._trained_ctx, self.config.max_num_ctx)
             details = show.details
+            per_image, source = image_estimate(info)
+            self._image_cost = ImageCost(lambda _image: per_image, source)
             self._show = {
                 "capabilities": None if show.capabilities is None else list(show.capabilities),
                 "info": info,
@@ -199,6 +212,38 @@ class OllamaBackend:
         if capabilities is not None and "tools" not in capabilities:
             return f"this Ollama model has no `tools` capability ({self.config.model})"
         return None
+
+    async def vision_support(self) -> str | None:
+        """None when the model lists the `vision` capability (or the config says it can see);
+        otherwise why not (ollama_vision.py: a server that lists none cannot tell)."""
+        try:
+            capabilities = (await self._probe())["capabilities"]
+        except BackendError as exc:
+            if self.config.vision is True:
+                return None
+            return f"the model's capabilities cannot be asked now ({exc})"
+        return vision_reason(capabilities, self.config.vision, self.config.model, self.name)
+
+    async def image_tokens(self, image: Image) -> int:
+        """An estimate, as every count here: the figure learnt from replies' prompt counts,
+        else the model's projector details (ollama_vision.py)."""
+        with contextlib.suppress(BackendError):
+            await self._probe()  # the model's details, where the server answers
+        return self._image_cost.tokens(image)
+
+    async def _images_tokens(self, messages: Sequence[Message]) -> int:
+        return sum([await self.image_tokens(i) for m in messages for i in m.get("images") or ()])
+
+    def _observe(self, messages: Sequence[Message], reported: int) -> None:
+        """Learn the text ratio and an image's cost from the server's prompt count."""
+        images = image_count(messages)
+        if images:
+            text = self._estimator.prompt(messages)
+            self._image_cost.observe(images, reported, text)
+            if self._image_cost.learned is None:
+                return  # the images' part is unknown: the text cannot be told apart
+            reported -= images * self._image_cost.learned
+        self._estimator.observe(messages, reported)
 
     async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
         """Estimated, as every count here (Ollama has no tokenizer endpoint): the
@@ -262,10 +307,16 @@ class OllamaBackend:
         """Stream /api/chat with the chat's sampling options and an explicit num_ctx; the
         calls a reply made come whole in the last chunk."""
         await self._probe()
+        if image_count(messages):
+            blind = await self.vision_support()
+            if blind is not None:  # Ollama would drop the images without a word
+                raise BackendError(f"images cannot be sent to this model: {blind}")
         sent_tools = [] if await self.tool_support() else ollama_tools(tools, tool_choice)
         names = {w["function"]["name"] for w in sent_tools}
-        estimate = self._estimator.prompt(messages) + await self.tool_tokens(
-            [t for t in tools if t.name in names]
+        estimate = (
+            self._estimator.prompt(messages)
+            + await self._images_tokens(messages)
+            + await self.tool_tokens([t for t in tools if t.name in names])
         )
         if estimate + params.max_tokens > self.context_window:
             raise ContextOverflow(
@@ -289,7 +340,7 @@ class OllamaBackend:
                 if part.done:
                     prompt_tokens = part.prompt_eval_count or 0
                     if prompt_tokens:
-                        self._estimator.observe(messages, prompt_tokens)
+                        self._observe(messages, prompt_tokens)
                     usage = _usage(part, first, sent, bool(calls))
                     yield Chunk(text, usage=usage, tool_calls=tuple(calls))
                     return
@@ -312,7 +363,9 @@ class OllamaBackend:
         show = await self._probe()
         info = show["info"]
         count = info.get("general.parameter_count")
-        extra = {"host": self.config.host, "server version": await self.version()}
+        extra = {"host": self.config.host, "server version": await self.version(),
+                 "vision": await self.vision_support() or "yes",
+                 "image tokens": self._image_cost.describe()}  # fmt: skip
         for key in ("family", "parameter_size"):
             if show[key]:
                 extra[key.replace("_", " ")] = str(show[key])

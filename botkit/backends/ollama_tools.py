@@ -4,7 +4,8 @@ shape, and the calls a reply made.
 Ollama's shapes (api/types.go `Message`, `ToolCall`, `ToolCallFunction`; the `ollama` client's
 _types.py Message): an assistant message's `tool_calls` are `[{"function": {"name",
 "arguments": {...}}}]`, the arguments a JSON object, not text, with no call id; a tool's result
-is `{"role": "tool", "content", "tool_name"}`. A reply's calls come whole in
+is `{"role": "tool", "content", "tool_name"}`. A user message's pictures go in its `images`, a
+list of base64 strings (api.Message.Images). A reply's calls come whole in
 `message.tool_calls` (usually in one chunk, before the last), arguments again an object.
 
 Choices made here:
@@ -57,6 +58,11 @@ def _message(message: Message) -> dict[str, Any]:
         ]  # fmt: skip
     if message["role"] == "tool" and message.get("name"):
         wired["tool_name"] = message["name"]
+    images = message.get("images")
+    if images:
+        # api.Message.Images ([]ImageData, []byte): base64 strings on the wire; the client
+        # encodes bytes itself (a str it would first try as a file path).
+        wired["images"] = [image.data for image in images]
     return wired
 
 

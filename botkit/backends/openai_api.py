@@ -12,6 +12,7 @@ refusal where it reports none (openai_window.py); every reply ends, however the 
 streams (openai_reply.py). Tools are sent as `tools` and `tool_choice`, and streamed calls
 assembled from their fragments (openai_tools.py); a server that refuses `tools` is asked again
 without them, and the chat goes on without tools from then on (tool_support says why).
+Images go as `image_url` content parts to a model that can see (openai_vision.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 import openai
@@ -32,21 +33,23 @@ from botkit.backends.base import (
     BackendInfo,
     BackendUnavailable,
     Chunk,
-    ContextOverflow,
     GenerationParams,
     Message,
     ModelNotFound,
-    Usage,
 )
+from botkit.backends.image_cost import image_count
 from botkit.backends.openai_errors import mapped_error
-from botkit.backends.openai_reply import ReplyClock, StreamedReply, server_usage
+from botkit.backends.openai_reply import ReplyClock, StreamedReply
 from botkit.backends.openai_request import EXTENSIONS, RequestArguments
 from botkit.backends.openai_tools import ToolCallFragments, chosen_tools, wire_tool_choice
+from botkit.backends.openai_usage import reply_usage
+from botkit.backends.openai_vision import ServerVision, wire_messages
 from botkit.backends.openai_window import ServerWindow
 from botkit.backends.server_tokens import ServerTokens
 from botkit.config import OpenAIConfig
+from botkit.images.spec import Image
 from botkit.secrets import read_secret
-from botkit.tools.spec import ToolCall, ToolChoice, ToolSpec
+from botkit.tools.spec import ToolChoice, ToolSpec
 
 __all__ = ["OpenAIBackend"]
 
@@ -77,11 +80,13 @@ class OpenAIBackend:
                                   connect=config.connect_timeout),
             max_retries=0,
         )  # fmt: skip
+        self._probing = probing
         self._tokens = ServerTokens(self._client, probing, config.base_url, config.model)
         self._window = ServerWindow(name, self._where(), config.n_ctx)
         self._served: list[str] = []
         self._sent = RequestArguments(self._where(), config.sampling_extensions)
         self._warned_runaway = False
+        self._vision = ServerVision(name, config, self._where())
 
     # --- facts ----------------------------------------------------------------------------
 
@@ -194,6 +199,24 @@ class OpenAIBackend:
         except (openai.APIError, httpx.TransportError) as exc:
             raise self._mapped(exc) from None
 
+    # --- images ---------------------------------------------------------------------------
+
+    async def vision_support(self) -> str | None:
+        """None when the model can see images (the config, llama-server's /props); otherwise
+        why not, with the server's own words once it refused one (openai_vision.py)."""
+        try:
+            await self._probe()
+        except BackendError as exc:
+            if self.config.vision is True:
+                return None
+            return f"whether the model can see cannot be asked now ({exc})"
+        await self._vision.ask(self._probing, self._tokens.root)
+        return self._vision.reason()
+
+    async def image_tokens(self, image: Image) -> int:
+        """Learnt from the server's prompt counts, else OpenAI's tile formula (an estimate)."""
+        return self._vision.cost.tokens(image)
+
     # --- generation -----------------------------------------------------------------------
 
     async def _open(
@@ -206,8 +229,17 @@ class OpenAIBackend:
         """Count the prompt and send the request: (prompt tokens, the window it was checked
         against, when sent, the stream)."""
         await self._probe()
+        images = image_count(messages)
+        if images:
+            blind = await self.vision_support()
+            if blind is not None:
+                raise BackendError(f"images cannot be sent to this model: {blind}")
         sent_tools = [] if self._sent.tools_refused else chosen_tools(tools, tool_choice)
-        prompt = await self.count_tokens(messages) + await self.tool_tokens(sent_tools)
+        prompt = (
+            await self.count_tokens(messages)
+            + self._vision.images_tokens(messages)
+            + await self.tool_tokens(sent_tools)
+        )
         window = self.context_window
         if prompt + params.max_tokens > window:
             raise self._window.too_long(prompt, params.max_tokens)
@@ -243,6 +275,10 @@ class OpenAIBackend:
                 overflow = self._window.refused(exc, prompt, window)
                 if overflow is not None:
                     raise overflow from None
+                if images and self._vision.refusal(exc):
+                    raise BackendError(
+                        f"images cannot be sent to this model: {self._vision.refused}"
+                    ) from None
                 if with_tools and self._sent.refuse_tools(exc):
                     continue
                 refusal = isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError)
@@ -250,26 +286,6 @@ class OpenAIBackend:
                     raise await self._failure(exc) from None
             except (openai.APIError, httpx.TransportError) as exc:
                 raise await self._failure(exc) from None
-
-    async def _why_empty(
-        self, messages: Sequence[Message], prompt: int, window: int, clock: ReplyClock
-    ) -> ContextOverflow | None:
-        """Ask once more, unstreamed, why a stream ended with nothing in it. llama_cpp.server
-        answers a prompt longer than its window with an empty stream (its refusal is raised
-        in the event publisher, after the 200: llama-cpp-python 0.3.36), yet refuses the same
-        request unstreamed with the window named (before any token is generated). It drops
-        the connection the empty stream came on just after: a second try takes a new one."""
-        try:
-            await clock.within(
-                self._client.with_options(max_retries=1).chat.completions.create(
-                    model=self.config.model, messages=_wire(messages), max_tokens=1
-                )
-            )
-        except openai.APIStatusError as exc:
-            return self._window.refused(exc, prompt, window)
-        except (openai.APIError, httpx.TransportError, BackendError):
-            pass  # not a refusal: the stream's own failure is told
-        return None
 
     def _cut(self, reply: StreamedReply, max_tokens: int) -> None:
         if not self._warned_runaway:
@@ -330,7 +346,15 @@ class OpenAIBackend:
             await stream.close()
         if finish is None:
             if not reply.pieces:
-                overflow = await self._why_empty(messages, prompt, window, clock)
+                overflow = await self._window.why_empty(
+                    clock.within(
+                        self._client.with_options(max_retries=1).chat.completions.create(
+                            model=self.config.model, messages=_wire(messages), max_tokens=1
+                        )
+                    ),
+                    prompt,
+                    window,
+                )
                 if overflow is not None:
                     raise overflow
             midway = " (in the middle of a tool call)" if fragments else ""
@@ -342,36 +366,9 @@ class OpenAIBackend:
         calls = fragments.calls()
         if finish == "tool_calls" and not calls:
             raise BackendError(f"{self._where()} said the model called tools but sent no call")
-        usage = await self._usage(messages, prompt, reply, finish, calls)
+        usage = await reply_usage(self._tokens, self._vision, messages, prompt, reply, finish,
+                                  calls)  # fmt: skip
         yield Chunk("", usage=usage, tool_calls=calls)
-
-    async def _usage(
-        self,
-        messages: Sequence[Message],
-        prompt: int,
-        reply: StreamedReply,
-        finish: str,
-        calls: tuple[ToolCall, ...],
-    ) -> Usage:
-        """The server's figures where it sent them (usage with stream_options.include_usage;
-        llama-server's timings), else counted and timed here. Calls end a reply as
-        "tool_calls" whatever finish_reason the server gave (some say "stop"; arguments cut
-        at "length" reach the core as the model wrote them, which tells the model)."""
-        stop: Literal["stop", "length", "tool_calls"] = (
-            "tool_calls" if calls else "length" if finish == "length" else "stop"
-        )
-        reported = reply.usage
-        if reported is not None:
-            self._tokens.observe(messages, int(reported.prompt_tokens))
-            prompt = int(reported.prompt_tokens)
-            completion = int(reported.completion_tokens)
-        else:
-            try:
-                written = "".join(reply.pieces) + "".join(c.name + c.arguments for c in calls)
-                completion = await self._tokens.text(written)
-            except (openai.APIError, httpx.TransportError):
-                completion = 0  # the reply is complete; only its count is unknown
-        return server_usage(reply, prompt, completion, stop, time.perf_counter())
 
     async def info(self) -> BackendInfo:
         """The model as the server lists it."""
@@ -389,9 +386,11 @@ class OpenAIBackend:
                 "server": self.config.base_url,
                 "window": self._window.describe(),
                 "token counts": self._tokens.describe(),
+                "vision": await self.vision_support() or "yes",
+                "image tokens": self._vision.cost.describe(),
             },
         )
 
 
 def _wire(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
-    return cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages])
+    return cast("list[ChatCompletionMessageParam]", wire_messages(messages))

@@ -10,13 +10,14 @@ whatever was assumed: the turn is then planned again for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
 import openai
 from openai import AsyncOpenAI
 
-from botkit.backends.base import ContextOverflow, WindowLearned
+from botkit.backends.base import BackendError, ContextOverflow, WindowLearned
 from botkit.backends.openai_errors import error_message, named_window
 
 __all__ = ["ServerWindow"]
@@ -82,6 +83,23 @@ class ServerWindow:
             return None  # not llama-server
         settings = props.get("default_generation_settings") if isinstance(props, dict) else None
         return _positive(settings.get("n_ctx")) if isinstance(settings, dict) else None
+
+    async def why_empty(
+        self, asked: Awaitable[object], prompt: int, planned: int
+    ) -> ContextOverflow | None:
+        """What the same request asked once more, unstreamed (`asked`), says about a stream
+        that ended with nothing in it. llama_cpp.server answers a prompt longer than its window
+        with an empty stream (its refusal is raised in the event publisher, after the 200:
+        llama-cpp-python 0.3.36), yet refuses the same request unstreamed with the window
+        named (before any token is generated). It drops the connection the empty stream came
+        on just after: a second try takes a new one."""
+        try:
+            await asked
+        except openai.APIStatusError as exc:
+            return self.refused(exc, prompt, planned)
+        except (openai.APIError, httpx.TransportError, BackendError):
+            pass  # not a refusal: the stream's own failure is told
+        return None
 
     def too_long(self, prompt: int, reply: int) -> ContextOverflow:
         """The error of a prompt that does not fit with its reply; WindowLearned if the window

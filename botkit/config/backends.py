@@ -70,6 +70,10 @@ class OllamaConfig(Section):
     parallel: int = Field(default=1, ge=1, le=64)
     connect_timeout: float = Field(default=5.0, gt=0, le=300)
     read_timeout: float = Field(default=300.0, gt=0, le=3600)
+    # Whether the model can see images: "auto" reads /api/show's capabilities ("vision"); a
+    # server too old to list them is taken as blind unless this says true (Ollama drops the
+    # images of a model that cannot see without a word: backends/ollama_vision.py).
+    vision: Literal["auto"] | bool = "auto"
 
     @property
     def window_hint(self) -> int:
@@ -106,6 +110,10 @@ class OpenAIConfig(Section):
     # A busy server (429, 503) is asked again this many times, with the client's backoff
     # (it honours Retry-After), before the chat is told.
     max_retries: int = Field(default=3, ge=0, le=10)
+    # Whether the model can see images: "auto" asks llama-server's GET /props
+    # (modalities.vision); a server that does not say (OpenAI's API, vLLM, llama_cpp.server)
+    # is taken as blind unless this says true (backends/openai_vision.py).
+    vision: Literal["auto"] | bool = "auto"
 
     @property
     def window_hint(self) -> int:

@@ -42,6 +42,7 @@ from botkit.backends.llamacpp import LlamaCppBackend
 from botkit.config import LlamaCppConfig
 from tests.emulators.embeddings import EmbeddingModel, EmbedFault
 from tests.emulators.ollama.embed import embed
+from tests.emulators.ollama.images import decoded_images, image_problem
 from tests.emulators.ollama.tools import OllamaToolReply, tool_chat
 
 VERSION = "0.12.11"
@@ -60,6 +61,11 @@ class EmulatedModel:
     context_length: int = 8192
     capabilities: tuple[str, ...] = ("completion",)  # add "tools" for a model that calls them
     lists_capabilities: bool = True
+    # A vision model (with "vision" in capabilities, images.py): the prompt tokens one image
+    # costs, and what /api/show's model_info says of its projector (e.g. Gemma 3's
+    # "<arch>.mm.tokens_per_image").
+    image_tokens: int = 0
+    vision_info: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -70,6 +76,9 @@ class ChatRecord:
     prompt_tokens: int = 0
     num_ctx: int = 0
     truncated: bool = False
+    images: int = 0  # images the model saw
+    image_cost: int = 0  # their prompt tokens
+    images_dropped: int = 0  # images sent to a model without `vision`, ignored as Ollama does
 
 
 @dataclass
@@ -202,6 +211,7 @@ class OllamaEmulator:
                     "general.architecture": model.family,
                     "general.parameter_count": model.parameter_count,
                     f"{model.family}.context_length": model.context_length,
+                    **{k.replace("<arch>", model.family): v for k, v in model.vision_info},
                 },
                 "modified_at": _MODIFIED,
             }
@@ -239,10 +249,20 @@ class OllamaEmulator:
         body = await request.json()
         record = ChatRecord(body=body)
         self.records.append(record)
+        problem = image_problem(body.get("messages"))
+        if problem is not None:  # Go's decoder, before the handler runs
+            return self._json({"error": problem}, status=400)
         name = body.get("model", "")
         model = self._model(name)
         if model is None:
             return self._not_found(name)
+        images, broken = decoded_images(body.get("messages") or [])
+        if "vision" not in model.capabilities:
+            record.images_dropped = images
+        elif broken is not None:
+            return self._json({"error": broken}, status=500)
+        else:
+            record.images, record.image_cost = images, images * model.image_tokens
         scripted = await tool_chat(self, request, body, model)
         if scripted is not None:
             return scripted
@@ -333,7 +353,7 @@ class OllamaEmulator:
                     "done_reason": "length" if chunk.usage.stop_reason == "length" else "stop",
                     "total_duration": ended - started,
                     "load_duration": 0,
-                    "prompt_eval_count": record.prompt_tokens,
+                    "prompt_eval_count": record.prompt_tokens + record.image_cost,
                     "prompt_eval_duration": generating - started,
                     "eval_count": chunk.usage.completion_tokens,
                     "eval_duration": ended - generating,

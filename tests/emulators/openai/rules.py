@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.emulators.openai.images import parts_problem
+
 __all__ = ["invalid", "unrecognized"]
 
 _ROLES = frozenset({"system", "user", "assistant", "developer", "tool"})
@@ -31,8 +33,13 @@ def invalid(body: Any) -> str | None:
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             return f"Invalid value for 'messages[{i}].role'."
-        if not isinstance(message.get("content"), str):
-            return f"Invalid type for 'messages[{i}].content': expected a string."
+        content = message.get("content")
+        if isinstance(content, list):
+            problem = parts_problem(i, message)
+            if problem:
+                return problem
+        elif not isinstance(content, str):
+            return f"Invalid type for 'messages[{i}].content': expected a string or an array."
     if body.get("stream_options") is not None and not body.get("stream"):
         return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
     return None

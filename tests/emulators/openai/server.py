@@ -83,6 +83,11 @@ from aiohttp import web
 
 from tests.emulators.embeddings import EmbeddingModel, EmbedFault
 from tests.emulators.openai.embed import embeddings
+from tests.emulators.openai.images import (
+    LLAMA_SERVER_NO_IMAGES,
+    content_text,
+    image_parts,
+)
 from tests.emulators.openai.rules import invalid, unrecognized
 from tests.emulators.openai.tools import ToolReply, tool_chat
 
@@ -106,6 +111,12 @@ class OpenAIEmulator:
     max_model_len: int | None = None
     n_ctx_train: int | None = None
     props_n_ctx: int | None = None
+    # Images (images.py): whether the model sees them, what /props says of it (None: no
+    # modalities there), how a blind one refuses, and what one image costs.
+    vision: bool = False
+    props_vision: bool | None = None
+    vision_refusal: Literal["llama-server", "openai"] = "llama-server"
+    image_tokens: int = 64
     accepted: frozenset[str] = SERVER_FIELDS  # frozenset(): as strict as api.openai.com
     unknown: frozenset[str] = frozenset()
     runaway: int | None = None
@@ -185,13 +196,17 @@ class OpenAIEmulator:
         return web.json_response({"object": "list", "data": data})
 
     async def _props(self, request: web.Request) -> web.Response:
-        if self.props_n_ctx is None:  # not llama-server: no such route
+        if self.props_n_ctx is None and self.props_vision is None:  # not llama-server
             raise web.HTTPNotFound()
         refused = self._refused(request)
         if refused is not None:
             return refused
-        return web.json_response({"default_generation_settings": {"n_ctx": self.props_n_ctx},
-                                  "total_slots": 1})  # fmt: skip
+        props: dict[str, Any] = {"total_slots": 1}
+        if self.props_n_ctx is not None:
+            props["default_generation_settings"] = {"n_ctx": self.props_n_ctx}
+        if self.props_vision is not None:  # tools/server: modalities {vision, audio}
+            props["modalities"] = {"vision": self.props_vision, "audio": False}
+        return web.json_response(props)
 
     async def _tokenize(self, request: web.Request) -> web.Response:
         if self.tokenize is None:  # no such route
@@ -233,6 +248,12 @@ class OpenAIEmulator:
         if self.stall:
             await self._released.wait()
             raise web.HTTPServiceUnavailable()
+        if image_parts(body["messages"]) and not self.vision:
+            if self.vision_refusal == "llama-server":
+                error = {"code": 500, "message": LLAMA_SERVER_NO_IMAGES, "type": "server_error"}
+                return web.json_response({"error": error}, status=500)
+            return self._error(400, "Invalid content type. image_url is only supported by "
+                               "certain models.", None)  # fmt: skip
         echoed = self._echoed(body) or await tool_chat(self, request, body)
         if echoed is not None:
             return echoed
@@ -241,7 +262,7 @@ class OpenAIEmulator:
             too_long = self._too_long(body)
             # llama_cpp.server's stream: the refusal comes after the headers, as nothing.
             return too_long or await self._empty_stream(request)
-        words = (str(body["messages"][-1]["content"]).split() or ["..."])[: body.get(
+        words = (content_text(body["messages"][-1]["content"]).split() or ["..."])[: body.get(
             "max_tokens") or 16]  # fmt: skip
         if self.runaway is not None:
             words = list(islice(cycle(words), self.runaway))
@@ -253,7 +274,9 @@ class OpenAIEmulator:
 
     def _echoed(self, body: dict[str, Any]) -> web.Response | None:
         for i, message in enumerate(body["messages"]):
-            if self.echo_refusal is not None and self.echo_refusal in message["content"]:
+            if self.echo_refusal is not None and self.echo_refusal in content_text(
+                message["content"]
+            ):
                 error = {"message": f"Invalid 'messages[{i}].content': {message['content']!r} "
                                     "is not allowed.", "type": "invalid_request_error",
                          "param": f"messages[{i}].content", "code": None}  # fmt: skip
@@ -314,9 +337,8 @@ class OpenAIEmulator:
                     await asyncio.wait_for(self._released.wait(), KEEPALIVE_EVERY)
         return response
 
-    @staticmethod
-    def _completion(body: dict[str, Any], words: list[str]) -> dict[str, Any]:
-        prompt = _prompt_tokens(body)
+    def _completion(self, body: dict[str, Any], words: list[str]) -> dict[str, Any]:
+        prompt = _prompt_tokens(body) + self.image_tokens * image_parts(body["messages"])
         return {
             "id": "chatcmpl-emulated", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
@@ -365,4 +387,4 @@ class OpenAIEmulator:
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
-    return sum(len(str(m["content"]).split()) + 4 for m in body["messages"])
+    return sum(len(content_text(m["content"]).split()) + 4 for m in body["messages"])
