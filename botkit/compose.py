@@ -17,9 +17,11 @@ from botkit.plugins.explain import plugin as explain
 from botkit.plugins.fewshot import plugin as fewshot
 from botkit.plugins.knowledge import plugin as knowledge
 from botkit.plugins.loader import load_plugins
+from botkit.plugins.pictures import plugin as pictures
 from botkit.plugins.tools import plugin as tools
 from botkit.retrieval.embedder import Embedder
 from botkit.retrieval.embedders import make_embedder
+from botkit.tools.mcp import McpTools
 
 __all__ = ["build_backend", "build_bot"]
 
@@ -53,12 +55,14 @@ def build_bot(
         backends = {name: build_backend(name, cfg) for name, cfg in config.backends.items()}
     if embedder is None and config.retrieval.vectors:
         embedder = make_embedder(config.embedder)
-    bot = Bot(config, backends=backends, base_dir=base_dir, embedder=embedder)
+    mcp = McpTools(config.mcp.servers) if config.mcp.servers else None
+    bot = Bot(config, backends=backends, base_dir=base_dir, embedder=embedder, mcp=mcp)
     bot.registry.add_plugin(builtin)
     bot.registry.add_plugin(explain)
     bot.registry.add_plugin(fewshot)
     bot.registry.add_plugin(knowledge)
     bot.registry.add_plugin(tools)
+    bot.registry.add_plugin(pictures)
     folders = [p if p.is_absolute() else bot.base_dir / p for p in config.plugins.paths]
     bot.plugin_errors = load_plugins(bot.registry, config.plugins.enabled, folders)
     return bot

@@ -52,10 +52,14 @@ UNCAPTIONED_DOCUMENT = (
     "I got a file without a command. To add it to this chat's documents, send it again with "
     "the caption /docs add (/help lists the commands)."
 )
-UNCAPTIONED_PHOTO = (
-    "I got a photo without a command; I cannot look at pictures. Send text, or a document "
-    "with the caption /docs add (/help lists the commands)."
-)
+
+
+def _picture(message: TgMessage) -> bool:
+    """Whether the message carries a picture: a photo, or an image sent as a document."""
+    document = message.document
+    return bool(message.photo) or bool(
+        document is not None and (document.mime_type or "").startswith("image/")
+    )
 
 
 def telegram_commands(registry: CommandRegistry) -> list[BotCommand]:
@@ -284,17 +288,14 @@ class TelegramAdapter:
                 self.on_handled(str(update.update_id))
 
     async def _uncaptioned(self, message: TgMessage) -> None:
-        """A file sent without a caption in a DM (in a group it is not for the bot): say what
-        it takes, rather than nothing."""
+        """A file other than a picture sent without a caption in a DM (in a group it is not
+        for the bot): say what it takes, rather than nothing. (A picture without a caption goes
+        to the model like any message: the picture is the question.)"""
         if message.chat.type != ChatType.PRIVATE or self._app is None:
             return
-        if message.document is not None:
-            hint = UNCAPTIONED_DOCUMENT
-        elif message.photo:
-            hint = UNCAPTIONED_PHOTO
-        else:
+        if message.document is None:
             return  # a sticker, a location…: nothing botkit reads
-        await self._app.bot.send_message(message.chat.id, hint)
+        await self._app.bot.send_message(message.chat.id, UNCAPTIONED_DOCUMENT)
 
     async def _handle(self, update: Update, accept: Callable[[], None]) -> None:
         message = update.effective_message
@@ -303,7 +304,7 @@ class TelegramAdapter:
             return
         if not self._access.admits(message.chat.id, sender.id):
             return
-        if not text_of(message):
+        if not text_of(message) and not _picture(message):
             await self._uncaptioned(message)
             return
         read = for_bot(message, self.username, self.bot_id)

@@ -12,7 +12,15 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
-from botkit.backends.base import BackendInfo, Chunk, GenerationParams, Message, Usage
+from botkit.backends.base import (
+    BackendError,
+    BackendInfo,
+    Chunk,
+    GenerationParams,
+    Message,
+    Usage,
+)
+from botkit.images.spec import Image
 from botkit.tools.spec import ToolCall, ToolChoice, ToolSpec
 
 __all__ = ["ScriptedBackend"]
@@ -35,6 +43,9 @@ class ScriptedBackend:
         self.ignored_settings: frozenset[str] = frozenset()
         # Like a model that was not trained to call tools: a test that wants calls sets None.
         self.tools_unsupported: str | None = "the scripted model decides no calls itself"
+        # Like a text-only model: a test that sends pictures to it sets None.
+        self.vision_unsupported: str | None = "the scripted model cannot see images"
+        self.image_cost = 64  # tokens per picture
 
     @property
     def context_window(self) -> int:
@@ -69,6 +80,14 @@ class ScriptedBackend:
         """tools_unsupported (None once a test says the model calls tools itself)."""
         return self.tools_unsupported
 
+    async def vision_support(self) -> str | None:
+        """vision_unsupported (None once a test says the model can see)."""
+        return self.vision_unsupported
+
+    async def image_tokens(self, image: Image) -> int:
+        """image_cost, whatever the picture."""
+        return self.image_cost
+
     async def tool_tokens(self, tools: Sequence[ToolSpec]) -> int:
         """One token per four characters of the declarations' JSON."""
         if not tools:
@@ -85,6 +104,8 @@ class ScriptedBackend:
         tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[Chunk]:
         """Stream the next queued text (or an echo) in chunks, or the queued calls."""
+        if self.vision_unsupported and any(m.get("images") for m in messages):
+            raise BackendError(f"images cannot be sent to this model: {self.vision_unsupported}")
         self.prompts.append(list(messages))
         self.tool_requests.append((tuple(tools), tool_choice))
         queued = self._replies.popleft() if self._replies else None

@@ -20,6 +20,7 @@ from botkit.core.middleware import RateLimit, require_permission
 from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
+from botkit.core.sight import Sight
 from botkit.metrics import Metrics
 from botkit.retrieval.embedder import Embedder
 from botkit.retrieval.library import Library
@@ -90,15 +91,16 @@ class Bot:
             defaults=config.defaults, history=config.history, metrics=self.metrics,
             max_queue=config.service.max_queue,
             checkpoint_interval=config.storage.checkpoint_interval, retrieval=self.retrieval,
-            tools=self.tools,
+            tools=self.tools, vision=config.vision,
         )  # fmt: skip
+        self.sight = Sight(config.vision, backends, lambda: self.repo, self.scheduler)
         rate_limit = RateLimit(config.service.rate_limit_per_minute)
         services = Services(
             store=lambda: self.repo, conversation=self.conversation, scheduler=self.scheduler,
             backends=backends, backend_configs=config.backends, defaults=config.defaults,
             commands=self.registry, plugins=config.plugins, count_request=rate_limit.count,
             hide_internals=self.hide_internals, retrieval=self.retrieval, library=self.library,
-            tools=self.tools,
+            tools=self.tools, sight=self.sight,
         )  # fmt: skip
         self.router = Router(services, metrics=self.metrics)
         self.router.use(require_permission)

@@ -14,6 +14,7 @@ from botkit.core.events import Incoming
 from botkit.core.planner import Planner
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
+from botkit.core.sight import Sight
 from botkit.core.streaming import ReplyStream, ReplyTarget
 from botkit.retrieval.library import Library
 from botkit.retrieval.service import Retrieval
@@ -43,6 +44,7 @@ class Services:
     retrieval: Retrieval  # memory and knowledge: search, budgets, /sources
     library: Library  # the chats' documents
     tools: ToolRegistry  # what the model may call (/tools)
+    sight: Sight  # pictures: read, checked, seen or described
 
 
 @dataclass(frozen=True, slots=True)

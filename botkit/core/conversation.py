@@ -27,11 +27,12 @@ from botkit.backends.base import (
     Usage,
     WindowLearned,
 )
-from botkit.config import HistoryConfig
+from botkit.config import HistoryConfig, VisionConfig
 from botkit.core.generation import Generation, Turn, generation_params
 from botkit.core.planner import Planner, PromptPlan, render
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import RANDOM_SEED, SEED_MAX, ChatSettings
+from botkit.core.sight import Seen
 from botkit.core.streaming import INTERRUPTED_MARK, ReplyStream
 from botkit.core.tool_turn import check_room, fits, run_round
 from botkit.core.turn_source import TurnSource
@@ -90,6 +91,7 @@ class Conversation:
         checkpoint_interval: float = 2.0,
         retrieval: Retrieval | None = None,
         tools: Toolbox | None = None,
+        vision: VisionConfig | None = None,
     ) -> None:
         """store: the repository, once the bot has started (asked for at each use). defaults:
         the settings chats' overrides apply to ([defaults]); max_queue: turns written ahead
@@ -106,7 +108,7 @@ class Conversation:
         self._max_queue = max_queue
         self._checkpoint_interval = checkpoint_interval
         self.retrieval = retrieval
-        self.planner = Planner(history or HistoryConfig(), backends, store)
+        self.planner = Planner(history or HistoryConfig(), backends, store, vision)
         self._generation = Generation(store, self._metrics, checkpoint_interval, retrieval)
         self._lines: dict[int, _ChatLine] = {}
         self._admitted: Counter[str] = Counter()  # per backend: written, not yet generating
@@ -145,26 +147,42 @@ class Conversation:
                 self._lines.pop(chat_id, None)
 
     async def respond(
-        self, ctx: TurnSource, text: str, *, seed: int | None = None, tool: str | None = None
+        self,
+        ctx: TurnSource,
+        text: str,
+        *,
+        seed: int | None = None,
+        tool: str | None = None,
+        seen: Seen | None = None,
     ) -> Reply:
         """Answer text in ctx's chat: write the turn ahead, wait for the chat's earlier turns,
         stream the reply to the chat and store it. seed overrides the chat's seed setting;
-        tool: a tool the model must call first (its name)."""
+        tool: a tool the model must call first (its name); seen: the message's pictures, as
+        core/sight.py made them ready for this chat's model."""
         backend = ctx.backend
         author = ctx.incoming.user.name if not ctx.incoming.is_dm else None
+        seen = seen or Seen()
+        if seen.added:  # a describing backend's words for a model that cannot see
+            text = f"{text}\n\n{seen.added}" if text else seen.added
         new: Message = {"role": "user", "content": f"{author}: {text}" if author else text}
+        if seen.shown:
+            new["images"] = list(seen.pictures)
         self._admit(backend)
         await self.planner.fixed_cost(
             backend, ctx.settings, new
         )  # never write a turn that cannot fit
-        tokens = await backend.message_tokens(new)
+        tokens = await backend.message_tokens({"role": "user", "content": new["content"]})
         row = NewMessage(
             Role.USER, author, text, tokens, backend.tokenizer_id, MessageStatus.COMPLETE
         )
-        user_id, reply_id = await self._store().begin_turn(ctx.chat.id, row)
+        user_id, reply_id = await self._store().begin_turn(ctx.chat.id, row, images=seen.pictures)
         assert user_id is not None
         ctx.accepted()  # committed: the platform may now confirm the message as delivered
-        return await self._run(Turn(ctx, backend, reply_id, user_id, new, seed, forced=tool))
+        if seen.note:
+            await ctx.target.send(seen.note)
+        turn = Turn(ctx, backend, reply_id, user_id, new, seed, forced=tool,
+                    image_seconds=seen.seconds)  # fmt: skip
+        return await self._run(turn)
 
     async def regenerate(self, ctx: TurnSource, seed: int | None) -> tuple[Reply, StoredMessage]:
         """Generate the chat's last reply again (after its earlier turns); the old reply stays

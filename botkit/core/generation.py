@@ -52,6 +52,7 @@ class Turn:
     seed: int | None
     replaces: int | None = None
     forced: str | None = None  # the tool the first round must call (/tool NAME)
+    image_seconds: float = 0.0  # decoding (and describing) the message's pictures
     shown_from: int = 0  # the reply row's text starts here in the stream (after tool rounds)
     tools: RoundState = field(default_factory=RoundState)
 
@@ -154,6 +155,8 @@ class Generation:
         stats = None if usage is None else {"backend": turn.backend.name, **usage.to_json()}
         if stats is not None and rounds.rounds:
             stats |= {"tool_calls": rounds.calls, "tool_seconds": rounds.seconds}
+        if stats is not None and turn.image_seconds:
+            stats["image_seconds"] = turn.image_seconds
         row = NewMessage(Role.ASSISTANT, None, text, tokens, counted_by, status, seed, stats)
         ref = self.reference(turn, stream)
         await repo.finish_turn(chat_id, turn.reply_id, row, ref, replaces=turn.replaces)

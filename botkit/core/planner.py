@@ -14,16 +14,18 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from botkit.backends.base import Backend, ContextOverflow, Message, PrefixCache
+from botkit.backends.base import Backend, ContextOverflow, Message, PrefixCache, Vision
 from botkit.backends.token_estimate import TokenEstimator
-from botkit.config import HistoryConfig
+from botkit.config import HistoryConfig, VisionConfig
 from botkit.core.settings import ChatSettings, Example, max_reply_tokens
+from botkit.images.spec import Image
 from botkit.retrieval.service import Retrieval
 from botkit.store.repository import ChatRecord, Repository, StoredMessage
 
 __all__ = [
     "ESTIMATED",
     "NO_RESULT",
+    "PICTURE_PLACEHOLDER",
     "ContextReport",
     "Planner",
     "PromptPlan",
@@ -61,6 +63,10 @@ class PromptPlan:
     memory_tokens: int = 0  # recalled messages given (0 until the turn's search)
     knowledge_tokens: int = 0  # document passages given
     tools_tokens: int = 0  # the declarations of the tools offered (botkit.tools)
+    # Of history_tokens: the pictures shown and the placeholders of older ones; and how many
+    # pictures are (shown, replaced by a placeholder).
+    image_tokens: int = 0
+    pictures: tuple[int, int] = (0, 0)
 
     @property
     def used(self) -> int:
@@ -111,6 +117,9 @@ def example_messages(examples: Sequence[Example]) -> list[Message]:
 _RENDERED = 65536  # rendered messages kept (cleared when full)
 
 
+# Where a picture older than [vision] keep_turns was: the model no longer gets its pixels.
+PICTURE_PLACEHOLDER = "[a picture was sent here; it is no longer shown]"
+
 # A tool row whose tool never returned (the process stopped while it ran).
 NO_RESULT = "(no result: the tool was interrupted)"
 
@@ -153,13 +162,19 @@ def _alternating(messages: list[Message]) -> list[Message]:
     result: list[Message] = []
     for message in messages:
         tooled = "tool_calls" in message or message["role"] == "tool"
-        if not message["content"] and not tooled:
+        if not message["content"] and not tooled and not message.get("images"):
             continue  # a reply cut before its first token
         if tooled or (result and ("tool_calls" in result[-1] or result[-1]["role"] == "tool")):
             result.append(message)  # a tool round's rows stay as they are, in order
         elif result and result[-1]["role"] == message["role"]:
-            merged = f"{result[-1]['content']}\n\n{message['content']}"
-            result[-1] = {"role": message["role"], "content": merged}
+            merged: Message = {
+                "role": message["role"],
+                "content": f"{result[-1]['content']}\n\n{message['content']}",
+            }
+            pictures = [*result[-1].get("images", []), *message.get("images", [])]
+            if pictures:
+                merged["images"] = pictures
+            result[-1] = merged
         else:
             result.append(message)
     return result
@@ -173,8 +188,11 @@ class Planner:
         history: HistoryConfig,
         backends: Mapping[str, Backend],
         store: Callable[[], Repository],
+        vision: VisionConfig | None = None,
     ) -> None:
-        """store: the repository, once the bot has started (asked for at each use)."""
+        """store: the repository, once the bot has started (asked for at each use); vision:
+        how long pictures stay in the prompt ([vision] keep_turns)."""
+        self._vision = vision or VisionConfig()
         self._history = history
         self._backends = backends
         self._store = store
@@ -228,7 +246,7 @@ class Planner:
             rows = [r for r in rows if r.id < before]
         # A reply cut before its first token is left out; a tool round's rows never are (a
         # call without its result, or a result without its call, is refused by the APIs).
-        return await self._counted([r for r in rows if r.content or r.tool], backend)
+        return await self._counted([r for r in rows if r.content or r.tool or r.images], backend)
 
     async def fixed_cost(
         self, backend: Backend, settings: ChatSettings, new: Message | None
@@ -246,6 +264,8 @@ class Planner:
         fixed += examples
         if new is not None:
             fixed += await backend.message_tokens(new)
+            if new.get("images") and isinstance(backend, Vision):
+                fixed += sum([await backend.image_tokens(i) for i in new.get("images", [])])
         persona = await backend.message_tokens(system)
         if fixed > self.budget(backend, settings):
             shots = f", the examples ({examples} tokens)" if examples else ""
@@ -282,7 +302,8 @@ class Planner:
         memory = min(reserve[0], share)
         knowledge = min(reserve[1], share - memory)
         budget -= memory + knowledge
-        history = sum(r.token_count for r in rows)
+        shown, extra = await self._pictures(rows, backend)
+        history = sum(r.token_count + extra.get(r.id, 0) for r in rows)
         start = chat.window_start_id
         if fixed + history > budget:
             target = int(budget * self._history.trim_to)
@@ -292,7 +313,8 @@ class Planner:
             # tool round goes whole: its calls (an assistant row) first, then each result,
             # so a call is never kept without its result or a result without its call.
             while rows and (fixed + history > target or rows[0].role in ("assistant", "tool")):
-                history -= rows.pop(0).token_count
+                gone = rows.pop(0)
+                history -= gone.token_count + extra.get(gone.id, 0)
             first = rows[0].id if rows else new_id or await self._next_id(chat)
             start = max(start, first)
         system: Message = {"role": "system", "content": settings.persona}
@@ -300,7 +322,7 @@ class Planner:
             [
                 system,
                 *example_messages(settings.examples),
-                *map(self._render, rows),
+                *(self._pictured(r, shown) for r in rows),
                 *([new] if new else []),
             ]
         )
@@ -318,7 +340,50 @@ class Planner:
             memory_budget=memory,
             knowledge_budget=knowledge,
             tools_tokens=tools_tokens,
+            image_tokens=sum(extra.get(r.id, 0) for r in rows),
+            pictures=(
+                sum(len(shown.get(r.id, ())) for r in rows),
+                sum(len(r.images) for r in rows if r.id not in shown),
+            ),
         )
+
+    async def _pictures(
+        self, rows: Sequence[StoredMessage], backend: Backend
+    ) -> tuple[dict[int, list[Image]], dict[int, int]]:
+        """For the rows with pictures: those the prompt shows (in the newest [vision]
+        keep_turns user messages, to a model that can see) and each such row's tokens beyond
+        its text's: its pictures', or its placeholder's (older pictures stop costing window)."""
+        pictured = [r for r in rows if r.images]
+        if not pictured:
+            return {}, {}
+        keep = self._vision.keep_turns
+        recent = {r.id for r in [r for r in rows if r.role == "user"][-keep:]} if keep else set()
+        sees = isinstance(backend, Vision) and await backend.vision_support() is None
+        wanted = [i for r in pictured if sees and r.id in recent for i in r.images]
+        loaded = await self._store().images.load(wanted) if wanted else {}
+        shown: dict[int, list[Image]] = {}
+        extra: dict[int, int] = {}
+        for row in pictured:
+            if sees and row.id in recent and isinstance(backend, Vision):
+                shown[row.id] = [loaded[i] for i in row.images if i in loaded]
+                extra[row.id] = sum([await backend.image_tokens(i) for i in shown[row.id]])
+            else:
+                plain = self._render(row)
+                marked = self._pictured(row, shown)
+                extra[row.id] = await backend.message_tokens(marked) - await backend.message_tokens(
+                    plain
+                )
+        return shown, extra
+
+    def _pictured(self, row: StoredMessage, shown: Mapping[int, list[Image]]) -> Message:
+        """A row as the prompt has it: with its pictures while they are shown, else with a
+        placeholder where they were."""
+        message = self._render(row)
+        if not row.images:
+            return message
+        if row.id in shown:
+            return {**message, "images": shown[row.id]}
+        return {**message, "content": f"{message['content']}\n{PICTURE_PLACEHOLDER}"}
 
     async def plan_turn(
         self,

@@ -163,7 +163,12 @@ class Router:
                 f"your message is {len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}"
             )
         self._count_request(ctx.incoming)
-        await self._services.conversation.respond(ctx, text)
+        seen = None
+        if ctx.incoming.attachments:  # pictures sent with the message (Telegram, Discord)
+            sight = self._services.sight
+            pictures, seconds = await sight.read(ctx.incoming.attachments)
+            seen = await sight.route(ctx.backend, pictures, str(ctx.chat.key), seconds)
+        await self._services.conversation.respond(ctx, text, seen=seen)
 
     async def _command(self, ctx: Context, text: str) -> None:
         head, _, args = text[1:].partition(" ")

@@ -182,6 +182,7 @@ async def context(ctx: Context) -> None:
         f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
         *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[:2],
         f"  tools:          {tools}",
+        *_picture_lines(p.image_tokens, p.pictures, await ctx.services.sight.problem(ctx.backend)),
         f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
         f"  reply reserve:  {p.reserve}",
         f"  free:           {report.free}",
@@ -209,6 +210,18 @@ async def context(ctx: Context) -> None:
     ]
     chart = await asyncio.to_thread(context_chart, parts, p.window, report.dropped_messages)
     await ctx.reply_image(chart, text)
+
+
+def _picture_lines(tokens: int, pictures: tuple[int, int], problem: str | None) -> list[str]:
+    """/context's line for the pictures in the kept history (part of its tokens)."""
+    shown, placeholders = pictures
+    if not shown and not placeholders:
+        return []
+    sees = "the model sees them" if problem is None else f"the model cannot see ({problem})"
+    return [
+        f"    of which pictures: {tokens} ({shown} shown, {placeholders} older ones as "
+        f"placeholders after [vision] keep_turns; {sees})"
+    ]
 
 
 def _retrieval_lines(
@@ -383,7 +396,9 @@ async def help_(ctx: Context) -> str:
 
     def line(command: Command) -> str:
         first = command.help.splitlines()[0] if command.help else ""
-        internal = command.plugin in {plugin.name, "explain", "fewshot", "knowledge", "tools"}
+        internal = command.plugin in {
+            plugin.name, "explain", "fewshot", "knowledge", "tools", "pictures",
+        }  # fmt: skip
         origin = "" if internal else f"  [{command.plugin}]"
         return f"  {command.usage} — {first}{origin}"
 

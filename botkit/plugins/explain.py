@@ -180,6 +180,11 @@ async def stats(ctx: Context) -> str:
         )
     usage = Usage.from_json(data)
     lines = [f"The last reply (backend {data.get('backend', '?')}):", *describe_usage(usage)]
+    if data.get("image_seconds"):
+        lines.append(
+            f"  pictures: {float(data['image_seconds']):.2f} s to decode and re-encode them "
+            "(and to describe them, for a model that cannot see)"
+        )
     if data.get("tool_calls"):
         lines.append(
             f"  tools: {data['tool_calls']} call(s), {float(data.get('tool_seconds', 0)):.2f} s "

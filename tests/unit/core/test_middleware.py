@@ -18,6 +18,7 @@ from botkit.core.middleware import CallNext, RateLimit, require_permission
 from botkit.core.router import Router
 from botkit.core.scheduler import FairScheduler
 from botkit.core.settings import ChatSettings
+from botkit.core.sight import Sight
 from botkit.retrieval.library import Library
 from botkit.retrieval.service import Retrieval
 from botkit.store.repository import Repository
@@ -70,6 +71,7 @@ def router(repo: Repository) -> Router:
         hide_internals=lambda text: text, retrieval=retrieval,
         library=Library(config.knowledge, retrieval, lambda: repo),
         tools=ToolRegistry(config.tools, commands, lambda *call: routed.run_tool(*call)),
+        sight=Sight(config.vision, {"local": backend}, lambda: repo, scheduler),
     )  # fmt: skip
     routed = Router(services)
     return routed
