@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 
+from botkit.backends.scripted import ScriptedBackend
+from botkit.compose import build_bot
 from botkit.config import McpServerConfig
 from botkit.tools import mcp_convert as convert
 from botkit.tools import mcp_server
 from botkit.tools.mcp import Backoff, McpServer, McpTools
-from tests.conftest import REPO
+from botkit.tools.spec import ToolCall
+from tests.conftest import REPO, MakeConfig, say
 
 SERVER = REPO / "tests" / "fixtures" / "mcp_server.py"
 TOOLS = {"echo", "add", "fail", "hang", "crash", "big", "learn"}
@@ -313,3 +316,35 @@ def test_botkit_check_probes_each_mcp_server(tmp_path: Path) -> None:
         "problem: mcp bad: no answer to initialize and tools/list within startup_timeout = 1 s"
         in failing.stderr
     )
+
+
+async def test_a_chat_turns_an_mcp_tool_on_and_the_model_calls_it(make_config: MakeConfig) -> None:
+    """Through the whole bot: an MCP server's tools are off until /tools on; then a call the
+    model makes reaches the server over stdio, and its result comes back into the turn."""
+    backend = ScriptedBackend("local")
+    backend.tools_unsupported = None
+    server = {"command": [sys.executable, str(SERVER), "stdio"]}
+    config = make_config(mcp={"servers": {"calc": server}}, service={"rate_limit_per_minute": 0})
+    async with build_bot(config, backends={"local": backend}) as bot:
+        assert bot.mcp is not None
+        listing = (await say(bot, "/tools")).text
+        assert "⛔ calc_add (mcp:calc, off)" in listing
+        assert "calc: ready" in listing
+        await say(bot, "Hello")
+        assert "calc_add" not in [t.name for t in backend.tool_requests[-1][0]]
+        assert "calc_add is now on" in (await say(bot, "/tools on calc_add")).text
+        backend.enqueue_calls(ToolCall("c1", "calc_add", '{"a": 2, "b": 3}'))
+        backend.enqueue("Five.")
+        reply = await say(bot, "Add 2 and 3")
+        assert "🔧 calc_add(" in reply.text
+        assert reply.text.rstrip().endswith("Five.")
+        result = backend.prompts[-1][-1]
+        assert result == {"role": "tool", "tool_call_id": "c1", "name": "calc_add",
+                          "content": "5"}  # fmt: skip
+        # Arguments the server's schema refuses never reach it.
+        backend.enqueue_calls(ToolCall("c2", "calc_add", '{"a": "two"}'))
+        backend.enqueue("Sorry.")
+        await say(bot, "Add two")
+        refused = backend.prompts[-1][-1]["content"]
+        assert "calc_add" in refused
+        assert "is not of type 'integer'" in refused or "required" in refused

@@ -11,6 +11,7 @@ from typing import Any
 from PIL import Image as PILImage
 
 from botkit.adapters.memory import MemoryTarget
+from botkit.backends.base import Backend
 from botkit.backends.scripted import ScriptedBackend
 from botkit.compose import build_bot
 from botkit.core.app import Bot
@@ -74,7 +75,7 @@ async def test_a_model_that_cannot_see_and_no_describer_gets_a_clear_reply_nothi
     make_config: MakeConfig,
 ) -> None:
     eyes = seeing("eyes")
-    backends = {"local": ScriptedBackend("local"), "eyes": eyes}
+    backends: dict[str, Backend] = {"local": ScriptedBackend("local"), "eyes": eyes}
     async with build_bot(make_config(), backends=backends) as bot:
         reply = await send(bot, "What is this?", attachment(photo_bytes()))
         assert "this chat's model cannot see images" in reply.text
@@ -94,7 +95,8 @@ async def test_a_describing_backend_looks_once_and_the_chat_model_gets_its_words
     chat_model.enqueue("It is a blue card.", "Still blue.")
     named = {"local": {"kind": "llamacpp"}, "eyes": {"kind": "ollama", "model": "llava"}}
     config = make_config(vision={"backend": "eyes"}, backends=named)
-    async with build_bot(config, backends={"local": chat_model, "eyes": eyes}) as bot:
+    objects: dict[str, Backend] = {"local": chat_model, "eyes": eyes}
+    async with build_bot(config, backends=objects) as bot:
         reply = await send(bot, "What is it?", attachment(photo_bytes()))
         assert "eyes described the picture" in reply.messages[0]
         assert reply.messages[-1] == "It is a blue card."
