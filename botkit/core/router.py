@@ -117,8 +117,8 @@ class Router:
         try:
             await place.wait()
             text = incoming.text.strip()
-            if not text:
-                return
+            if not text and not incoming.attachments:
+                return  # (a picture alone is a question)
             if not self.accepting:
                 # Shutting down; the platform could not keep this message for the next start.
                 ctx = await self.context(incoming, target)

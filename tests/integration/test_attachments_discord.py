@@ -179,3 +179,39 @@ async def test_docs_add_through_a_slash_commands_file_option(discord_bot: Any) -
     assert "  1. boiler.txt — txt," in listing
     (elsewhere,) = await dc.dm("/docs")  # a DM is another chat
     assert elsewhere.content.startswith("No documents in this chat.")
+
+
+def _gif(frames: list[tuple[int, int, int]]) -> bytes:
+    """An animated GIF of 32×24 frames, one colour each."""
+    import io
+
+    from PIL import Image as PILImage
+
+    images = [PILImage.new("RGB", (32, 24), colour) for colour in frames]
+    out = io.BytesIO()
+    images[0].save(out, format="GIF", save_all=True, append_images=images[1:], duration=100)
+    return out.getvalue()
+
+
+async def test_a_picture_in_a_dm_goes_to_a_model_that_sees_it(discord_bot: Any) -> None:
+    dc = await discord_bot()
+    backend = dc.bot.backends["local"]
+    assert isinstance(backend, ScriptedBackend)
+    backend.vision_unsupported = None
+    backend.enqueue("A red frame.")
+    gif = dc.emulator.cdn.add(_gif([(255, 0, 0), (0, 255, 0)]), "anim.gif")
+    (reply,) = await dc.dm("What colour is it?", gif)
+    assert reply.content == "A red frame."
+    sent = backend.prompts[-1][-1]
+    assert sent["content"] == "What colour is it?"
+    (image,) = sent["images"]
+    assert (image.width, image.height, image.mime) == (32, 24, "image/png")  # its first frame
+    assert dc.emulator.cdn.downloads == [int(gif["id"])]
+
+
+async def test_a_picture_for_a_model_that_cannot_see_gets_a_clear_reply(
+    discord_bot: Any,
+) -> None:
+    dc = await discord_bot()
+    (reply,) = await dc.dm("What is it?", dc.emulator.cdn.add(_gif([(1, 2, 3)]), "a.gif"))
+    assert "this chat's model cannot see images" in reply.content

@@ -225,3 +225,45 @@ async def test_docs_add_refuses_a_binary_file_and_stores_nothing(telegram: Any) 
     assert "it looks like a binary file, not text" in reply.text
     (listing,) = await tg.say("/docs")
     assert listing.text.startswith("No documents in this chat.")
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    out = io.BytesIO()
+    PILImage.new("RGB", (width, height), (30, 160, 90)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+async def test_a_photo_with_a_question_goes_to_a_model_that_sees_it(telegram: Any) -> None:
+    tg = await telegram()
+    backend = tg.bot.backends["local"]
+    assert isinstance(backend, ScriptedBackend)
+    backend.vision_unsupported = None
+    backend.enqueue("A green square.", "Green again.")
+    small = tg.emulator.files.add(_jpeg(90, 60), folder="photos", extension="jpg")
+    large = tg.emulator.files.add(_jpeg(1280, 853), folder="photos", extension="jpg")
+    media = {"photo": [small.photo_size(90, 60), large.photo_size(1280, 853)]}
+    (reply,) = await tg.send(await tg.emulator.user_file("What is this?", media))
+    assert reply.text == "A green square."
+    (image,) = backend.prompts[-1][-1]["images"]
+    assert (image.width, image.height) == (1280, 853)  # the largest size, within max_side
+    assert tg.emulator.files.downloads == [large.file_id]
+    # Without a caption the picture is the question.
+    (reply,) = await tg.send(await tg.emulator.user_file("", media))
+    assert reply.text == "Green again."
+    assert backend.prompts[-1][-1]["images"][0].width == 1280
+
+
+async def test_a_bad_picture_gets_a_clear_reply_and_nothing_is_stored(telegram: Any) -> None:
+    tg = await telegram()
+    backend = tg.bot.backends["local"]
+    assert isinstance(backend, ScriptedBackend)
+    backend.vision_unsupported = None
+    broken = tg.emulator.files.add(_jpeg(64, 64)[:200], folder="photos", extension="jpg")
+    media = {"photo": [broken.photo_size(64, 64)]}
+    (reply,) = await tg.send(await tg.emulator.user_file("What is this?", media))
+    assert "is damaged or cut short" in reply.text
+    assert backend.prompts == []
