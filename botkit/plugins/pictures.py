@@ -19,13 +19,14 @@ __all__ = ["plugin"]
 
 plugin = Plugin("pictures", help="Pictures", internal=True)
 
-ImagePath = Annotated[str, Field(min_length=1, max_length=4096, description="a file's path")]
+# A Path, not text: one word, so that the rest of the line is the question.
+ImagePath = Annotated[Path, Field(description="a file's path, without spaces")]
 Question = Annotated[str, Field(max_length=16000)]
 
 
-def _read(path: str, limit: int) -> tuple[str, bytes]:
+def _read(path: Path, limit: int) -> tuple[str, bytes]:
     """The file's name and bytes, refused over limit before it is read."""
-    file = Path(path).expanduser()
+    file = path.expanduser()
     try:
         size = file.stat().st_size
         if size > limit:

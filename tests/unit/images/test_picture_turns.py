@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 from PIL import Image as PILImage
@@ -149,3 +150,28 @@ async def test_bad_pictures_and_other_files_get_clear_replies_and_nothing_is_sto
         chat = await bot.repo.chat(incoming("").chat)
         assert await bot.repo.window(chat.id, 0) == []
         assert backend.prompts == []
+
+
+async def test_the_console_sends_a_picture_from_a_file_and_refuses_bad_paths(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    backend = seeing()
+    backend.enqueue("A blue photo.")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(photo_bytes())
+    async with build_bot(make_config(), backends={"local": backend}) as bot:
+        reply = MemoryTarget()
+        console = Incoming(chat=ChatKey("console", "me"), user=User("me", "me"),
+                           text=f"/image {photo} What is it?")  # fmt: skip
+        await bot.router.handle(console, reply)
+        assert reply.text == "A blue photo."
+        assert backend.prompts[-1][-1]["images"][0].width == 64
+        missing = MemoryTarget()
+        await bot.router.handle(
+            Incoming(chat=ChatKey("console", "me"), user=User("me", "me"),
+                     text=f"/image {tmp_path / 'nope.png'}"), missing,
+        )  # fmt: skip
+        assert "cannot read" in missing.text
+        # Elsewhere /image would read the bot's own files: refused.
+        remote = await say(bot, f"/image {photo}")
+        assert "works in the console only" in remote.text
