@@ -25,6 +25,7 @@ BENCHMARKS = [
     "recall",
     "fusion",
     "tools",
+    "pictures",
 ]
 
 
