@@ -37,6 +37,8 @@ _COLUMNS = (
 # The enums by value: a dict lookup costs a twentieth of Role(value), read for every row.
 _ROLES = {role.value: role for role in Role}
 _STATUSES = {status.value: status for status in MessageStatus}
+_ROWS_PER_INSERT = 1000  # x 14 columns: well under PostgreSQL's 32,767 parameters
+
 # What a reply answers: a question, or (after a tool round) the tools' results.
 _ASKED = (Role.USER, Role.TOOL)
 
@@ -105,9 +107,14 @@ class Messages:
         """Store messages in one transaction (a turn is all or nothing); returns their ids."""
         now = utc_now()
         values = [{"chat_id": chat_id, "created_at": now, **m.columns()} for m in messages]
+        ids: list[int] = []
         async with self._writer.transaction() as conn:
-            result = await conn.execute(insert(MESSAGES).values(values).returning(MESSAGES.c.id))
-            ids = [int(row[0]) for row in result]
+            # In slices: PostgreSQL's protocol takes at most 32,767 parameters a statement.
+            for start in range(0, len(values), _ROWS_PER_INSERT):
+                part = values[start : start + _ROWS_PER_INSERT]
+                result = await conn.execute(insert(MESSAGES).values(part).returning(MESSAGES.c.id))
+                # RETURNING's order is unspecified; one statement's ids increase with its rows.
+                ids += sorted(int(row[0]) for row in result)
             await link_images(conn, ((i, m.images) for i, m in zip(ids, messages, strict=True)))
         if ids:
             self._guard.wrote(chat_id, max(ids))

@@ -27,5 +27,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop messages.tool (a tool round's rows then read as plain messages)."""
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("tool")
+    # ALTER TABLE … DROP COLUMN in place on both (SQLite 3.35+): a batch copy of messages
+    # would be refused ("table is locked") beside the keyword index's triggers.
+    op.drop_column("messages", "tool")

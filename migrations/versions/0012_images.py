@@ -57,5 +57,5 @@ def downgrade() -> None:
     op.drop_index("ix_message_images_image_id", "message_images")
     op.drop_table("message_images")
     op.drop_table("images")
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("images")
+    # In place on both (SQLite 3.35+), as 0011's downgrade.
+    op.drop_column("messages", "images")
