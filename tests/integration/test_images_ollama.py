@@ -12,9 +12,13 @@ import pytest
 
 from botkit.backends.base import BackendError, BackendUnavailable, GenerationParams, Message
 from botkit.backends.ollama import OllamaBackend
+from botkit.compose import build_bot
 from botkit.config.backends import OllamaConfig
+from botkit.images.decode import prepare
+from tests.conftest import MakeConfig, say
 from tests.emulators.ollama import EmulatedModel, OllamaEmulator
 from tests.pictures import picture
+from tests.unit.images.test_picture_turns import send_picture
 
 PARAMS = GenerationParams(temperature=0.0, max_tokens=8, seed=1)
 GEMMA_INFO = (("<arch>.mm.tokens_per_image", 256), ("<arch>.vision.image_size", 896),
@@ -147,3 +151,34 @@ async def test_a_server_that_hangs_on_an_image_times_out(ollama: OllamaEmulator)
             [c async for c in backend.stream(asking(picture()), PARAMS, cache_key="c")]
     finally:
         await backend.close()
+
+
+async def test_through_the_bot_a_blind_chat_model_gets_the_seeing_models_description(
+    ollama: OllamaEmulator, make_config: MakeConfig
+) -> None:
+    """The whole path on Ollama: a chat on a text-only model sends a picture; the configured
+    vision model describes it (its request carries the picture), the chat model gets the words
+    (its request carries none); then /model NAME to the vision model sends the picture itself."""
+    backends = {
+        "chat": {"kind": "ollama", "host": ollama.url, "model": "smollm2:135m", "num_ctx": 2048},
+        "eyes": {"kind": "ollama", "host": ollama.url, "model": "gemma3:4b", "num_ctx": 2048},
+    }
+    config = make_config(backends=backends, defaults={"backend": "chat"},
+                         vision={"backend": "eyes"})  # fmt: skip
+    async with build_bot(config) as bot:
+        photo, _ = await prepare(picture(side=32).data, bot.config.vision)  # as botkit sends it
+        first = await send_picture(bot, "What is it?", picture(side=32).data)
+        assert "eyes described the picture" in first.messages[0]
+        described, answered = ollama.records[-2], ollama.records[-1]
+        assert described.body["model"] == "gemma3:4b"
+        assert described.body["messages"][-1]["images"] == [photo.base64]
+        assert answered.body["model"] == "smollm2:135m"
+        question = answered.body["messages"][-1]
+        assert "images" not in question
+        assert question["content"].startswith("What is it?\n\n[Picture 1, described by eyes")
+        assert photo.base64 not in str(answered.body)  # never the picture as text
+        await say(bot, "/model eyes")
+        await send_picture(bot, "And now?", picture(side=32).data)
+        seen = ollama.records[-1].body
+        assert seen["model"] == "gemma3:4b"
+        assert seen["messages"][-1]["images"] == [photo.base64]

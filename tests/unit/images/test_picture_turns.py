@@ -38,6 +38,11 @@ def attachment(data: bytes, name: str = "photo.jpg", mime: str = "image/jpeg") -
     return Attachment(name, len(data), mime, chunks)
 
 
+async def send_picture(bot: Bot, text: str, data: bytes) -> MemoryTarget:
+    """Send text with one picture file (its bytes) to the bot, as a platform would."""
+    return await send(bot, text, attachment(data, "picture.png", "image/png"))
+
+
 async def send(bot: Bot, text: str, *files: Attachment) -> MemoryTarget:
     target = MemoryTarget()
     message = Incoming(chat=ChatKey("test", "a"), user=User("alice", "alice"), text=text,
