@@ -222,10 +222,7 @@ class LlamaCppBackend:
         A forced call (/tool NAME) still works: the grammar makes it valid."""
         if self._require()[2].native_tools:
             return None
-        return (
-            "its chat template has no tool calls, so it does not call tools by itself (a "
-            "call can still be forced, grammar-constrained)"
-        )
+        return "its chat template has no tool calls, so it does not call tools by itself"
 
     async def vision_support(self) -> str | None:
         """Always why not: llama-cpp-python 0.3.36 has the libmtmd bindings (mtmd_cpp,

@@ -122,8 +122,10 @@ async def deny(ctx: Context) -> str:
 
 @plugin.command("time", tool=True)
 async def time_now(ctx: Context, zone: Zone | None = None) -> str:
-    """The current date, weekday and time, in a time zone (an IANA name like Europe/Paris;
-    the bot's own zone if none is given). Use it for any question about today or now."""
+    """The date, weekday and time now, e.g. /time Europe/Paris.
+
+    zone: an IANA time zone name (the bot's own zone if none is given). Use it for any
+    question about today or now."""
     try:
         tz = ZoneInfo(zone) if zone else None
     except (ZoneInfoNotFoundError, ValueError):
