@@ -18,6 +18,9 @@ __all__ = ["SERVER_NAME_PATTERN", "McpConfig", "McpServerConfig"]
 # Short and plain, because it prefixes every tool name the model sees (OpenAI allows
 # [A-Za-z0-9_-]{1,64} in a function name).
 SERVER_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,32}$")
+# An environment variable's name; an HTTP header's (RFC 9110's token, simplified).
+Variable = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+Header = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 
 
 class McpServerConfig(Section):
@@ -30,6 +33,13 @@ class McpServerConfig(Section):
     # stdio only: variables added to the program's environment (besides PATH, HOME and the
     # like); their values are never logged.
     env: dict[str, str] = Field(default_factory=dict)
+    # Secrets, never in this file: NAME = "VARIABLE" sets the program's NAME (stdio) or the
+    # HTTP header NAME (url) to botkit's environment variable VARIABLE, or to the systemd
+    # credential of that name ($CREDENTIALS_DIRECTORY/VARIABLE). Never logged.
+    # e.g. env_from = { GITHUB_TOKEN = "BOTKIT_GITHUB_TOKEN" }
+    #      headers_from = { Authorization = "BOTKIT_MCP_AUTH" }   # holding "Bearer …"
+    env_from: dict[Variable, Variable] = Field(default_factory=dict)
+    headers_from: dict[Header, Variable] = Field(default_factory=dict)
     # stdio only: the program's working directory (default: botkit's).
     cwd: str | None = Field(default=None, min_length=1)
     # Seconds one tool call may take; past it the call fails and the server is restarted.
@@ -52,10 +62,15 @@ class McpServerConfig(Section):
                 "set command (stdio) or url (streamable HTTP), not both: a server is reached "
                 "one way"
             )
-        if self.url is not None and (self.env or self.cwd is not None):
+        if self.url is not None and (self.env or self.env_from or self.cwd is not None):
             raise ValueError(
-                "env and cwd apply to a server botkit starts (command); a url server runs "
-                "elsewhere, so leave them out"
+                "env, env_from and cwd apply to a server botkit starts (command); a url server "
+                "runs elsewhere, so leave them out (headers_from sends it secrets)"
+            )
+        if self.command is not None and self.headers_from:
+            raise ValueError(
+                "headers_from applies to a url server; a server botkit starts takes its "
+                "secrets as environment variables: env_from"
             )
         return self
 

@@ -20,10 +20,9 @@ from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import ClientSession
 from mcp.client._transport import ReadStream, TransportStreams
 from mcp.client.session import IncomingMessage
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import (
@@ -38,6 +37,7 @@ from pydantic import ValidationError
 from botkit import __version__
 from botkit.config.mcp import McpServerConfig
 from botkit.tools.mcp_convert import exposed_name, result_text, tool_spec
+from botkit.tools.mcp_transport import MissingSecret, transport
 from botkit.tools.spec import ToolResult, ToolSpec
 
 __all__ = ["Backoff", "McpServer"]
@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 # One tool list page after another, at most this many: a server whose cursor never ends
 # cannot keep the supervisor listing forever.
 _MAX_PAGES = 100
-# A 10 MB tool result is one server-sent event; the SDK's default cap (1 MiB) would cut it.
-# The result's size limit for the model is the core's; this only bounds the transport.
-_MAX_HTTP_EVENT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,22 +341,23 @@ class McpServer:
                 if isinstance(item, Exception):
                     raise _Fault(_describe_garbage(item, stdio=self.config.command is not None))
                 await send.send(item)
-        raise _Fault("the server closed the connection (it exited or crashed)")
+        if self.config.command is not None:
+            raise _Fault("the server closed the connection (it exited or crashed)")
+        # The SDK ends an HTTP session without saying why: a 401 or 403 looks the same.
+        raise _Fault(
+            "the server ended the session or refused the request (if it needs authorization: "
+            "check headers_from)"
+        )
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, ToolListChangedNotification):
             self._wake.put_nowait(None)
 
     def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
-        config = self.config
-        if config.command is not None:
-            program, *args = config.command
-            params = StdioServerParameters(
-                command=program, args=args, env=config.env or None, cwd=config.cwd
-            )
-            return stdio_client(params)
-        assert config.url is not None  # the config's validator: command or url
-        return streamable_http_client(config.url, max_sse_event_size=_MAX_HTTP_EVENT_BYTES)
+        try:
+            return transport(self.config)
+        except MissingSecret as exc:
+            raise _Fault(str(exc)) from None
 
     def _set_status(self, status: str) -> None:
         self._status = status

@@ -6,6 +6,7 @@ changing tool list, a 10 MB result; and `botkit check` probing them."""
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from botkit.tools.spec import ToolCall
 from tests.conftest import REPO, MakeConfig, say
 
 SERVER = REPO / "tests" / "fixtures" / "mcp_server.py"
-TOOLS = {"echo", "add", "fail", "hang", "crash", "big", "learn"}
+TOOLS = {"echo", "add", "fail", "hang", "crash", "big", "learn", "env_var"}
 BIG = 10 * 1024 * 1024
 # Restarts in tests come quickly; the order of the waits is what they check.
 FAST = Backoff(first=0.05, most=0.2)
@@ -43,8 +44,21 @@ def stdio(mode: str = "stdio", **keys: Any) -> McpServerConfig:
 def http_url() -> Iterator[str]:
     """The test server over streamable HTTP on a port the kernel picked; its URL. One per
     test: a test may change its tool list."""
+    yield from _http_server({})
+
+
+@pytest.fixture
+def guarded_url() -> Iterator[str]:
+    """The HTTP test server refusing requests without `Authorization: Bearer s3cret`."""
+    yield from _http_server({"MCP_TEST_TOKEN": "s3cret"})
+
+
+def _http_server(env: dict[str, str]) -> Iterator[str]:
     with subprocess.Popen(
-        [sys.executable, str(SERVER), "http"], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(SERVER), "http"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
     ) as process:
         try:
             assert process.stdout is not None
@@ -84,7 +98,7 @@ async def server(config: McpServerConfig) -> AsyncIterator[McpServer]:
 
 
 async def test_lists_and_calls_tools(server: McpServer) -> None:
-    assert server.status == "ready, 7 tools"
+    assert server.status == "ready, 8 tools"
     specs = {spec.name: spec for spec in server.specs}
     assert set(specs) == {f"srv_{tool}" for tool in TOOLS}
     add = specs["srv_add"]
@@ -106,7 +120,7 @@ async def test_a_tool_error_is_an_error_result(server: McpServer) -> None:
     # A refused call (arguments that do not fit) is an error result too, and the server stays.
     refused = await server.call("srv_add", {"a": "two"}, 30)
     assert refused.is_error
-    assert server.status == "ready, 7 tools"
+    assert server.status == "ready, 8 tools"
 
 
 async def test_a_hung_tool_times_out_and_the_next_call_gets_a_new_session(
@@ -127,7 +141,7 @@ async def test_a_hung_tool_times_out_and_the_next_call_gets_a_new_session(
 async def test_the_tool_list_follows_list_changed(server: McpServer) -> None:
     assert (await server.call("srv_learn", {"name": "newt"}, 30)).content == "learned newt"
     assert await server.wait_until(lambda s: "srv_newt" in {x.name for x in s.specs}, WAIT)
-    assert server.status == "ready, 8 tools"
+    assert server.status == "ready, 9 tools"
     assert (await server.call("srv_newt", {}, 30)).content == "I am newt"
 
 
@@ -277,7 +291,7 @@ async def test_mcp_tools_routes_calls_and_reports_every_server(http_url: str) ->
         assert not names["one_echo"].confirm
         assert names["two_echo"].confirm
         statuses = tools.statuses()
-        assert statuses["one"] == statuses["two"] == "ready, 7 tools"
+        assert statuses["one"] == statuses["two"] == "ready, 8 tools"
         assert "not a JSON-RPC message" in statuses["bad"]
         assert (await tools.call("two_add", {"a": 3, "b": 4}, 30)).content == "7"
         assert (await tools.call("one_echo", {"text": "1"}, 30)).content == "1"
@@ -308,10 +322,10 @@ def test_botkit_check_probes_each_mcp_server(tmp_path: Path) -> None:
     assert _botkit(tmp_path, "db upgrade", "").returncode == 0
     ok = _botkit(tmp_path, "check", good)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "mcp good: ok, 7 tools" in ok.stdout
+    assert "mcp good: ok, 8 tools" in ok.stdout
     failing = _botkit(tmp_path, "check", good + bad)
     assert failing.returncode == 1
-    assert "mcp good: ok, 7 tools" in failing.stdout
+    assert "mcp good: ok, 8 tools" in failing.stdout
     assert (
         "problem: mcp bad: no answer to initialize and tools/list within startup_timeout = 1 s"
         in failing.stderr
@@ -348,3 +362,40 @@ async def test_a_chat_turns_an_mcp_tool_on_and_the_model_calls_it(make_config: M
         refused = backend.prompts[-1][-1]["content"]
         assert "calc_add" in refused
         assert "is not of type 'integer'" in refused or "required" in refused
+
+
+async def test_secrets_come_from_the_environment_never_the_file(
+    guarded_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """env_from and headers_from name botkit's environment variables: the stdio program gets
+    the value as its own variable, the HTTP server as a header; an unset one is named in the
+    status (never a value), and the server is not reached without it."""
+    monkeypatch.setenv("BOTKIT_TEST_MCP_TOKEN", "token-123")
+    monkeypatch.setenv("BOTKIT_TEST_MCP_AUTH", "Bearer s3cret")
+    caplog.set_level(logging.DEBUG)
+    local = McpServer("local", stdio(env_from={"API_TOKEN": "BOTKIT_TEST_MCP_TOKEN"}))
+    remote = McpServer("remote", McpServerConfig(
+        url=guarded_url, headers_from={"Authorization": "BOTKIT_TEST_MCP_AUTH"}))  # fmt: skip
+    unset = McpServer("unset", McpServerConfig(
+        url=guarded_url, headers_from={"Authorization": "BOTKIT_TEST_MCP_NOT_SET"}))  # fmt: skip
+    plain = McpServer("plain", McpServerConfig(url=guarded_url))
+    servers = (local, remote, unset, plain)
+    try:
+        for server in servers:
+            await server.start()
+        assert (await local.call("local_env_var", {"name": "API_TOKEN"}, WAIT)).content == (
+            "token-123"
+        )
+        echoed = await remote.call("remote_echo", {"text": "hi"}, WAIT)
+        assert (echoed.content, echoed.is_error) == ("hi", False)
+        assert await unset.wait_until(lambda s: s.failures > 0, WAIT)
+        assert "BOTKIT_TEST_MCP_NOT_SET is not set" in (unset.last_error or "")
+        assert await plain.wait_until(lambda s: s.failures > 0, WAIT)
+        # The guarded server answers 401 without the header (the SDK does not say which).
+        assert "check headers_from" in (plain.last_error or "")
+    finally:
+        for server in servers:
+            await server.close()
+    logged = caplog.text
+    assert "token-123" not in logged
+    assert "s3cret" not in logged

@@ -36,8 +36,16 @@ def test_a_stdio_and_a_url_server(tmp_path: Path) -> None:
     [
         ('[mcp.servers.a]\ncommand = ["x"]\nurl = "http://h/mcp"\n', "not both"),
         ("[mcp.servers.a]\ntimeout = 5\n", "set either command = [program, args...]"),
-        ('[mcp.servers.a]\nurl = "http://h/mcp"\nenv = { K = "v" }\n', "env and cwd apply to"),
-        ('[mcp.servers.a]\nurl = "http://h/mcp"\ncwd = "/tmp"\n', "env and cwd apply to"),
+        (
+            '[mcp.servers.a]\nurl = "http://h/mcp"\nenv = { K = "v" }\n',
+            "env, env_from and cwd apply to",
+        ),
+        ('[mcp.servers.a]\nurl = "http://h/mcp"\ncwd = "/tmp"\n', "env, env_from and cwd apply to"),
+        (
+            '[mcp.servers.a]\ncommand = ["x"]\nheaders_from = { A = "B" }\n',
+            "headers_from applies to",
+        ),
+        ('[mcp.servers.a]\ncommand = ["x"]\nenv_from = { A = "not a name" }\n', "env_from"),
         ('[mcp.servers.a]\nurl = "ftp://h/mcp"\n', "should match pattern"),
         ("[mcp.servers.a]\ncommand = []\n", "at least 1 item"),
         ('[mcp.servers.a]\ncommand = ["x"]\ntimeout = 0\n', "greater than 0"),
