@@ -11,14 +11,22 @@ own tokenizer and are stored per message with its id (counted again for another 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from botkit.backends.base import Backend, ContextOverflow, Message, PrefixCache, Vision
 from botkit.backends.token_estimate import TokenEstimator
 from botkit.config import HistoryConfig, VisionConfig
-from botkit.core.settings import ChatSettings, Example, max_reply_tokens
-from botkit.images.spec import Image
+from botkit.core.rendering import (
+    NO_RESULT,
+    PICTURE_PLACEHOLDER,
+    alternating,
+    example_messages,
+    pictured,
+    pictures,
+    render,
+)
+from botkit.core.settings import ChatSettings, max_reply_tokens
 from botkit.retrieval.service import Retrieval
 from botkit.store.repository import ChatRecord, Repository, StoredMessage
 
@@ -105,42 +113,7 @@ class ContextReport:
         return max(0, p.window - p.used - p.reserve)
 
 
-def example_messages(examples: Sequence[Example]) -> list[Message]:
-    """Few-shot examples as the user/assistant pairs that follow the persona."""
-    messages: list[Message] = []
-    for said, answered in examples:
-        messages.append({"role": "user", "content": said})
-        messages.append({"role": "assistant", "content": answered})
-    return messages
-
-
 _RENDERED = 65536  # rendered messages kept (cleared when full)
-
-
-# Where a picture older than [vision] keep_turns was: the model no longer gets its pixels.
-PICTURE_PLACEHOLDER = "[a picture was sent here; it is no longer shown]"
-
-# A tool row whose tool never returned (the process stopped while it ran).
-NO_RESULT = "(no result: the tool was interrupted)"
-
-
-def render(message: StoredMessage) -> Message:
-    """A stored message as the model is given it (a tool round's rows with their calls)."""
-    content = f"{message.author}: {message.content}" if message.author else message.content
-    tool = message.tool
-    if tool is None:
-        return {"role": message.role, "content": content}
-    if message.role == "tool":
-        return {
-            "role": "tool", "tool_call_id": str(tool.get("call_id", "")),
-            "name": str(tool.get("name", "")), "content": content or NO_RESULT,
-        }  # fmt: skip
-    calls = [
-        {"id": c["id"], "type": "function",
-         "function": {"name": c["name"], "arguments": c["arguments"]}}
-        for c in tool.get("calls", [])
-    ]  # fmt: skip
-    return {"role": message.role, "content": content, "tool_calls": calls}
 
 
 async def count_reply(backend: Backend, reply: Message) -> tuple[int, str]:
@@ -154,30 +127,6 @@ async def count_reply(backend: Backend, reply: Message) -> tuple[int, str]:
     except Exception as exc:
         log.warning("could not count a finished reply's tokens (%s); estimated for now", exc)
         return _ESTIMATE.message(reply), ESTIMATED
-
-
-def _alternating(messages: list[Message]) -> list[Message]:
-    """Messages with no empty one and no two of the same role in a row (merged): strict
-    templates (Mistral, Llama 2) refuse anything but system? (user assistant)* user."""
-    result: list[Message] = []
-    for message in messages:
-        tooled = "tool_calls" in message or message["role"] == "tool"
-        if not message["content"] and not tooled and not message.get("images"):
-            continue  # a reply cut before its first token
-        if tooled or (result and ("tool_calls" in result[-1] or result[-1]["role"] == "tool")):
-            result.append(message)  # a tool round's rows stay as they are, in order
-        elif result and result[-1]["role"] == message["role"]:
-            merged: Message = {
-                "role": message["role"],
-                "content": f"{result[-1]['content']}\n\n{message['content']}",
-            }
-            pictures = [*result[-1].get("images", []), *message.get("images", [])]
-            if pictures:
-                merged["images"] = pictures
-            result[-1] = merged
-        else:
-            result.append(message)
-    return result
 
 
 class Planner:
@@ -302,7 +251,9 @@ class Planner:
         memory = min(reserve[0], share)
         knowledge = min(reserve[1], share - memory)
         budget -= memory + knowledge
-        shown, extra = await self._pictures(rows, backend)
+        shown, extra = await pictures(
+            rows, backend, self._vision.keep_turns, self._store, self._render
+        )
         history = sum(r.token_count + extra.get(r.id, 0) for r in rows)
         start = chat.window_start_id
         if fixed + history > budget:
@@ -318,11 +269,11 @@ class Planner:
             first = rows[0].id if rows else new_id or await self._next_id(chat)
             start = max(start, first)
         system: Message = {"role": "system", "content": settings.persona}
-        messages = _alternating(
+        messages = alternating(
             [
                 system,
                 *example_messages(settings.examples),
-                *(self._pictured(r, shown) for r in rows),
+                *(pictured(self._render(r), r, shown) for r in rows),
                 *([new] if new else []),
             ]
         )
@@ -346,44 +297,6 @@ class Planner:
                 sum(len(r.images) for r in rows if r.id not in shown),
             ),
         )
-
-    async def _pictures(
-        self, rows: Sequence[StoredMessage], backend: Backend
-    ) -> tuple[dict[int, list[Image]], dict[int, int]]:
-        """For the rows with pictures: those the prompt shows (in the newest [vision]
-        keep_turns user messages, to a model that can see) and each such row's tokens beyond
-        its text's: its pictures', or its placeholder's (older pictures stop costing window)."""
-        pictured = [r for r in rows if r.images]
-        if not pictured:
-            return {}, {}
-        keep = self._vision.keep_turns
-        recent = {r.id for r in [r for r in rows if r.role == "user"][-keep:]} if keep else set()
-        sees = isinstance(backend, Vision) and await backend.vision_support() is None
-        wanted = [i for r in pictured if sees and r.id in recent for i in r.images]
-        loaded = await self._store().images.load(wanted) if wanted else {}
-        shown: dict[int, list[Image]] = {}
-        extra: dict[int, int] = {}
-        for row in pictured:
-            if sees and row.id in recent and isinstance(backend, Vision):
-                shown[row.id] = [loaded[i] for i in row.images if i in loaded]
-                extra[row.id] = sum([await backend.image_tokens(i) for i in shown[row.id]])
-            else:
-                plain = self._render(row)
-                marked = self._pictured(row, shown)
-                extra[row.id] = await backend.message_tokens(marked) - await backend.message_tokens(
-                    plain
-                )
-        return shown, extra
-
-    def _pictured(self, row: StoredMessage, shown: Mapping[int, list[Image]]) -> Message:
-        """A row as the prompt has it: with its pictures while they are shown, else with a
-        placeholder where they were."""
-        message = self._render(row)
-        if not row.images:
-            return message
-        if row.id in shown:
-            return {**message, "images": shown[row.id]}
-        return {**message, "content": f"{message['content']}\n{PICTURE_PLACEHOLDER}"}
 
     async def plan_turn(
         self,

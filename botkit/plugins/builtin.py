@@ -23,7 +23,7 @@ from botkit.core.settings import (
     option_type,
 )
 from botkit.plugins.charts import context_chart
-from botkit.retrieval.service import SourcesReport
+from botkit.plugins.context_lines import picture_lines, retrieval_lines
 
 __all__ = ["check_fixed_cost", "plugin"]
 
@@ -180,13 +180,13 @@ async def context(ctx: Context) -> None:
         f"  persona:        {p.persona_tokens}",
         f"  examples:       {p.examples_tokens} ({p.examples} pairs, /examples)",
         f"  kept history:   {p.history_tokens} ({p.kept_messages} messages)",
-        *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[:2],
+        *retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[:2],
         f"  tools:          {tools}",
-        *_picture_lines(p.image_tokens, p.pictures, await ctx.services.sight.problem(ctx.backend)),
+        *picture_lines(p.image_tokens, p.pictures, await ctx.services.sight.problem(ctx.backend)),
         f"  reply framing:  {p.new_tokens} (the chat template's start of the reply)",
         f"  reply reserve:  {p.reserve}",
         f"  free:           {report.free}",
-        *_retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[2:],
+        *retrieval_lines(ctx, p.memory_budget, p.knowledge_budget, last)[2:],
     ]
     if report.cached is not None:
         prompt = p.used - p.new_tokens
@@ -210,41 +210,6 @@ async def context(ctx: Context) -> None:
     ]
     chart = await asyncio.to_thread(context_chart, parts, p.window, report.dropped_messages)
     await ctx.reply_image(chart, text)
-
-
-def _picture_lines(tokens: int, pictures: tuple[int, int], problem: str | None) -> list[str]:
-    """/context's line for the pictures in the kept history (part of its tokens)."""
-    shown, placeholders = pictures
-    if not shown and not placeholders:
-        return []
-    sees = "the model sees them" if problem is None else f"the model cannot see ({problem})"
-    return [
-        f"    of which pictures: {tokens} ({shown} shown, {placeholders} older ones as "
-        f"placeholders after [vision] keep_turns; {sees})"
-    ]
-
-
-def _retrieval_lines(
-    ctx: Context, memory: int, knowledge: int, last: SourcesReport | None
-) -> list[str]:
-    """/context's lines for what retrieval keeps and what the last reply was given (two
-    counts, then how it searches)."""
-    state = "on" if ctx.settings.memory else "off"
-    given = [g for g in last.memory if g.used] if last else []
-    passages = [g for g in last.knowledge if g.used] if last else []
-    lines = [
-        f"  memory:         {memory} kept for recalled messages (/memory {state}); the last "
-        f"reply got {sum(g.tokens or 0 for g in given)} ({len(given)} messages)",
-        f"  documents:      {knowledge} kept for passages (/docs); the last reply got "
-        f"{sum(g.tokens or 0 for g in passages)} ({len(passages)} passages)",
-    ]
-    embedder = ctx.retrieval.live_embedder
-    if embedder is None:
-        why = ctx.retrieval.embedder_failure or "[retrieval] vectors = false"
-        lines.append(f"Retrieval: keywords only ({why}); /sources shows what was found")
-    else:
-        lines.append(f"Retrieval: keywords + vectors ({embedder.name}); /sources")
-    return lines
 
 
 def _size(n: int | None) -> str:
