@@ -106,7 +106,6 @@ class Conversation:
         self._defaults = defaults or ChatSettings()
         self._metrics = metrics or Metrics()
         self._max_queue = max_queue
-        self._checkpoint_interval = checkpoint_interval
         self.retrieval = retrieval
         self.planner = Planner(history or HistoryConfig(), backends, store, vision)
         self._generation = Generation(store, self._metrics, checkpoint_interval, retrieval)

@@ -194,7 +194,7 @@ class ToolRegistry:
         if spec is None:
             names = ", ".join(s.name for s in offered) or "none"
             return result(f"there is no tool {call.name!r} here; the tools are: {names}", True)
-        local = self._local().get(spec.name) if spec.source != f"mcp:{spec.name}" else None
+        local = None if spec.source.startswith("mcp:") else self._local().get(spec.name)
         try:
             arguments = call.parsed()
             values = self._validate(spec, local[1] if local else None, arguments)
